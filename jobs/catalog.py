@@ -1,0 +1,268 @@
+"""What can be run: artifacts (code), functions (a callable in an artifact) and contexts
+(the Spark settings a worker is built with). Jobs live in ``jobs.store``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import Engine, delete, exists, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from jobs import tables as t
+from jobs.db import now_ms
+from jobs.errors import BadRequest, Conflict, NotFound
+from jobs.settings import ContextDefaults
+
+DEFAULT_CONTEXT = "default"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    sha1: str
+    size: int
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    path: str
+    class_name: str
+    default_context: str
+    lang: str = "python"
+    signature: dict[str, Any] | None = None
+    tags: list[str] = field(default_factory=list)
+    created_at: int = 0
+    updated_at: int = 0
+
+
+@dataclass(frozen=True)
+class Context:
+    name: str
+    spark_conf: dict[str, str]
+    max_jobs: int
+    worker_mode: str
+    precreated: bool
+    downtime_s: int | None
+    max_conn_failures: int
+    run_options: str
+    streaming_duration_s: int
+    created_at: int = 0
+    updated_at: int = 0
+
+    @classmethod
+    def from_defaults(cls, name: str, defaults: ContextDefaults) -> Context:
+        return cls(
+            name=name,
+            spark_conf=dict(defaults.spark_conf),
+            max_jobs=defaults.max_jobs,
+            worker_mode=defaults.worker_mode,
+            precreated=defaults.precreated,
+            downtime_s=None if defaults.downtime_s is None else int(defaults.downtime_s),
+            max_conn_failures=defaults.max_conn_failures,
+            run_options=defaults.run_options,
+            streaming_duration_s=int(defaults.streaming_duration_s),
+        )
+
+
+class Catalog:
+    def __init__(self, engine: Engine, context_defaults: ContextDefaults) -> None:
+        self.engine = engine
+        self.context_defaults = context_defaults
+
+    # -- artifacts ---------------------------------------------------------------------------
+
+    def list_artifacts(self) -> list[Artifact]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.artifacts).order_by(t.artifacts.c.name)).mappings()
+            return [Artifact(**r) for r in rows]
+
+    def get_artifact(self, name: str) -> Artifact:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.artifacts).where(t.artifacts.c.name == name)
+            ).mappings().first()
+        if row is None:
+            raise NotFound(f"artifact {name!r} does not exist", {"artifact": name})
+        return Artifact(**row)
+
+    def put_artifact(self, name: str, content: bytes, replace_existing: bool) -> Artifact:
+        """Store ``content`` as ``name``; 409 if the name is taken unless ``replace_existing``."""
+        sha1 = hashlib.sha1(content).hexdigest()
+        now = now_ms()
+        with self.engine.begin() as conn:
+            existing = conn.execute(
+                select(t.artifacts.c.created_at).where(t.artifacts.c.name == name)
+            ).first()
+            if existing is not None and not replace_existing:
+                raise Conflict(
+                    f"artifact {name!r} already exists; upload with force=true to replace it",
+                    {"artifact": name},
+                )
+            self._put_blob(conn, sha1, content, now)
+            values = {"sha1": sha1, "size": len(content), "updated_at": now}
+            if existing is None:
+                conn.execute(insert(t.artifacts).values(name=name, created_at=now, **values))
+                created = now
+            else:
+                conn.execute(update(t.artifacts).where(t.artifacts.c.name == name).values(values))
+                created = existing.created_at
+        return Artifact(name=name, sha1=sha1, size=len(content), created_at=created, updated_at=now)
+
+    @staticmethod
+    def _put_blob(conn, sha1: str, content: bytes, now: int) -> None:
+        blob_exists = conn.execute(
+            select(exists().where(t.artifact_blobs.c.sha1 == sha1))
+        ).scalar()
+        if not blob_exists:
+            conn.execute(
+                insert(t.artifact_blobs).values(
+                    sha1=sha1, size=len(content), content=content, created_at=now
+                )
+            )
+
+    def artifact_content(self, sha1: str) -> bytes:
+        with self.engine.connect() as conn:
+            content = conn.execute(
+                select(t.artifact_blobs.c.content).where(t.artifact_blobs.c.sha1 == sha1)
+            ).scalar()
+        if content is None:
+            raise NotFound(f"no artifact content with sha1 {sha1}", {"sha1": sha1})
+        return bytes(content)
+
+    def delete_artifact(self, name: str) -> Artifact:
+        artifact = self.get_artifact(name)
+        with self.engine.begin() as conn:
+            users = conn.execute(
+                select(t.functions.c.name).where(t.functions.c.path == name)
+            ).scalars().all()
+            if users:
+                raise Conflict(
+                    f"artifact {name!r} is used by function(s) {', '.join(users)}; "
+                    "delete or update them first",
+                    {"artifact": name, "functions": list(users)},
+                )
+            conn.execute(delete(t.artifacts).where(t.artifacts.c.name == name))
+        # The blob stays: queued jobs may still need it by sha.
+        return artifact
+
+    # -- functions ---------------------------------------------------------------------------
+
+    def list_functions(self) -> list[Function]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.functions).order_by(t.functions.c.name)).mappings()
+            return [Function(**r) for r in rows]
+
+    def get_function(self, name: str) -> Function:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.functions).where(t.functions.c.name == name)
+            ).mappings().first()
+        if row is None:
+            raise NotFound(f"function {name!r} does not exist", {"function": name})
+        return Function(**row)
+
+    def create_function(self, function: Function) -> Function:
+        now = now_ms()
+        function = replace(function, created_at=now, updated_at=now)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(t.functions).values(asdict(function)))
+        except IntegrityError:
+            raise BadRequest(
+                f"function {function.name!r} already exists; use PUT to update it",
+                {"function": function.name},
+            ) from None
+        return function
+
+    def update_function(self, function: Function) -> Function:
+        current = self.get_function(function.name)
+        function = replace(function, created_at=current.created_at, updated_at=now_ms())
+        values = asdict(function)
+        with self.engine.begin() as conn:
+            conn.execute(update(t.functions).where(t.functions.c.name == function.name)
+                         .values(values))
+        return function
+
+    def delete_function(self, name: str) -> Function:
+        function = self.get_function(name)
+        with self.engine.begin() as conn:
+            conn.execute(delete(t.functions).where(t.functions.c.name == name))
+        return function
+
+    # -- contexts ----------------------------------------------------------------------------
+
+    def list_contexts(self) -> list[Context]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.contexts).order_by(t.contexts.c.name)).mappings()
+            stored = [Context(**r) for r in rows]
+        if not any(c.name == DEFAULT_CONTEXT for c in stored):
+            stored.insert(0, Context.from_defaults(DEFAULT_CONTEXT, self.context_defaults))
+        return stored
+
+    def get_context(self, name: str) -> Context:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.contexts).where(t.contexts.c.name == name)
+            ).mappings().first()
+        if row is not None:
+            return Context(**row)
+        if name == DEFAULT_CONTEXT:
+            # Until someone updates it, `default` is the configured defaults themselves.
+            return Context.from_defaults(DEFAULT_CONTEXT, self.context_defaults)
+        raise NotFound(f"context {name!r} does not exist", {"context": name})
+
+    def context_exists(self, name: str) -> bool:
+        if name == DEFAULT_CONTEXT:
+            return True
+        with self.engine.connect() as conn:
+            return bool(conn.execute(
+                select(exists().where(t.contexts.c.name == name))
+            ).scalar())
+
+    def create_context(self, context: Context) -> Context:
+        if self.context_exists(context.name):
+            raise Conflict(f"context {context.name!r} already exists; use PUT to update it",
+                           {"context": context.name})
+        return self._upsert_context(context)
+
+    def update_context(self, context: Context) -> Context:
+        if not self.context_exists(context.name):
+            raise NotFound(f"context {context.name!r} does not exist", {"context": context.name})
+        return self._upsert_context(context)
+
+    def _upsert_context(self, context: Context) -> Context:
+        now = now_ms()
+        with self.engine.begin() as conn:
+            created = conn.execute(
+                select(t.contexts.c.created_at).where(t.contexts.c.name == context.name)
+            ).scalar()
+            context = replace(context, created_at=created or now, updated_at=now)
+            if created is None:
+                conn.execute(insert(t.contexts).values(asdict(context)))
+            else:
+                conn.execute(update(t.contexts).where(t.contexts.c.name == context.name)
+                             .values(asdict(context)))
+        return context
+
+    def delete_context(self, name: str) -> Context:
+        if name == DEFAULT_CONTEXT:
+            raise BadRequest("the default context cannot be deleted", {"context": name})
+        context = self.get_context(name)
+        with self.engine.begin() as conn:
+            users = conn.execute(
+                select(t.functions.c.name).where(t.functions.c.default_context == name)
+            ).scalars().all()
+            if users:
+                raise Conflict(
+                    f"context {name!r} is the default context of function(s) "
+                    f"{', '.join(users)}; update them first",
+                    {"context": name, "functions": list(users)},
+                )
+            conn.execute(delete(t.contexts).where(t.contexts.c.name == name))
+        return context

