@@ -1,0 +1,1 @@
+"""Worker processes: each holds one warm SparkSession and runs a context's jobs."""
