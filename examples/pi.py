@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 def pi(
     spark: SparkSession,
     samples: int = 1_000_000,
-    seed: Optional[int] = None,  # noqa: UP045 - Optional[X] is the hint sparkgate documents
+    seed: Optional[int] = None,
 ) -> dict:
     """Monte Carlo estimate of pi from ``samples`` random points in the unit square.
 

@@ -23,8 +23,8 @@ _NON_WORD = r"(?U)\W+"
 def word_count(
     spark: SparkSession,
     # Optional[X] (not X | None) is the spelling sparkgate's argument schema documents.
-    text: Optional[str] = None,  # noqa: UP045
-    lines: Optional[list[str]] = None,  # noqa: UP045
+    text: Optional[str] = None,
+    lines: Optional[list[str]] = None,
     top: int = 10,
 ) -> dict:
     """Count the words of ``text`` or of ``lines`` (give exactly one of them).
