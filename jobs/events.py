@@ -1,0 +1,71 @@
+"""Job lifecycle events, in Mist's names and fields, carried on one Redis pub/sub channel.
+
+Every gateway instance subscribes to the channel, so a waiter or a WebSocket client on any
+instance sees every job's events. Pub/sub is at-most-once: nothing may depend on an event
+arriving; waiters re-read the database (the source of truth) when woken or reconnected.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jobs.db import now_ms
+from jobs.logs import LogLine
+from jobs.state import JobStatus
+from jobs.store import Job
+
+CHANNEL = "sparkgate:events"
+
+TERMINAL_EVENTS = frozenset({"finished", "failed", "cancelled"})
+
+
+def lifecycle_event(job: Job) -> dict[str, Any]:
+    """The event that announces ``job``'s current status."""
+    event: dict[str, Any] = {"event": job.status.value, "id": job.id, "time": now_ms()}
+    if job.status is JobStatus.QUEUED:
+        event["event"] = "queued"
+    elif job.status is JobStatus.FINISHED:
+        event["result"] = job.result
+    elif job.status is JobStatus.FAILED:
+        event["error"] = job.error
+    elif job.status is JobStatus.STARTED:
+        event["workerId"] = job.worker_id
+    return event
+
+
+def initialized_event(job: Job) -> dict[str, Any]:
+    return {
+        "event": "initialized",
+        "id": job.id,
+        "time": job.create_time,
+        "params": job.arguments,
+        "function": job.function,
+        "context": job.context,
+        "externalId": job.external_id,
+    }
+
+
+def worker_assigned_event(job: Job) -> dict[str, Any]:
+    return {"event": "worker-assigned", "id": job.id, "workerId": job.worker_id,
+            "time": now_ms()}
+
+
+def logs_event(job_id: str, lines: list[LogLine]) -> dict[str, Any]:
+    return {
+        "event": "logs",
+        "id": job_id,
+        "events": [
+            {"from": job_id, "message": line.message, "timeStamp": line.ts_ms,
+             "level": line.level}
+            for line in lines
+        ],
+    }
+
+
+def encode(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), default=str)
+
+
+def decode(raw: bytes | str) -> dict[str, Any]:
+    return json.loads(raw)

@@ -1,0 +1,82 @@
+"""The job queue: RQ on Redis, one RQ queue per context (``rq info`` lists them).
+
+The database is the source of truth; an RQ job only carries the sparkgate job id (the RQ job id
+is the same uuid). Workers pop with RQ's own primitives (``Queue.lpop``/``Job.fetch``) instead of
+RQ's stock worker, whose per-job bookkeeping costs milliseconds and forks per job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from redis import Redis
+from rq import Queue
+from rq.exceptions import DequeueTimeout, NoSuchJobError
+from rq.job import Job as RQJob
+
+QUEUE_PREFIX = "sparkgate:"
+# The callable RQ records for each job: sparkgate workers run jobs through the database row,
+# so this is informational (what `rq info -v` and rq-dashboard show).
+JOB_FUNC = "workers.execution.run_job"
+
+
+def queue_name(context: str) -> str:
+    return QUEUE_PREFIX + context
+
+
+class JobQueue:
+    """Blocking client: workers use it directly, the gateway through its blocking adapter."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    def queue(self, context: str) -> Queue:
+        return Queue(queue_name(context), connection=self.redis)
+
+    def enqueue(self, job_id: str, context: str) -> None:
+        self.queue(context).enqueue_call(
+            JOB_FUNC,
+            args=(job_id,),
+            job_id=job_id,
+            # Results live in the database; RQ's copy would only take memory.
+            result_ttl=0,
+            timeout=-1,
+            description=f"sparkgate job {job_id} in context {context}",
+        )
+
+    def remove(self, job_id: str, context: str) -> None:
+        """Drop a job that will not run (cancelled while queued)."""
+        queue = self.queue(context)
+        queue.remove(job_id)
+        self._delete(job_id)
+
+    def pop(self, context: str, timeout_s: int) -> str | None:
+        """The next job id queued for ``context``, waiting up to ``timeout_s`` (>= 1)."""
+        queue = self.queue(context)
+        try:
+            popped = Queue.lpop([queue.key], timeout=timeout_s, connection=self.redis)
+        except DequeueTimeout:
+            return None
+        if popped is None:
+            return None
+        _, raw_id = popped
+        return raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+
+    def done(self, job_id: str) -> None:
+        """Forget RQ's copy of a job a worker has taken."""
+        self._delete(job_id)
+
+    def queued_ids(self, context: str) -> list[str]:
+        return self.queue(context).get_job_ids()
+
+    def length(self, context: str) -> int:
+        return self.queue(context).count
+
+    def contexts_with_work(self) -> list[str]:
+        """Contexts whose queue holds at least one job."""
+        queues = [q for q in Queue.all(connection=self.redis) if q.name.startswith(QUEUE_PREFIX)]
+        return [q.name[len(QUEUE_PREFIX):] for q in queues if q.count]
+
+    def _delete(self, job_id: str) -> None:
+        with contextlib.suppress(NoSuchJobError):
+            RQJob.fetch(job_id, connection=self.redis).delete(remove_from_queue=False)

@@ -1,0 +1,158 @@
+"""Shared fixtures: real PostgreSQL, SQLite, Redis and Spark, as the machine has them.
+
+- Storage tests run twice, on SQLite and on PostgreSQL (``db_url`` is parametrized). Each test
+  session gets a PostgreSQL database of its own, migrated once, dropped at the end; tables are
+  emptied between tests.
+- Redis: database 15 of the local server, flushed before each test.
+- Spark: one local SparkSession for the whole test process.
+- Missing infrastructure fails the run: a skipped storage test would hide the bugs it is for.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from sqlalchemy import create_engine, delete, text
+
+from jobs import tables
+from jobs.catalog import Catalog
+from jobs.db import make_engine
+from jobs.migrate import upgrade
+from jobs.queue import JobQueue
+from jobs.settings import ContextDefaults, Settings
+from jobs.store import Store
+
+PG_ADMIN_URL = os.environ.get("SPARKGATE_TEST_PG_ADMIN_URL",
+                              "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_TEST_URL = os.environ.get("SPARKGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+FUNCTIONS_DIR = Path(__file__).parent / "functions"
+EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
+
+# Contexts in tests: small, quiet, no UI.
+TEST_SPARK_CONF = {
+    "spark.master": "local[2]",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "4",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session."""
+    name = f"sparkgate_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("sqlite") / "sparkgate.db"
+    url = f"sqlite:///{path}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    url = request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
+    engine = create_engine(url)
+    _empty(engine)
+    yield url
+    engine.dispose()
+
+
+def _empty(engine) -> None:
+    with engine.begin() as conn:
+        for table in reversed(tables.metadata.sorted_tables):
+            conn.execute(delete(table))
+
+
+@pytest.fixture
+def engine(db_url: str):
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine) -> Store:
+    return Store(engine)
+
+
+@pytest.fixture
+def context_defaults() -> ContextDefaults:
+    return ContextDefaults(spark_conf=dict(TEST_SPARK_CONF), max_jobs=2)
+
+
+@pytest.fixture
+def catalog(engine, context_defaults: ContextDefaults) -> Catalog:
+    return Catalog(engine, context_defaults)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    client = Redis.from_url(REDIS_TEST_URL)
+    client.flushdb()
+    yield REDIS_TEST_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Iterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def queue(redis: Redis) -> JobQueue:
+    return JobQueue(redis)
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path, context_defaults: ContextDefaults) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=db_url,
+                    redis_url=REDIS_TEST_URL, context=context_defaults)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """The one SparkSession of this test process (FAIR, like a worker's)."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName("sparkgate-tests").config("spark.scheduler.mode",
+                                                                      "FAIR")
+    for key, value in TEST_SPARK_CONF.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    yield session
+    session.stop()
+
+
+def function_source(name: str) -> bytes:
+    """A test function file from tests/functions/ (or an example), as an artifact's bytes."""
+    path = FUNCTIONS_DIR / name
+    if not path.exists():
+        path = EXAMPLES_DIR / name
+    return path.read_bytes()

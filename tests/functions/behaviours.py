@@ -1,0 +1,50 @@
+"""Functions that behave in the ways a worker must handle: fail, talk, sleep, return junk."""
+
+import logging
+import sys
+import time
+
+from pyspark import SparkContext
+from pyspark.sql import SparkSession
+
+
+def fail(spark: SparkSession, message: str = "boom") -> dict:
+    raise ValueError(message)
+
+
+def chatty(spark: SparkSession, name: str, lines: int = 3) -> dict:
+    log = logging.getLogger("chatty")
+    for n in range(lines):
+        print(f"{name} print {n}")
+        log.warning("%s log %d", name, n)
+        sys.stderr.write(f"{name} stderr {n}\n")
+        time.sleep(0.01)
+    return {"name": name}
+
+
+def sleep_python(spark: SparkSession, seconds: float = 1.0) -> dict:
+    time.sleep(seconds)
+    return {"slept": seconds}
+
+
+def slow_spark(spark: SparkSession, seconds: float = 30.0) -> int:
+    """A Spark job whose tasks take ``seconds`` in all: cancellable through its job group."""
+    per_task = seconds / 4
+
+    def wait(x: int) -> int:
+        time.sleep(per_task)
+        return x
+
+    return spark.sparkContext.parallelize(range(4), 4).map(wait).sum()
+
+
+def not_json(spark: SparkSession) -> object:
+    return {"handle": object()}
+
+
+def count_with_context(sc: SparkContext, n: int) -> dict:
+    return {"count": sc.parallelize(range(n), 2).count(), "handle": type(sc).__name__}
+
+
+def sum_range(spark: SparkSession, n: int = 1000) -> int:
+    return spark.range(n).selectExpr("sum(id) AS s").first()["s"]

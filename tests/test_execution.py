@@ -1,0 +1,232 @@
+"""A worker's job execution, in this process: the real store, Redis and SparkSession.
+
+``JobRunner`` is what each of a worker's slots runs; here the test plays the worker's loop
+(pop the job id, hand it to the runner) so each behaviour can be provoked precisely.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from jobs import cancellation
+from jobs.catalog import Catalog, Function
+from jobs.events import CHANNEL
+from jobs.queue import JobQueue
+from jobs.signatures import inspect_source
+from jobs.state import JobStatus
+from jobs.store import Job, Store
+from jobs.submission import SubmitRequest, submit
+from tests.conftest import function_source
+from workers.artifacts import FunctionLoader
+from workers.execution import JobRunner
+from workers.joblogs import JobLogCapture
+
+WORKER_ID = "test-worker"
+
+
+@pytest.fixture
+def capture(store: Store) -> Iterator[JobLogCapture]:
+    """Installed by the tests that need it, in the test body: pytest swaps sys.stdout
+    between a fixture's setup and the test, which would undo an install made here."""
+    capture = JobLogCapture(store.append_logs, flush_interval_s=0.1)
+    yield capture
+    capture.close()
+    capture.uninstall()
+
+
+@pytest.fixture
+def runner(store: Store, catalog: Catalog, queue: JobQueue, redis: Redis, spark,
+           capture: JobLogCapture, tmp_path: Path) -> JobRunner:
+    return JobRunner(store=store, queue=queue, redis=redis,
+                     loader=FunctionLoader(catalog, tmp_path / "cache"), spark=spark,
+                     worker_id=WORKER_ID, capture=capture)
+
+
+def deploy(catalog: Catalog, file_name: str, function: str, name: str | None = None) -> str:
+    content = function_source(file_name)
+    catalog.put_artifact(file_name, content, replace_existing=True)
+    signature = inspect_source(content.decode(), function, file_name)
+    catalog.create_function(Function(name=name or function, path=file_name, class_name=function,
+                                     default_context="default", signature=signature.to_dict()))
+    return name or function
+
+
+def enqueue(catalog: Catalog, store: Store, queue: JobQueue, function: str,
+            arguments: dict | None = None, **options) -> str:
+    return submit(catalog, store, queue, SubmitRequest(function=function,
+                                                       arguments=arguments or {},
+                                                       **options)).id
+
+
+def run_next(runner: JobRunner, queue: JobQueue, slot: int = 0) -> str:
+    job_id = queue.pop("default", 1)
+    assert job_id is not None, "nothing queued"
+    runner.run(job_id, slot)
+    return job_id
+
+
+class Events:
+    """The job events published on Redis while the test runs, in order."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(CHANNEL)
+        self.pubsub.get_message(timeout=1.0)
+
+    def names_for(self, job_id: str, until: str, timeout_s: float = 10.0) -> list[str]:
+        names: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and until not in names:
+            message = self.pubsub.get_message(timeout=0.2)
+            if message and message["type"] == "message":
+                event = json.loads(message["data"])
+                if event["id"] == job_id and event["event"] != "logs":
+                    names.append(event["event"])
+        return names
+
+
+def logs_of(store: Store, job_id: str) -> list[str]:
+    return [line.message for line in store.job_logs(job_id)]
+
+
+def test_a_spark_job_finishes_with_its_result_and_events(runner, catalog, store, queue, redis):
+    deploy(catalog, "behaviours.py", "sum_range")
+    events = Events(redis)
+    job_id = enqueue(catalog, store, queue, "sum_range", {"n": 100})
+    run_next(runner, queue)
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.FINISHED
+    assert job.result == 4950
+    assert job.worker_id == WORKER_ID
+    assert job.create_time <= job.start_time <= job.end_time
+    assert events.names_for(job_id, "finished") == ["worker-assigned", "started", "finished"]
+    assert queue.length("default") == 0
+
+
+def test_a_raising_function_fails_with_message_and_traceback(runner, catalog, store, queue):
+    deploy(catalog, "behaviours.py", "fail")
+    job_id = enqueue(catalog, store, queue, "fail", {"message": "bad input 42"})
+    run_next(runner, queue)
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.error.startswith("ValueError: bad input 42")
+    assert "Traceback" in job.error and 'behaviours.py", line' in job.error
+    assert any("failed after" in m for m in logs_of(store, job_id))
+
+
+def test_a_result_that_is_not_json_fails_the_job_and_says_where(runner, catalog, store, queue):
+    deploy(catalog, "behaviours.py", "not_json")
+    job_id = enqueue(catalog, store, queue, "not_json")
+    run_next(runner, queue)
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.FAILED
+    assert "result.handle is a builtins.object" in job.error
+
+
+def test_spark_context_handle_by_annotation(runner, catalog, store, queue):
+    deploy(catalog, "behaviours.py", "count_with_context")
+    job_id = enqueue(catalog, store, queue, "count_with_context", {"n": 7})
+    run_next(runner, queue)
+    assert store.get_job(job_id).result == {"count": 7, "handle": "SparkContext"}
+
+
+def test_mistpy_function_runs_unchanged_with_defaults_filled(runner, catalog, store, queue):
+    deploy(catalog, "mist_multiply.py", "mist_multiply")
+    job_id = enqueue(catalog, store, queue, "mist_multiply", {"numbers": [1, 2, 3]})
+    run_next(runner, queue)
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.FINISHED, job.error
+    assert job.result == {"result": [2, 4, 6]}
+
+
+def test_logs_of_two_concurrent_jobs_hold_only_their_own_lines(runner, catalog, store, queue,
+                                                               capture):
+    capture.install()
+    deploy(catalog, "behaviours.py", "chatty")
+    first = enqueue(catalog, store, queue, "chatty", {"name": "alpha", "lines": 20})
+    second = enqueue(catalog, store, queue, "chatty", {"name": "beta", "lines": 20})
+    threads = [threading.Thread(target=run_next, args=(runner, queue, slot)) for slot in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for job_id, mine, other in ((first, "alpha", "beta"), (second, "beta", "alpha")):
+        lines = logs_of(store, job_id)
+        own = [m for m in lines if m.startswith(mine)]
+        assert len(own) == 60, lines  # 20 each of print, logging and stderr
+        assert not any(other in m for m in lines)
+        assert lines[0].startswith("started on worker")
+        assert lines[-1].startswith("finished in")
+
+
+def test_cancel_of_a_running_spark_job_ends_it_and_spares_its_neighbour(
+        runner, catalog, store, queue, spark):
+    deploy(catalog, "behaviours.py", "slow_spark")
+    deploy(catalog, "behaviours.py", "sum_range")
+    victim = enqueue(catalog, store, queue, "slow_spark", {"seconds": 60})
+    neighbour = enqueue(catalog, store, queue, "sum_range", {"n": 10})
+    threads = [threading.Thread(target=run_next, args=(runner, queue, 0))]
+    threads[0].start()
+    _wait_for(lambda: store.get_job(victim).status is JobStatus.STARTED)
+    threads.append(threading.Thread(target=run_next, args=(runner, queue, 1)))
+    threads[1].start()
+    time.sleep(1)  # let the victim's Spark job get going
+    assert cancellation.cancel(store, queue, victim).status is JobStatus.CANCELLING
+    # What the worker does on the control message: cancel the job's group.
+    spark.sparkContext.cancelJobGroup(victim)
+    for t in threads:
+        t.join(timeout=60)
+    assert store.get_job(victim).status is JobStatus.CANCELLED
+    assert store.get_job(neighbour).status is JobStatus.FINISHED
+    assert store.get_job(neighbour).result == 45
+
+
+def test_a_job_cancelled_while_queued_is_never_run(runner, catalog, store, queue):
+    deploy(catalog, "behaviours.py", "sum_range")
+    job_id = enqueue(catalog, store, queue, "sum_range")
+    queue.enqueue(job_id, "default")  # as if the cancel raced the pop: still in the queue
+    cancellation.cancel(store, queue, job_id)
+    run_next(runner, queue)
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.CANCELLED and job.start_time is None
+    assert job.worker_id is None
+
+
+def test_a_job_past_its_start_timeout_fails_instead_of_running(runner, catalog, store, queue):
+    deploy(catalog, "behaviours.py", "sum_range")
+    job_id = enqueue(catalog, store, queue, "sum_range", start_timeout_ms=1)
+    time.sleep(0.05)
+    run_next(runner, queue)
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.FAILED
+    assert "start timeout" in job.error and "startTimeout of 1 ms" in job.error
+
+
+def test_a_queued_job_runs_the_code_it_was_submitted_with(runner, catalog, store, queue):
+    deploy(catalog, "echo.py", "echo")
+    job_id = enqueue(catalog, store, queue, "echo", {"value": 1})
+    replaced = function_source("echo.py").replace(b'"value": value', b'"value": "new code"')
+    catalog.put_artifact("echo.py", replaced, replace_existing=True)
+    run_next(runner, queue)
+    assert store.get_job(job_id).result == {"value": 1, "tag": None}
+    later = enqueue(catalog, store, queue, "echo", {"value": 1})
+    run_next(runner, queue)
+    assert store.get_job(later).result == {"value": "new code", "tag": None}
+
+
+def _wait_for(condition, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_job_is_a_frozen_record():
+    assert Job.__dataclass_params__.frozen

@@ -1,0 +1,133 @@
+"""Run one job in a worker thread: claim it, call the function with the warm session, record
+the outcome. The claim and the outcome are each one conditional state transition, so a job runs
+at most once and a cancel that lands first always wins.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from redis import Redis
+
+from jobs.db import now_ms
+from jobs.errors import IllegalTransition, NotFound
+from jobs.events import CHANNEL, encode, lifecycle_event, worker_assigned_event
+from jobs.queue import JobQueue
+from jobs.state import JobStatus
+from jobs.store import Job, Store
+from workers.artifacts import FunctionLoader
+from workers.joblogs import JobLogCapture
+from workers.results import to_json_value
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Any = None
+    error: str | None = None
+
+
+class JobRunner:
+    def __init__(self, *, store: Store, queue: JobQueue, redis: Redis, loader: FunctionLoader,
+                 spark: Any, worker_id: str, capture: JobLogCapture) -> None:
+        self.store = store
+        self.queue = queue
+        self.redis = redis
+        self.loader = loader
+        self.spark = spark
+        self.worker_id = worker_id
+        self.capture = capture
+
+    def run(self, job_id: str, slot: int) -> None:
+        job = self._claim(job_id)
+        if job is not None:
+            self._record(job, self._execute(job, slot))
+
+    def publish(self, event: dict[str, Any]) -> None:
+        self.redis.publish(CHANNEL, encode(event))
+
+    def _claim(self, job_id: str) -> Job | None:
+        self.queue.done(job_id)
+        try:
+            job = self.store.transition(
+                job_id, JobStatus.STARTED, worker_id=self.worker_id, start_time=now_ms()
+            )
+        except (IllegalTransition, NotFound):
+            return None  # cancelled or failed while queued: nothing to run
+        self.publish(worker_assigned_event(job))
+        waited_ms = job.start_time - job.create_time
+        if job.start_timeout_ms is not None and waited_ms > job.start_timeout_ms:
+            self._record(job, Outcome(error=(
+                f"start timeout: the job waited {waited_ms} ms in the queue of context "
+                f"{job.context!r}, longer than its startTimeout of {job.start_timeout_ms} ms"
+            )))
+            return None
+        self.publish(lifecycle_event(job))
+        self.capture.add(job.id, "INFO", f"started on worker {self.worker_id}")
+        return job
+
+    def _execute(self, job: Job, slot: int) -> Outcome:
+        sc = self.spark.sparkContext
+        started = time.perf_counter()
+        with self.capture.job(job.id):
+            sc.setJobGroup(job.id, f"{job.function} ({job.id})", interruptOnCancel=True)
+            # One FAIR pool per slot, not per job: Spark never forgets a pool it has seen.
+            sc.setLocalProperty("spark.scheduler.pool", f"slot-{slot}")
+            try:
+                loaded = self.loader.load(job.artifact_sha1 or "", job.file_path, job.class_name)
+                kwargs = loaded.signature.call_kwargs(job.arguments)
+                value = loaded.fn(self._handle(loaded.signature.handle), **kwargs)
+                outcome = Outcome(result=to_json_value(value))
+            except BaseException as exc:
+                outcome = Outcome(error=_describe(exc))
+            finally:
+                sc.setLocalProperty("spark.jobGroup.id", None)
+                sc.setLocalProperty("spark.scheduler.pool", None)
+            elapsed_ms = round((time.perf_counter() - started) * 1000)
+            if outcome.error is None:
+                self.capture.add(job.id, "INFO", f"finished in {elapsed_ms} ms")
+            else:
+                self.capture.add(job.id, "ERROR", f"failed after {elapsed_ms} ms: {outcome.error}")
+        # Leaving the block stored the job's last lines: its logs are complete before its end
+        # is announced.
+        return outcome
+
+    def _handle(self, kind: str) -> Any:
+        if kind == "context":
+            return self.spark.sparkContext
+        if kind == "sql_context":
+            from pyspark.sql import SQLContext
+
+            return SQLContext(self.spark.sparkContext, self.spark)
+        return self.spark
+
+    def _record(self, job: Job, outcome: Outcome) -> None:
+        end = now_ms()
+        try:
+            if outcome.error is None:
+                final = self.store.transition(job.id, JobStatus.FINISHED, result=outcome.result,
+                                              end_time=end)
+            else:
+                final = self._fail_or_cancel(job.id, outcome.error, end)
+        except IllegalTransition:
+            return  # someone else ended it (reconciler, stop): their outcome stands
+        self.publish(lifecycle_event(final))
+
+    def _fail_or_cancel(self, job_id: str, error: str, end: int) -> Job:
+        # A job that fails while a cancel is under way failed *because* of the cancel.
+        try:
+            return self.store.transition(job_id, JobStatus.FAILED, only_from={JobStatus.STARTED},
+                                         error=error, end_time=end)
+        except IllegalTransition as exc:
+            if exc.current != JobStatus.CANCELLING.value:
+                raise
+            return self.store.transition(job_id, JobStatus.CANCELLED, end_time=end)
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` then the traceback: what Mist returned as a failed job's result."""
+    summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return f"{summary}\n\n{trace}".rstrip()

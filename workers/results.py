@@ -1,0 +1,55 @@
+"""Turn what a function returned into JSON, or say exactly why it cannot be."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import math
+from collections.abc import Mapping
+from typing import Any
+
+
+class ResultNotSerializable(TypeError):
+    pass
+
+
+def to_json_value(value: Any, path: str = "result") -> Any:
+    """A JSON-ready copy of ``value``: Spark Rows, numpy scalars, Decimals, dates converted."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ResultNotSerializable(f"{path} is {value}, which JSON cannot represent")
+        return value
+    if hasattr(value, "asDict") and callable(value.asDict):  # pyspark Row
+        return to_json_value(value.asDict(recursive=True), path)
+    if isinstance(value, Mapping):
+        return {_key(k, path): to_json_value(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_json_value(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return _scalar(value, path)
+
+
+def _scalar(value: Any, path: str) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return to_json_value(float(value), path)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if hasattr(value, "item") and callable(value.item):  # numpy scalar
+        return to_json_value(value.item(), path)
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy array
+        return to_json_value(value.tolist(), path)
+    raise ResultNotSerializable(
+        f"{path} is a {type(value).__module__}.{type(value).__qualname__}, which is not "
+        "JSON-serializable; return dicts, lists, strings, numbers, booleans or None"
+    )
+
+
+def _key(key: Any, path: str) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (int, float, bool)) or key is None:
+        return str(key)
+    raise ResultNotSerializable(
+        f"{path} has a key of type {type(key).__name__}; keys must be strings"
+    )
