@@ -1,0 +1,1 @@
+"""The HTTP gateway: Mist's v2 API over aiohttp, and the ``sparkgate`` command line."""

@@ -1,0 +1,44 @@
+"""``create_app(settings, redis_url)``: the single way to build the gateway's aiohttp app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.errors import error_middleware, unexpected_middleware
+from gateway.resources import (
+    REDIS_URL,
+    SETTINGS,
+    database_ctx,
+    executor_ctx,
+    redis_ctx,
+)
+from gateway.routes import artifacts, contexts, functions, jobs, status, workers
+from jobs.settings import Settings
+
+ROUTE_TABLES = (artifacts.routes, contexts.routes, functions.routes, jobs.routes,
+                status.routes, workers.routes)
+
+
+def create_app(settings: Settings, redis_url: str) -> web.Application:
+    # Uploads are checked against their own limit as they stream; this only caps aiohttp.
+    app = web.Application(
+        middlewares=[unexpected_middleware, error_middleware],
+        client_max_size=max(settings.max_body_bytes, settings.max_artifact_bytes) + 65536,
+    )
+    app[SETTINGS] = settings
+    app[REDIS_URL] = redis_url
+    app.cleanup_ctx.extend([executor_ctx, database_ctx, redis_ctx])
+    for table in ROUTE_TABLES:
+        app.router.add_routes(table)
+    app.router.add_get("/", _index)
+    return app
+
+
+async def _index(request: web.Request) -> web.Response:
+    return web.json_response({
+        "name": "sparkgate",
+        "api": "/v2/api",
+        "status": "/v2/api/status",
+        "functions": "/v2/api/functions",
+        "jobs": "/v2/api/jobs",
+    })

@@ -1,0 +1,95 @@
+"""Turn every failure into one JSON shape: ``{"error": {"code", "message", "details"}}``.
+
+Domain errors carry their own status; aiohttp's (unknown route, wrong method, body too large)
+are reshaped; a lost database or Redis is a 503 with Retry-After; anything else is a logged 500
+that leaks no internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError
+
+from jobs.errors import SparkgateError, Unavailable
+
+log = logging.getLogger("sparkgate.gateway")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def error_response(status: int, code: str, message: str, details: object = None,
+                   headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code, "message": message, "details": details}},
+        status=status, headers=headers,
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Unavailable as exc:
+        return _unavailable(exc)
+    except SparkgateError as exc:
+        return error_response(exc.http_status, exc.code, exc.message, exc.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _from_http(request, exc)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        log.warning("redis unavailable: %s", exc)
+        return _unavailable(Unavailable("the job queue (Redis) is unavailable; retry shortly"))
+    except DBAPIError as exc:
+        if not exc.connection_invalidated and not _is_operational(exc):
+            raise
+        log.warning("database unavailable: %s", exc)
+        return _unavailable(Unavailable("the database is unavailable; retry shortly"))
+
+
+def _from_http(request: web.Request, exc: web.HTTPException) -> web.Response:
+    code = _HTTP_CODES.get(exc.status, "http_error")
+    message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+    if exc.status == 404:
+        message = f"no such endpoint: {request.method} {request.path}"
+    elif exc.status == 405:
+        allowed = sorted(getattr(exc, "allowed_methods", ()) or ())
+        message = (f"{request.method} is not allowed on {request.path}; "
+                   f"allowed: {', '.join(allowed)}")
+    headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+    return error_response(exc.status, code, message, None, headers)
+
+
+def _unavailable(exc: Unavailable) -> web.Response:
+    return error_response(503, exc.code, exc.message, exc.details,
+                          headers={"Retry-After": str(exc.retry_after_s)})
+
+
+def _is_operational(exc: DBAPIError) -> bool:
+    from sqlalchemy.exc import OperationalError
+
+    return isinstance(exc, OperationalError)
+
+
+@web.middleware
+async def unexpected_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: a bug becomes a logged 500 in the common shape, never a stack trace page."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; the gateway log has details")

@@ -1,0 +1,129 @@
+"""Reading what a request carries (JSON body, query parameters) into checked values; every
+problem is a 400 that names the field, says what was expected and shows what came.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from aiohttp import web
+
+from jobs.durations import parse_duration
+from jobs.errors import BadRequest, PayloadTooLarge
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+async def json_body(request: web.Request, default: Any = None, limit: int | None = None) -> Any:
+    """The parsed JSON body; ``default`` when the body is empty."""
+    raw = await request.read()
+    if limit is not None and len(raw) > limit:
+        raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {limit}")
+    if not raw.strip():
+        if default is None:
+            raise BadRequest("request body: expected a JSON document, got an empty body")
+        return default
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest(
+            "request body: expected UTF-8 JSON, got bytes that are not UTF-8"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"request body: expected JSON, got a parse error at line {exc.lineno} column "
+            f"{exc.colno}: {exc.msg}",
+            {"line": exc.lineno, "column": exc.colno},
+        ) from None
+    except RecursionError:
+        raise BadRequest("request body: JSON nested too deeply") from None
+
+
+def json_object(body: Any, what: str) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest(f"{what}: expected a JSON object, got {json_type(body)}")
+    return body
+
+
+def json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    text = raw.strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise BadRequest(f"query parameter {name}: expected true or false, got {raw!r}",
+                     {"field": name, "expected": "true or false", "got": raw})
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise BadRequest(
+            f"query parameter {name}: expected an integer from {low} to {high}, got {raw!r}",
+            {"field": name, "expected": f"integer {low}..{high}", "got": raw},
+        )
+    return value
+
+
+def query_duration_ms(request: web.Request, name: str) -> int | None:
+    """Milliseconds, or None when absent or ``Inf``."""
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        seconds = parse_duration(raw, f"query parameter {name}")
+    except ValueError as exc:
+        raise BadRequest(str(exc), {"field": name, "expected": "a duration like 10s",
+                                    "got": raw}) from None
+    return None if seconds is None else round(seconds * 1000)
+
+
+def query_str(request: web.Request, name: str, max_length: int = 255) -> str | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if len(raw) > max_length:
+        raise BadRequest(f"query parameter {name}: expected at most {max_length} characters, "
+                         f"got {len(raw)}", {"field": name})
+    return raw
+
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
+
+
+def checked_name(value: Any, field: str) -> str:
+    """A name for a function, context or artifact: safe in a URL path and as a file name."""
+    if not isinstance(value, str) or not NAME_PATTERN.match(value) or ".." in value:
+        raise BadRequest(
+            f"{field}: expected a name of letters, digits, '_', '.', '-' (starting with a letter "
+            f"or digit, no '..', at most 255 characters), got {value!r}",
+            {"field": field, "expected": "name", "got": value if isinstance(value, str) else
+             json_type(value)},
+        )
+    return value

@@ -1,0 +1,1 @@
+"""One module per HTTP resource; ``ROUTE_TABLES`` lists them for ``create_app``."""

@@ -1,0 +1,103 @@
+"""``/v2/api/artifacts``: the code that functions run, stored in the database by sha1."""
+
+from __future__ import annotations
+
+import ast
+
+from aiohttp import BodyPartReader, web
+
+from gateway.blocking import blocking
+from gateway.params import checked_name, query_bool
+from gateway.resources import CATALOG, SETTINGS
+from jobs.errors import BadRequest, InvalidArtifact, PayloadTooLarge
+
+routes = web.RouteTableDef()
+
+ARTIFACT_SUFFIXES = (".py",)
+
+
+@routes.get("/v2/api/artifacts")
+async def list_artifacts(request: web.Request) -> web.Response:
+    artifacts = await blocking(request.app[CATALOG].list_artifacts)
+    return web.json_response([a.name for a in artifacts])
+
+
+@routes.get("/v2/api/artifacts/{name}")
+async def download_artifact(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    artifact = await blocking(catalog.get_artifact, request.match_info["name"])
+    content = await blocking(catalog.artifact_content, artifact.sha1)
+    return web.Response(
+        body=content, content_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{artifact.name}"',
+                 "ETag": f'"{artifact.sha1}"'},
+    )
+
+
+@routes.get("/v2/api/artifacts/{name}/sha")
+async def artifact_sha(request: web.Request) -> web.Response:
+    artifact = await blocking(request.app[CATALOG].get_artifact, request.match_info["name"])
+    return web.Response(text=artifact.sha1)
+
+
+@routes.post("/v2/api/artifacts")
+async def upload_artifact(request: web.Request) -> web.Response:
+    force = query_bool(request, "force")
+    name, content = await _read_upload(request, request.app[SETTINGS].max_artifact_bytes)
+    _check_content(name, content)
+    artifact = await blocking(request.app[CATALOG].put_artifact, name, content, force)
+    # Mist answers with the stored name as plain text; mist-cli reads it back that way.
+    return web.Response(text=artifact.name, headers={"X-Artifact-Sha1": artifact.sha1})
+
+
+@routes.delete("/v2/api/artifacts/{name}")
+async def delete_artifact(request: web.Request) -> web.Response:
+    artifact = await blocking(request.app[CATALOG].delete_artifact, request.match_info["name"])
+    return web.json_response({"name": artifact.name, "sha1": artifact.sha1})
+
+
+async def _read_upload(request: web.Request, limit: int) -> tuple[str, bytes]:
+    if not request.content_type.startswith("multipart/"):
+        raise BadRequest(
+            f"upload: expected multipart/form-data with a 'file' field, got "
+            f"{request.content_type or 'no content type'}",
+            {"field": "file", "expected": "multipart/form-data", "got": request.content_type},
+        )
+    reader = await request.multipart()
+    async for part in reader:
+        if isinstance(part, BodyPartReader) and part.name == "file":
+            name = checked_name(part.filename, "file name")
+            return name, await _read_limited(part, limit)
+    raise BadRequest("upload: the form has no 'file' field", {"field": "file"})
+
+
+async def _read_limited(part: BodyPartReader, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await part.read_chunk(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"artifact is larger than the limit of {limit} bytes",
+                                  {"limit": limit})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_content(name: str, content: bytes) -> None:
+    if not name.endswith(ARTIFACT_SUFFIXES):
+        raise InvalidArtifact(
+            f"artifact {name!r}: expected a file ending in {', '.join(ARTIFACT_SUFFIXES)}",
+            {"field": "file name", "expected": list(ARTIFACT_SUFFIXES), "got": name},
+        )
+    try:
+        source = content.decode("utf-8")
+        # Parsing runs no code: it only tells the uploader about a syntax error now, not at
+        # the first job.
+        ast.parse(source, filename=name)
+    except UnicodeDecodeError:
+        raise InvalidArtifact(f"artifact {name!r} is not UTF-8 text") from None
+    except SyntaxError as exc:
+        raise InvalidArtifact(
+            f"artifact {name!r} has a syntax error at line {exc.lineno}: {exc.msg}",
+            {"line": exc.lineno},
+        ) from None

@@ -1,0 +1,157 @@
+"""``/v2/api/contexts``: the Spark settings and worker policy each context's workers run with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.blocking import blocking
+from gateway.params import checked_name, json_body, json_object, json_type
+from gateway.render import context_info
+from gateway.resources import CATALOG, SETTINGS
+from jobs.catalog import Context
+from jobs.durations import parse_duration
+from jobs.errors import BadRequest, InvalidArguments
+
+routes = web.RouteTableDef()
+
+WORKER_MODES = ("shared", "exclusive")
+
+
+@routes.get("/v2/api/contexts")
+async def list_contexts(request: web.Request) -> web.Response:
+    contexts = await blocking(request.app[CATALOG].list_contexts)
+    return web.json_response([context_info(c) for c in contexts])
+
+
+@routes.get("/v2/api/contexts/{name}")
+async def get_context(request: web.Request) -> web.Response:
+    context = await blocking(request.app[CATALOG].get_context, request.match_info["name"])
+    return web.json_response(context_info(context))
+
+
+@routes.post("/v2/api/contexts")
+async def create_context(request: web.Request) -> web.Response:
+    """Create, or update an existing one: Mist's POST upserts, and mist-cli relies on it."""
+    body = await _body(request)
+    context = _context_from(body, checked_name(body.get("name"), "name"), request)
+    catalog = request.app[CATALOG]
+    exists = await blocking(catalog.context_exists, context.name)
+    saved = await blocking(catalog.update_context if exists else catalog.create_context, context)
+    return web.json_response(context_info(saved))
+
+
+@routes.put("/v2/api/contexts/{name}")
+async def update_context(request: web.Request) -> web.Response:
+    body = await _body(request)
+    name = request.match_info["name"]
+    if body.get("name", name) != name:
+        raise BadRequest(f"name: the body says {body['name']!r} but the path says {name!r}",
+                         {"field": "name"})
+    saved = await blocking(request.app[CATALOG].update_context,
+                           _context_from(body, name, request))
+    return web.json_response(context_info(saved))
+
+
+@routes.delete("/v2/api/contexts/{name}")
+async def delete_context(request: web.Request) -> web.Response:
+    deleted = await blocking(request.app[CATALOG].delete_context, request.match_info["name"])
+    return web.json_response(context_info(deleted))
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    return json_object(await json_body(request, limit=request.app[SETTINGS].max_body_bytes),
+                       "context")
+
+
+def _context_from(body: dict[str, Any], name: str, request: web.Request) -> Context:
+    """Fields left out take the configured defaults (so a PUT is a full replacement)."""
+    base = Context.from_defaults(name, request.app[SETTINGS].context)
+    problems: list[dict[str, Any]] = []
+    values: dict[str, Any] = {}
+    for field, raw in body.items():
+        if field == "name":
+            continue
+        parser = _PARSERS.get(field)
+        if parser is None:
+            problems.append({"field": field, "expected": "one of " + ", ".join(_PARSERS),
+                             "got": "unknown field"})
+            continue
+        attribute, convert = parser
+        try:
+            values[attribute] = convert(raw)
+        except (TypeError, ValueError) as exc:
+            problems.append({"field": field, "expected": str(exc), "got": _show(raw)})
+    if problems:
+        fields = ", ".join(p["field"] for p in problems)
+        raise InvalidArguments(f"context {name!r}: invalid field(s) {fields}", problems)
+    return Context(**{**base.__dict__, **values})
+
+
+def _show(raw: Any) -> str:
+    text = repr(raw)
+    return f"{json_type(raw)} {text[:40]}"
+
+
+def _int(low: int, high: int):
+    def convert(raw: Any) -> int:
+        value = int(raw) if isinstance(raw, str) and raw.strip().isdigit() else raw
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"an integer from {low} to {high}")
+        return value
+    return convert
+
+
+def _bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    raise ValueError("true or false")
+
+
+def _duration(allow_inf: bool):
+    def convert(raw: Any) -> int | None:
+        try:
+            seconds = parse_duration(raw)
+        except ValueError:
+            raise ValueError(
+                "a duration like 3600s, 10min" + (" or Inf" if allow_inf else "")
+            ) from None
+        if seconds is None and not allow_inf:
+            raise ValueError("a finite duration like 1s")
+        return None if seconds is None else max(1, round(seconds))
+    return convert
+
+
+def _spark_conf(raw: Any) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise ValueError("an object of Spark settings, e.g. {\"spark.executor.memory\": \"2g\"}")
+    if any(isinstance(v, (dict, list)) or v is None for v in raw.values()):
+        raise ValueError("an object whose values are strings, numbers or booleans")
+    return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in raw.items()}
+
+
+def _worker_mode(raw: Any) -> str:
+    if raw not in WORKER_MODES:
+        raise ValueError(" or ".join(WORKER_MODES))
+    return raw
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("a string")
+    return raw
+
+
+_PARSERS: dict[str, tuple[str, Any]] = {
+    "sparkConf": ("spark_conf", _spark_conf),
+    "maxJobs": ("max_jobs", _int(1, 1000)),
+    "workerMode": ("worker_mode", _worker_mode),
+    "precreated": ("precreated", _bool),
+    "downtime": ("downtime_s", _duration(allow_inf=True)),
+    "maxConnFailures": ("max_conn_failures", _int(1, 1000)),
+    "runOptions": ("run_options", _text),
+    "streamingDuration": ("streaming_duration_s", _duration(allow_inf=False)),
+}

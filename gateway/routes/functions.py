@@ -1,0 +1,103 @@
+"""``/v2/api/functions``: named callables in artifacts, with their argument schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway.blocking import blocking
+from gateway.params import checked_name, json_body, json_object, query_bool
+from gateway.render import function_info
+from gateway.resources import CATALOG, SETTINGS
+from jobs.catalog import DEFAULT_CONTEXT, Catalog, Function
+from jobs.errors import BadRequest, InvalidArtifact, NotFound
+from jobs.signatures import inspect_source
+
+routes = web.RouteTableDef()
+
+_FIELDS = {"name", "path", "className", "defaultContext", "lang", "tags"}
+
+
+@routes.get("/v2/api/functions")
+async def list_functions(request: web.Request) -> web.Response:
+    functions = await blocking(request.app[CATALOG].list_functions)
+    return web.json_response([function_info(f) for f in functions])
+
+
+@routes.get("/v2/api/functions/{name}")
+async def get_function(request: web.Request) -> web.Response:
+    function = await blocking(request.app[CATALOG].get_function, request.match_info["name"])
+    return web.json_response(function_info(function))
+
+
+@routes.post("/v2/api/functions")
+async def create_function(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    function = await _function_from_request(request)
+    created = await blocking(catalog.create_function, function)
+    return web.json_response(function_info(created))
+
+
+@routes.put("/v2/api/functions")
+async def update_function(request: web.Request) -> web.Response:
+    catalog = request.app[CATALOG]
+    function = await _function_from_request(request)
+    updated = await blocking(catalog.update_function, function)
+    return web.json_response(function_info(updated))
+
+
+@routes.delete("/v2/api/functions/{name}")
+async def delete_function(request: web.Request) -> web.Response:
+    deleted = await blocking(request.app[CATALOG].delete_function, request.match_info["name"])
+    return web.json_response(function_info(deleted))
+
+
+async def _function_from_request(request: web.Request) -> Function:
+    body = json_object(await json_body(request, limit=request.app[SETTINGS].max_body_bytes),
+                       "function")
+    unknown = sorted(set(body) - _FIELDS)
+    if unknown:
+        raise BadRequest(f"function: unknown field(s) {', '.join(unknown)}; expected "
+                         f"{', '.join(sorted(_FIELDS))}", {"fields": unknown})
+    name = checked_name(body.get("name"), "name")
+    path = checked_name(body.get("path"), "path")
+    class_name = _class_name(body.get("className"))
+    context = checked_name(body.get("defaultContext") or DEFAULT_CONTEXT, "defaultContext")
+    if body.get("lang", "python") != "python":
+        raise BadRequest(f"lang: expected \"python\", got {body.get('lang')!r}",
+                         {"field": "lang", "expected": "python", "got": body.get("lang")})
+    inspect = not query_bool(request, "force")
+    return await blocking(_build, request.app[CATALOG], name, path, class_name, context,
+                          inspect)
+
+
+def _class_name(value: Any) -> str:
+    parts = value.split(".") if isinstance(value, str) else []
+    if not parts or not all(p.isidentifier() for p in parts):
+        raise BadRequest(
+            f"className: expected a Python function name (or package.module.function), "
+            f"got {value!r}", {"field": "className", "expected": "identifier", "got": value},
+        )
+    return value
+
+
+def _build(catalog: Catalog, name: str, path: str, class_name: str, context: str,
+           inspect: bool) -> Function:
+    try:
+        artifact = catalog.get_artifact(path)
+    except NotFound:
+        raise BadRequest(f"path: artifact {path!r} does not exist; upload it first",
+                         {"field": "path", "got": path}) from None
+    if not catalog.context_exists(context):
+        raise BadRequest(f"defaultContext: context {context!r} does not exist; create it first",
+                         {"field": "defaultContext", "got": context})
+    signature = None
+    if inspect:
+        try:
+            source = catalog.artifact_content(artifact.sha1).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidArtifact(f"artifact {path!r} is not UTF-8 text") from None
+        signature = inspect_source(source, class_name, path).to_dict()
+    return Function(name=name, path=path, class_name=class_name, default_context=context,
+                    signature=signature)

@@ -1,0 +1,125 @@
+"""Running functions and following jobs: submit (async, ``force=true``, ``wait=``), get, list,
+logs, cancel.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.blocking import blocking
+from gateway.params import (
+    json_body,
+    query_bool,
+    query_duration_ms,
+    query_int,
+    query_str,
+)
+from gateway.publish import publish
+from gateway.render import job_details, sync_response
+from gateway.resources import CATALOG, HUB, QUEUE, SETTINGS, STORE
+from gateway.waiting import wait_for_end
+from jobs import cancellation
+from jobs.errors import BadRequest
+from jobs.events import initialized_event, lifecycle_event
+from jobs.logs import format_mist_line
+from jobs.state import MIST_STATUSES
+from jobs.store import JobQuery
+from jobs.submission import SubmitRequest, submit
+
+routes = web.RouteTableDef()
+
+MAX_LIMIT = 1000
+
+
+@routes.post("/v2/api/functions/{name}/jobs")
+async def run_function(request: web.Request) -> web.Response:
+    app = request.app
+    force = query_bool(request, "force")
+    wait_ms = query_duration_ms(request, "wait")
+    submit_request = SubmitRequest(
+        function=request.match_info["name"],
+        arguments=await json_body(request, default={}, limit=app[SETTINGS].max_body_bytes),
+        context=query_str(request, "context"),
+        external_id=query_str(request, "externalId"),
+        start_timeout_ms=query_duration_ms(request, "startTimeout"),
+        perform_timeout_ms=query_duration_ms(request, "performTimeout"),
+    )
+    job = await blocking(submit, app[CATALOG], app[STORE], app[QUEUE], submit_request)
+    await publish(app, initialized_event(job), lifecycle_event(job))
+    if force:
+        job = await wait_for_end(app[HUB], app[STORE], job.id, None)
+        return web.json_response(sync_response(job))
+    if "wait" in request.query:
+        job = await wait_for_end(app[HUB], app[STORE], job.id,
+                                 None if wait_ms is None else wait_ms / 1000)
+        if job.status.terminal:
+            return web.json_response(job_details(job))
+        return web.json_response(
+            {"id": job.id, "status": job.status.value, "url": f"/v2/api/jobs/{job.id}"},
+            status=202, headers={"Location": f"/v2/api/jobs/{job.id}"},
+        )
+    return web.json_response({"id": job.id})
+
+
+@routes.get("/v2/api/jobs")
+async def list_jobs(request: web.Request) -> web.Response:
+    return await _list(request, JobQuery())
+
+
+@routes.get("/v2/api/functions/{name}/jobs")
+async def list_function_jobs(request: web.Request) -> web.Response:
+    await blocking(request.app[CATALOG].get_function, request.match_info["name"])
+    return await _list(request, JobQuery(function=request.match_info["name"]))
+
+
+@routes.get("/v2/api/workers/{id}/jobs")
+async def list_worker_jobs(request: web.Request) -> web.Response:
+    return await _list(request, JobQuery(worker_id=request.match_info["id"]))
+
+
+@routes.get("/v2/api/jobs/{id}")
+async def get_job(request: web.Request) -> web.Response:
+    job = await blocking(request.app[STORE].get_job, request.match_info["id"])
+    return web.json_response(job_details(job))
+
+
+@routes.get("/v2/api/jobs/{id}/logs")
+async def job_logs(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    job_id = request.match_info["id"]
+    await blocking(store.get_job, job_id)
+    lines = await blocking(store.job_logs, job_id)
+    text = "".join(format_mist_line(job_id, line) + "\n" for line in lines)
+    return web.Response(text=text, content_type="text/plain")
+
+
+@routes.delete("/v2/api/jobs/{id}")
+async def cancel_job(request: web.Request) -> web.Response:
+    app = request.app
+    job = await blocking(cancellation.cancel, app[STORE], app[QUEUE], request.match_info["id"])
+    await publish(app, lifecycle_event(job))
+    return web.json_response(job_details(job))
+
+
+async def _list(request: web.Request, base: JobQuery) -> web.Response:
+    statuses = request.query.getall("status", [])
+    statuses = [s.strip() for raw in statuses for s in raw.split(",") if s.strip()]
+    unknown = [s for s in statuses if s not in MIST_STATUSES]
+    if unknown:
+        raise BadRequest(
+            f"query parameter status: expected any of {', '.join(MIST_STATUSES)}, got "
+            f"{', '.join(unknown)}",
+            {"field": "status", "expected": list(MIST_STATUSES), "got": unknown},
+        )
+    query = JobQuery(
+        statuses=statuses, function=base.function, worker_id=base.worker_id,
+        context=query_str(request, "context"), external_id=query_str(request, "externalId"),
+        limit=query_int(request, "limit", 25, 0, MAX_LIMIT),
+        offset=query_int(request, "offset", 0, 0, 10**9),
+    )
+    paginate = query_bool(request, "paginate")
+    jobs, total = await blocking(request.app[STORE].list_jobs, query, paginate)
+    body = [job_details(j) for j in jobs]
+    if paginate:
+        return web.json_response({"jobs": body, "total": total})
+    return web.json_response(body)

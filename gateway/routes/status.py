@@ -1,0 +1,66 @@
+"""``/v2/api/status`` (what mist-cli prints) and ``/health`` (for load balancers, containers)."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import re
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import make_url
+
+from gateway.blocking import blocking
+from gateway.resources import AREDIS, HUB, SETTINGS, STARTED_MS, WORKERS
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v2/api/status")
+async def status(request: web.Request) -> web.Response:
+    app = request.app
+    workers = await blocking(app[WORKERS].live)
+    return web.json_response({
+        "mistVersion": sparkgate_version(),
+        "sparkgateVersion": sparkgate_version(),
+        "sparkVersion": _package_version("pyspark"),
+        "started": app[STARTED_MS],
+        "javaVersion": await blocking(java_version),
+        "pythonVersion": platform.python_version(),
+        "database": make_url(app[SETTINGS].resolved_database_url).get_backend_name(),
+        "workers": len(workers),
+        "syncWaiters": app[HUB].waiting,
+    })
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    await request.app[AREDIS].ping()
+    return web.json_response({"status": "ok"})
+
+
+def sparkgate_version() -> str:
+    return _package_version("sparkgate")
+
+
+def _package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@functools.cache
+def java_version() -> dict[str, Any]:
+    """Mist's shape: ``{"runtimeVersion", "vmVersion"}``, from ``java -version`` once."""
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return {"runtimeVersion": "not found", "vmVersion": "not found"}
+    text = out.stderr or out.stdout
+    runtime = re.search(r'version "([^"]+)"', text)
+    vm = re.search(r"VM \(build ([^,]+)", text)
+    return {"runtimeVersion": runtime.group(1) if runtime else "unknown",
+            "vmVersion": vm.group(1) if vm else "unknown"}
