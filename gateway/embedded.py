@@ -8,9 +8,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from jobs.catalog import Catalog, Function
+from jobs.catalog import DEFAULT_CONTEXT, Catalog
+from jobs.deployment import build_function, upload_artifact
 from jobs.errors import NotFound
-from jobs.signatures import inspect_source
 
 log = logging.getLogger("sparkgate.embedded")
 
@@ -39,11 +39,9 @@ def deploy_examples(catalog: Catalog) -> list[str]:
     """Upload each example and create or refresh its function (so an upgrade ships new code)."""
     deployed = []
     for path in example_files():
-        content = path.read_bytes()
-        catalog.put_artifact(path.name, content, replace_existing=True)
-        signature = inspect_source(content.decode("utf-8"), path.stem, path.name)
-        function = Function(name=path.stem, path=path.name, class_name=path.stem,
-                            default_context="default", signature=signature.to_dict())
+        upload_artifact(catalog, path.name, path.read_bytes(), replace=True)
+        function = build_function(catalog, path.stem, path.name, path.stem, DEFAULT_CONTEXT,
+                                  tags=[], inspect=True)
         try:
             catalog.update_function(function)
         except NotFound:

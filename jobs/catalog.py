@@ -5,10 +5,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Engine, delete, exists, insert, select, update
+from sqlalchemy import Connection, Engine, delete, exists, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from jobs import tables as t
@@ -91,40 +94,55 @@ class Catalog:
             raise NotFound(f"artifact {name!r} does not exist", {"artifact": name})
         return Artifact(**row)
 
-    def put_artifact(self, name: str, content: bytes, replace_existing: bool) -> Artifact:
-        """Store ``content`` as ``name``; 409 if the name is taken unless ``replace_existing``."""
+    def put_artifact(self, name: str, content: bytes, replace_existing: bool,
+                     signatures: Mapping[str, dict[str, Any] | None] | None = None) -> Artifact:
+        """Store ``content`` as ``name``; 409 if the name is taken unless ``replace_existing``.
+
+        ``signatures``: function name -> its signature read from the new content, written in
+        the same transaction so a function's schema always matches its artifact's code.
+        """
         sha1 = hashlib.sha1(content).hexdigest()
         now = now_ms()
-        with self.engine.begin() as conn:
-            existing = conn.execute(
-                select(t.artifacts.c.created_at).where(t.artifacts.c.name == name)
-            ).first()
-            if existing is not None and not replace_existing:
-                raise Conflict(
-                    f"artifact {name!r} already exists; upload with force=true to replace it",
-                    {"artifact": name},
-                )
-            self._put_blob(conn, sha1, content, now)
-            values = {"sha1": sha1, "size": len(content), "updated_at": now}
-            if existing is None:
-                conn.execute(insert(t.artifacts).values(name=name, created_at=now, **values))
-                created = now
-            else:
-                conn.execute(update(t.artifacts).where(t.artifacts.c.name == name).values(values))
-                created = existing.created_at
+        try:
+            with self.engine.begin() as conn:
+                created = self._put_artifact(conn, name, sha1, content, replace_existing, now)
+                for function, signature in (signatures or {}).items():
+                    conn.execute(update(t.functions).where(t.functions.c.name == function)
+                                 .values(signature=signature, updated_at=now))
+        except IntegrityError:  # a concurrent upload of the same new name won the insert
+            raise Conflict(f"artifact {name!r} was uploaded concurrently; retry",
+                           {"artifact": name}) from None
         return Artifact(name=name, sha1=sha1, size=len(content), created_at=created, updated_at=now)
 
-    @staticmethod
-    def _put_blob(conn, sha1: str, content: bytes, now: int) -> None:
-        blob_exists = conn.execute(
-            select(exists().where(t.artifact_blobs.c.sha1 == sha1))
-        ).scalar()
-        if not blob_exists:
-            conn.execute(
-                insert(t.artifact_blobs).values(
-                    sha1=sha1, size=len(content), content=content, created_at=now
-                )
+    def _put_artifact(self, conn: Connection, name: str, sha1: str, content: bytes,
+                      replace_existing: bool, now: int) -> int:
+        """The row's creation time."""
+        existing = conn.execute(
+            select(t.artifacts.c.created_at).where(t.artifacts.c.name == name)
+        ).first()
+        if existing is not None and not replace_existing:
+            raise Conflict(
+                f"artifact {name!r} already exists; upload with force=true to replace it",
+                {"artifact": name},
             )
+        self._put_blob(conn, sha1, content, now)
+        values = {"sha1": sha1, "size": len(content), "updated_at": now}
+        if existing is None:
+            conn.execute(insert(t.artifacts).values(name=name, created_at=now, **values))
+            return now
+        conn.execute(update(t.artifacts).where(t.artifacts.c.name == name).values(values))
+        return existing.created_at
+
+    @staticmethod
+    def _put_blob(conn: Connection, sha1: str, content: bytes, now: int) -> None:
+        # Same content uploaded twice at once: both may find no blob; the second insert is a
+        # no-op, not an error.
+        dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+        conn.execute(
+            dialect_insert(t.artifact_blobs)
+            .values(sha1=sha1, size=len(content), content=content, created_at=now)
+            .on_conflict_do_nothing(index_elements=["sha1"])
+        )
 
     def artifact_content(self, sha1: str) -> bytes:
         with self.engine.connect() as conn:

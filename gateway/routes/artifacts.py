@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import ast
-
 from aiohttp import BodyPartReader, web
 
 from gateway.blocking import blocking
 from gateway.params import checked_name, query_bool
 from gateway.resources import CATALOG, SETTINGS
-from jobs.errors import BadRequest, InvalidArtifact, PayloadTooLarge
+from jobs import deployment
+from jobs.errors import BadRequest, PayloadTooLarge
 
 routes = web.RouteTableDef()
-
-ARTIFACT_SUFFIXES = (".py",)
-
 
 @routes.get("/v2/api/artifacts")
 async def list_artifacts(request: web.Request) -> web.Response:
@@ -44,8 +40,8 @@ async def artifact_sha(request: web.Request) -> web.Response:
 async def upload_artifact(request: web.Request) -> web.Response:
     force = query_bool(request, "force")
     name, content = await _read_upload(request, request.app[SETTINGS].max_artifact_bytes)
-    _check_content(name, content)
-    artifact = await blocking(request.app[CATALOG].put_artifact, name, content, force)
+    artifact = await blocking(deployment.upload_artifact, request.app[CATALOG], name, content,
+                              force)
     # Mist answers with the stored name as plain text; mist-cli reads it back that way.
     return web.Response(text=artifact.name, headers={"X-Artifact-Sha1": artifact.sha1})
 
@@ -82,22 +78,3 @@ async def _read_limited(part: BodyPartReader, limit: int) -> bytes:
         chunks.append(chunk)
     return b"".join(chunks)
 
-
-def _check_content(name: str, content: bytes) -> None:
-    if not name.endswith(ARTIFACT_SUFFIXES):
-        raise InvalidArtifact(
-            f"artifact {name!r}: expected a file ending in {', '.join(ARTIFACT_SUFFIXES)}",
-            {"field": "file name", "expected": list(ARTIFACT_SUFFIXES), "got": name},
-        )
-    try:
-        source = content.decode("utf-8")
-        # Parsing runs no code: it only tells the uploader about a syntax error now, not at
-        # the first job.
-        ast.parse(source, filename=name)
-    except UnicodeDecodeError:
-        raise InvalidArtifact(f"artifact {name!r} is not UTF-8 text") from None
-    except SyntaxError as exc:
-        raise InvalidArtifact(
-            f"artifact {name!r} has a syntax error at line {exc.lineno}: {exc.msg}",
-            {"line": exc.lineno},
-        ) from None

@@ -10,9 +10,9 @@ from gateway.blocking import blocking
 from gateway.params import checked_name, json_body, json_object, query_bool
 from gateway.render import function_info
 from gateway.resources import CATALOG, SETTINGS
-from jobs.catalog import DEFAULT_CONTEXT, Catalog, Function
-from jobs.errors import BadRequest, InvalidArtifact, NotFound
-from jobs.signatures import inspect_source
+from jobs.catalog import DEFAULT_CONTEXT, Function
+from jobs.deployment import build_function
+from jobs.errors import BadRequest
 
 routes = web.RouteTableDef()
 
@@ -67,9 +67,17 @@ async def _function_from_request(request: web.Request) -> Function:
     if body.get("lang", "python") != "python":
         raise BadRequest(f"lang: expected \"python\", got {body.get('lang')!r}",
                          {"field": "lang", "expected": "python", "got": body.get("lang")})
+    tags = _tags(body.get("tags", []))
     inspect = not query_bool(request, "force")
-    return await blocking(_build, request.app[CATALOG], name, path, class_name, context,
-                          inspect)
+    return await blocking(build_function, request.app[CATALOG], name, path, class_name, context,
+                          tags, inspect)
+
+
+def _tags(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise BadRequest(f"tags: expected an array of strings, got {value!r}",
+                         {"field": "tags", "expected": "array of strings", "got": value})
+    return value
 
 
 def _class_name(value: Any) -> str:
@@ -81,23 +89,3 @@ def _class_name(value: Any) -> str:
         )
     return value
 
-
-def _build(catalog: Catalog, name: str, path: str, class_name: str, context: str,
-           inspect: bool) -> Function:
-    try:
-        artifact = catalog.get_artifact(path)
-    except NotFound:
-        raise BadRequest(f"path: artifact {path!r} does not exist; upload it first",
-                         {"field": "path", "got": path}) from None
-    if not catalog.context_exists(context):
-        raise BadRequest(f"defaultContext: context {context!r} does not exist; create it first",
-                         {"field": "defaultContext", "got": context})
-    signature = None
-    if inspect:
-        try:
-            source = catalog.artifact_content(artifact.sha1).decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidArtifact(f"artifact {path!r} is not UTF-8 text") from None
-        signature = inspect_source(source, class_name, path).to_dict()
-    return Function(name=name, path=path, class_name=class_name, default_context=context,
-                    signature=signature)

@@ -1,0 +1,76 @@
+"""Deploying: artifacts are checked before they are stored; a function's schema always
+matches the code of its artifact."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.catalog import Catalog
+from jobs.deployment import build_function, upload_artifact
+from jobs.errors import BadRequest, Conflict, InvalidArtifact
+from jobs.signatures import Signature
+
+V1 = b"def f(spark, n: int):\n    return n\n"
+V2 = b"def f(spark, n: int, label: str = 'x'):\n    return n\n"
+WITHOUT_F = b"def g(spark):\n    return 1\n"
+
+
+def deploy_f(catalog: Catalog) -> None:
+    upload_artifact(catalog, "code.py", V1, replace=False)
+    catalog.create_function(build_function(catalog, "f", "code.py", "f", "default", [], True))
+
+
+def params_of(catalog: Catalog, name: str) -> list[str]:
+    signature = Signature.from_dict(catalog.get_function(name).signature)
+    return [p.name for p in signature.params]
+
+
+def test_replacing_an_artifact_refreshes_its_functions_schemas(catalog: Catalog):
+    deploy_f(catalog)
+    assert params_of(catalog, "f") == ["n"]
+    upload_artifact(catalog, "code.py", V2, replace=True)
+    assert params_of(catalog, "f") == ["n", "label"]
+
+
+def test_a_replacement_that_breaks_a_function_stores_nothing(catalog: Catalog):
+    deploy_f(catalog)
+    before = catalog.get_artifact("code.py")
+    with pytest.raises(InvalidArtifact, match="does not fit function 'f'"):
+        upload_artifact(catalog, "code.py", WITHOUT_F, replace=True)
+    assert catalog.get_artifact("code.py") == before
+    assert params_of(catalog, "f") == ["n"]
+
+
+def test_same_name_without_replace_is_a_conflict(catalog: Catalog):
+    upload_artifact(catalog, "code.py", V1, replace=False)
+    with pytest.raises(Conflict):
+        upload_artifact(catalog, "code.py", V2, replace=False)
+
+
+def test_identical_content_under_two_names_shares_one_blob(catalog: Catalog):
+    a = upload_artifact(catalog, "a.py", V1, replace=False)
+    b = upload_artifact(catalog, "b.py", V1, replace=False)
+    assert a.sha1 == b.sha1
+    assert catalog.artifact_content(a.sha1) == V1
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("code.txt", V1, "expected a file ending in .py"),
+    ("code.py", b"def f(:\n", "syntax error at line 1"),
+    ("code.py", b"\xff\xfe", "not UTF-8"),
+    ("code.py", b"x = 1\x00\n", "syntax error"),
+])
+def test_unusable_artifacts_are_refused(catalog: Catalog, name, content, message):
+    with pytest.raises(InvalidArtifact, match=message):
+        upload_artifact(catalog, name, content, replace=False)
+    assert catalog.list_artifacts() == []
+
+
+def test_a_function_needs_its_artifact_and_context(catalog: Catalog):
+    with pytest.raises(BadRequest, match="artifact 'none.py' does not exist"):
+        build_function(catalog, "f", "none.py", "f", "default", [], True)
+    upload_artifact(catalog, "code.py", V1, replace=False)
+    with pytest.raises(BadRequest, match="context 'gpu' does not exist"):
+        build_function(catalog, "f", "code.py", "f", "gpu", [], True)
+    unchecked = build_function(catalog, "f", "code.py", "missing", "default", ["t"], False)
+    assert unchecked.signature is None and unchecked.tags == ["t"]
