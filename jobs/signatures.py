@@ -707,8 +707,12 @@ class _Problems:
 
 
 def validate_arguments(sig: Signature, arguments: object) -> dict[str, Any]:
-    """``arguments`` (the parsed request body) if it fits ``sig``, else one InvalidArguments
-    that lists every problem."""
+    """``arguments`` (the parsed request body) as the function declares them, if they fit
+    ``sig``; else one InvalidArguments that lists every problem.
+
+    JSON does not tell 2 from 2.0, so integers given for ``float`` arguments become floats:
+    a function that builds a Spark ``double`` column from them must get floats.
+    """
     if not isinstance(arguments, dict):
         raise InvalidArguments(
             f"the request body must be a JSON object of arguments, got {_json_type(arguments)}",
@@ -728,7 +732,20 @@ def validate_arguments(sig: Signature, arguments: object) -> dict[str, Any]:
             problems.add(p.name, expected, "nothing", f"{p.name}: missing ({expected})")
     if problems.count:
         raise _invalid(problems)
-    return arguments
+    return {k: _as_declared(by_name[k].type, v) for k, v in arguments.items()}
+
+
+def _as_declared(t: ArgType, value: Any) -> Any:
+    """``value`` (already checked against ``t``) with integers made floats where ``t`` says so."""
+    if t.kind == "float":
+        return float(value)
+    if value is None or t.of is None or t.kind not in ("list", "dict", "optional"):
+        return value
+    if t.kind == "optional":
+        return _as_declared(t.of, value)
+    if t.kind == "list":
+        return [_as_declared(t.of, item) for item in value]
+    return {key: _as_declared(t.of, item) for key, item in value.items()}
 
 
 def _unknown(sig: Signature, key: str, problems: _Problems) -> None:

@@ -742,7 +742,7 @@ EXPECTED_NAMES = {
 @pytest.mark.parametrize(("arg_type", "value"), [(t, v) for t, good, _ in TYPE_CASES for v in good])
 def test_value_accepted(arg_type: ArgType, value: Any) -> None:
     arguments = {"x": value}
-    assert validate_arguments(make_sig(req("x", arg_type)), arguments) is arguments
+    assert validate_arguments(make_sig(req("x", arg_type)), arguments) == arguments
 
 
 @pytest.mark.parametrize(
@@ -887,14 +887,13 @@ def test_strings_are_quoted_as_json() -> None:
     assert error.details[0]["got"] == 'string "say \\"hi\\""'
 
 
-def test_valid_arguments_come_back_unchanged() -> None:
+def test_valid_arguments_come_back_as_declared() -> None:
     sig = sig_of(ALL_KINDS)
     arguments = {"a": 1, "b": 2, "c": "x", "d": True, "e": {"z": 1}, "g": [1], "h": {}, "i": 1.5}
     returned = validate_arguments(sig, arguments)
-    assert returned is arguments
     assert returned == {
         "a": 1,
-        "b": 2,
+        "b": 2.0,
         "c": "x",
         "d": True,
         "e": {"z": 1},
@@ -902,3 +901,16 @@ def test_valid_arguments_come_back_unchanged() -> None:
         "h": {},
         "i": 1.5,
     }
+
+
+def test_integers_for_float_arguments_become_floats_at_any_depth() -> None:
+    sig = sig_of(
+        "def f(spark, x: float, xs: list[float], m: dict[str, Optional[float]],\n"
+        "      n: int = 1, o: Optional[float] = None):\n    pass\n"
+    )
+    returned = validate_arguments(sig, {"x": 2, "xs": [1, 2.5], "m": {"a": 3, "b": None},
+                                         "n": 4, "o": 5})
+    assert returned == {"x": 2.0, "xs": [1.0, 2.5], "m": {"a": 3.0, "b": None}, "n": 4, "o": 5.0}
+    assert [type(v) for v in (returned["x"], returned["xs"][0], returned["m"]["a"],
+                              returned["o"])] == [float] * 4
+    assert type(returned["n"]) is int

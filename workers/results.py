@@ -35,9 +35,7 @@ def _scalar(value: Any, path: str) -> Any:
         return to_json_value(float(value), path)
     if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
         return value.isoformat()
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        return to_json_value(value.item(), path)
-    if hasattr(value, "tolist") and callable(value.tolist):  # numpy array
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy array or scalar
         return to_json_value(value.tolist(), path)
     raise ResultNotSerializable(
         f"{path} is a {type(value).__module__}.{type(value).__qualname__}, which is not "
