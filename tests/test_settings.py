@@ -85,3 +85,17 @@ def test_bad_durations_say_what_is_accepted(text):
 
 def test_format_duration_is_mist_style():
     assert [format_duration(v) for v in (None, 3600, 0.5)] == ["Inf", "3600s", "500ms"]
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"SPARKGATE_PORT": "70000"}, "setting port: expected 1 to 65535"),
+    ({"SPARKGATE_LOG_LEVEL": "LOUD"}, "setting log_level"),
+    ({"SPARKGATE_CONTEXT_MAX_JOBS": "0"}, "setting context.max_jobs: expected at least 1"),
+    ({"SPARKGATE_CONTEXT_WORKER_MODE": "both"}, "shared or exclusive"),
+    ({"SPARKGATE_CONTEXT_DOWNTIME_S": "10ms"}, "setting context.downtime_s"),
+    ({"SPARKGATE_WORKER_HEARTBEAT_S": "20s"}, "shorter than worker_ttl_s"),
+])
+def test_values_out_of_range_are_errors(environ, message):
+    with pytest.raises(ConfigError) as raised:
+        load_settings(environ=environ)
+    assert message in raised.value.message
