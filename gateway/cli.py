@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import signal
 from pathlib import Path
 
 import click
@@ -76,7 +77,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
         log.warning("INSECURE: listening on %s with no authentication: anyone who can reach "
                     "it can run code", host)
     try:
-        run_server(settings, host, port or settings.port)
+        run_server(settings, host, port or settings.port, config_path)
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
 
@@ -124,14 +125,18 @@ def db_upgrade(config_path: Path | None) -> None:
 @config_option
 def supervisor(config_path: Path | None) -> None:
     """Run only the worker supervisor for this host (workers per context, restarted)."""
-    from workers.supervisor import Supervisor
+    from workers.supervisor import Supervisor, worker_environment
 
     settings = _load(config_path)
     if not settings.redis_url:
         raise click.ClickException("the supervisor needs SPARKGATE_REDIS_URL")
     engine = make_engine(settings.resolved_database_url)
-    sup = Supervisor(Catalog(engine, settings.context), JobQueue(Redis.from_url(
-        settings.redis_url)), {}, settings.data_dir / "logs")
+    sup = Supervisor(Catalog(engine, settings.context),
+                     JobQueue(Redis.from_url(settings.redis_url)),
+                     worker_environment(settings, settings.redis_url, config_path),
+                     settings.data_dir / "logs")
+    # SIGTERM too (containers, systemd): the workers drain and stop with us, never orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
     with contextlib.suppress(KeyboardInterrupt):
         sup.run()
     sup.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from pathlib import Path
 
 from aiohttp import web
 from redis import Redis
@@ -20,12 +21,12 @@ from jobs.migrate import current, upgrade
 from jobs.queue import JobQueue
 from jobs.settings import Settings
 from workers.session import check_java
-from workers.supervisor import Supervisor
+from workers.supervisor import Supervisor, worker_environment
 
 log = logging.getLogger("sparkgate.serve")
 
 
-def run_server(settings: Settings, host: str, port: int) -> None:
+def run_server(settings: Settings, host: str, port: int, config_path: Path | None) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.start_workers:
         check_java()  # before anything starts: a missing Java is a message, not a stack trace
@@ -42,9 +43,7 @@ def run_server(settings: Settings, host: str, port: int) -> None:
     if settings.start_workers:
         supervisor = Supervisor(
             catalog, JobQueue(Redis.from_url(redis_url)),
-            worker_env={"SPARKGATE_DATABASE_URL": database_url,
-                        "SPARKGATE_REDIS_URL": redis_url,
-                        "SPARKGATE_DATA_DIR": str(settings.data_dir.resolve())},
+            worker_env=worker_environment(settings, redis_url, config_path),
             log_dir=settings.data_dir / "logs",
         )
         threading.Thread(target=supervisor.run, name="supervisor", daemon=True).start()

@@ -16,11 +16,27 @@ from pathlib import Path
 
 from jobs.catalog import DEFAULT_CONTEXT, Catalog
 from jobs.queue import JobQueue
+from jobs.settings import Settings
 
 log = logging.getLogger("sparkgate.supervisor")
 
 CHECK_INTERVAL_S = 0.5
 STOP_GRACE_S = 30.0
+
+
+def worker_environment(settings: Settings, redis_url: str,
+                       config_path: Path | None) -> dict[str, str]:
+    """What a worker process needs to find the same database, Redis and settings as us.
+
+    Explicit values win over the settings file in the worker, as they did here (an embedded
+    Redis has a URL only this process knows).
+    """
+    env = {"SPARKGATE_DATABASE_URL": settings.resolved_database_url,
+           "SPARKGATE_REDIS_URL": redis_url,
+           "SPARKGATE_DATA_DIR": str(settings.data_dir.resolve())}
+    if config_path is not None:
+        env["SPARKGATE_CONFIG"] = str(config_path.resolve())
+    return env
 
 
 class Supervisor:
