@@ -27,7 +27,12 @@ async def json_body(request: web.Request, default: Any = None, limit: int | None
             raise BadRequest("request body: expected a JSON document, got an empty body")
         return default
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except _NotFinite as exc:
+        raise BadRequest(
+            f"request body: expected JSON, got {exc}: JSON has no NaN or infinite numbers",
+            {"got": str(exc)},
+        ) from None
     except UnicodeDecodeError:
         raise BadRequest(
             "request body: expected UTF-8 JSON, got bytes that are not UTF-8"
@@ -40,6 +45,23 @@ async def json_body(request: web.Request, default: Any = None, limit: int | None
         ) from None
     except RecursionError:
         raise BadRequest("request body: JSON nested too deeply") from None
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    # Python's json module reads NaN and Infinity, which JSON does not have; nothing
+    # downstream (PostgreSQL, browsers, other clients) can take them back.
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NotFinite(f"{text[:40]} (too large for a double)")
+    return value
 
 
 def json_object(body: Any, what: str) -> dict[str, Any]:
@@ -111,6 +133,9 @@ def query_str(request: web.Request, name: str, max_length: int = 255) -> str | N
     if len(raw) > max_length:
         raise BadRequest(f"query parameter {name}: expected at most {max_length} characters, "
                          f"got {len(raw)}", {"field": name})
+    if any(ord(c) < 0x20 or c == "\x7f" for c in raw):
+        raise BadRequest(f"query parameter {name}: expected text without control characters, "
+                         f"got {raw!r}", {"field": name, "got": raw})
     return raw
 
 

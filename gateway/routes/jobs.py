@@ -112,7 +112,8 @@ async def _list(request: web.Request, base: JobQuery) -> web.Response:
             {"field": "status", "expected": list(MIST_STATUSES), "got": unknown},
         )
     query = JobQuery(
-        statuses=statuses, function=base.function, worker_id=base.worker_id,
+        statuses=statuses, function=base.function or query_str(request, "function"),
+        worker_id=base.worker_id,
         context=query_str(request, "context"), external_id=query_str(request, "externalId"),
         limit=query_int(request, "limit", 25, 0, MAX_LIMIT),
         offset=query_int(request, "offset", 0, 0, 10**9),
