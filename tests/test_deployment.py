@@ -3,6 +3,8 @@ matches the code of its artifact."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from jobs.catalog import Catalog
@@ -67,7 +69,7 @@ def test_unusable_artifacts_are_refused(catalog: Catalog, name, content, message
 
 
 def test_a_function_needs_its_artifact_and_context(catalog: Catalog):
-    with pytest.raises(BadRequest, match="artifact 'none.py' does not exist"):
+    with pytest.raises(BadRequest, match=re.escape("artifact 'none.py' does not exist")):
         build_function(catalog, "f", "none.py", "f", "default", [], True)
     upload_artifact(catalog, "code.py", V1, replace=False)
     with pytest.raises(BadRequest, match="context 'gpu' does not exist"):
