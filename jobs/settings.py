@@ -88,7 +88,7 @@ class Settings:
         return not self.redis_url
 
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _check(ok: bool, name: str, expected: str, got: Any) -> None:
