@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobs.catalog import Context, Function
+from jobs.catalog import Context, Function, Health
 from jobs.durations import format_duration
 from jobs.signatures import Signature
 from jobs.state import JobStatus
@@ -71,7 +71,7 @@ def function_info(function: Function) -> dict[str, Any]:
     }
 
 
-def context_info(context: Context) -> dict[str, Any]:
+def context_info(context: Context, health: Health) -> dict[str, Any]:
     return {
         "name": context.name,
         "sparkConf": context.spark_conf,
@@ -82,4 +82,10 @@ def context_info(context: Context) -> dict[str, Any]:
         "maxConnFailures": context.max_conn_failures,
         "runOptions": context.run_options,
         "streamingDuration": format_duration(context.streaming_duration_s),
+        # sparkgate's own: job timeout defaults, and how the context's workers are doing.
+        "startTimeout": format_duration(context.start_timeout_s),
+        "performTimeout": format_duration(context.perform_timeout_s),
+        "state": "broken" if health.broken else "ok",
+        "workerFailures": health.failures,
+        "lastFailure": health.last_failure,
     }

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from jobs import tables as t
-from jobs.db import now_ms
+from jobs.db import now_ms, writing
 from jobs.errors import BadRequest, Conflict, NotFound
 from jobs.settings import ContextDefaults
 
@@ -57,6 +57,8 @@ class Context:
     streaming_duration_s: int
     created_at: int = 0
     updated_at: int = 0
+    start_timeout_s: int | None = None
+    perform_timeout_s: int | None = None
 
     @classmethod
     def from_defaults(cls, name: str, defaults: ContextDefaults) -> Context:
@@ -66,11 +68,30 @@ class Context:
             max_jobs=defaults.max_jobs,
             worker_mode=defaults.worker_mode,
             precreated=defaults.precreated,
-            downtime_s=None if defaults.downtime_s is None else int(defaults.downtime_s),
+            downtime_s=_whole_seconds(defaults.downtime_s),
             max_conn_failures=defaults.max_conn_failures,
             run_options=defaults.run_options,
             streaming_duration_s=int(defaults.streaming_duration_s),
+            start_timeout_s=_whole_seconds(defaults.start_timeout_s),
+            perform_timeout_s=_whole_seconds(defaults.perform_timeout_s),
         )
+
+
+@dataclass(frozen=True)
+class Health:
+    """A context's workers' record: failures in a row; broken once they reach the limit."""
+
+    failures: int = 0
+    last_failure: str | None = None
+    broken_at: int | None = None
+
+    @property
+    def broken(self) -> bool:
+        return self.broken_at is not None
+
+
+def _whole_seconds(seconds: float | None) -> int | None:
+    return None if seconds is None else max(1, round(seconds))
 
 
 class Catalog:
@@ -104,7 +125,7 @@ class Catalog:
         sha1 = hashlib.sha1(content).hexdigest()
         now = now_ms()
         try:
-            with self.engine.begin() as conn:
+            with writing(self.engine) as conn:
                 created = self._put_artifact(conn, name, sha1, content, replace_existing, now)
                 for function, signature in (signatures or {}).items():
                     conn.execute(update(t.functions).where(t.functions.c.name == function)
@@ -137,9 +158,8 @@ class Catalog:
     def _put_blob(conn: Connection, sha1: str, content: bytes, now: int) -> None:
         # Same content uploaded twice at once: both may find no blob; the second insert is a
         # no-op, not an error.
-        dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         conn.execute(
-            dialect_insert(t.artifact_blobs)
+            _dialect_insert(conn)(t.artifact_blobs)
             .values(sha1=sha1, size=len(content), content=content, created_at=now)
             .on_conflict_do_nothing(index_elements=["sha1"])
         )
@@ -155,7 +175,7 @@ class Catalog:
 
     def delete_artifact(self, name: str) -> Artifact:
         artifact = self.get_artifact(name)
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             users = conn.execute(
                 select(t.functions.c.name).where(t.functions.c.path == name)
             ).scalars().all()
@@ -189,7 +209,7 @@ class Catalog:
         now = now_ms()
         function = replace(function, created_at=now, updated_at=now)
         try:
-            with self.engine.begin() as conn:
+            with writing(self.engine) as conn:
                 conn.execute(insert(t.functions).values(asdict(function)))
         except IntegrityError:
             raise BadRequest(
@@ -202,14 +222,14 @@ class Catalog:
         current = self.get_function(function.name)
         function = replace(function, created_at=current.created_at, updated_at=now_ms())
         values = asdict(function)
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(update(t.functions).where(t.functions.c.name == function.name)
                          .values(values))
         return function
 
     def delete_function(self, name: str) -> Function:
         function = self.get_function(name)
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(delete(t.functions).where(t.functions.c.name == name))
         return function
 
@@ -247,32 +267,72 @@ class Catalog:
         if self.context_exists(context.name):
             raise Conflict(f"context {context.name!r} already exists; use PUT to update it",
                            {"context": context.name})
-        return self._upsert_context(context)
+        return self.save_context(context)
 
     def update_context(self, context: Context) -> Context:
         if not self.context_exists(context.name):
             raise NotFound(f"context {context.name!r} does not exist", {"context": context.name})
-        return self._upsert_context(context)
+        return self.save_context(context)
 
-    def _upsert_context(self, context: Context) -> Context:
+    def save_context(self, context: Context) -> Context:
+        """Create or replace, in one statement, so concurrent saves of one name all succeed."""
         now = now_ms()
-        with self.engine.begin() as conn:
-            created = conn.execute(
-                select(t.contexts.c.created_at).where(t.contexts.c.name == context.name)
-            ).scalar()
-            context = replace(context, created_at=created or now, updated_at=now)
-            if created is None:
-                conn.execute(insert(t.contexts).values(asdict(context)))
+        values = asdict(replace(context, created_at=now, updated_at=now))
+        replaced = {k: v for k, v in values.items() if k not in ("name", "created_at")}
+        with writing(self.engine) as conn:
+            statement = _dialect_insert(conn)(t.contexts).values(values)
+            conn.execute(statement.on_conflict_do_update(index_elements=["name"], set_=replaced))
+            # Updating a context is how an operator repairs it: its failure count starts over.
+            conn.execute(delete(t.context_health).where(t.context_health.c.name == context.name))
+            row = conn.execute(select(t.contexts).where(t.contexts.c.name == context.name))
+            return Context(**row.mappings().one())
+
+    def all_health(self) -> dict[str, Health]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.context_health)).mappings().all()
+        return {r["name"]: Health(r["failures"], r["last_failure"], r["broken_at"])
+                for r in rows}
+
+    def health(self, name: str) -> Health:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.context_health.c.failures, t.context_health.c.last_failure,
+                       t.context_health.c.broken_at)
+                .where(t.context_health.c.name == name)
+            ).mappings().first()
+        return Health(**row) if row else Health()
+
+    def record_failure(self, name: str, reason: str, limit: int) -> Health:
+        """One more worker failure in a row; the context breaks when ``limit`` is reached."""
+        now = now_ms()
+        with writing(self.engine) as conn:
+            current = conn.execute(
+                select(t.context_health.c.failures, t.context_health.c.broken_at)
+                .where(t.context_health.c.name == name).with_for_update()
+            ).first()
+            failures = (current.failures if current else 0) + 1
+            broken_at = (current.broken_at if current else None) or (
+                now if failures >= limit else None)
+            values = {"failures": failures, "last_failure": reason, "broken_at": broken_at,
+                      "updated_at": now}
+            if current is None:
+                conn.execute(insert(t.context_health).values(name=name, **values))
             else:
-                conn.execute(update(t.contexts).where(t.contexts.c.name == context.name)
-                             .values(asdict(context)))
-        return context
+                conn.execute(update(t.context_health)
+                             .where(t.context_health.c.name == name).values(values))
+        return Health(failures, reason, broken_at)
+
+    def record_success(self, name: str) -> None:
+        """A worker of the context did its work: the failures are no longer "in a row"."""
+        with writing(self.engine) as conn:
+            conn.execute(delete(t.context_health).where(
+                t.context_health.c.name == name, t.context_health.c.broken_at.is_(None)))
 
     def delete_context(self, name: str) -> Context:
         if name == DEFAULT_CONTEXT:
             raise BadRequest("the default context cannot be deleted", {"context": name})
         context = self.get_context(name)
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             users = conn.execute(
                 select(t.functions.c.name).where(t.functions.c.default_context == name)
             ).scalars().all()
@@ -283,4 +343,10 @@ class Catalog:
                     {"context": name, "functions": list(users)},
                 )
             conn.execute(delete(t.contexts).where(t.contexts.c.name == name))
+            conn.execute(delete(t.context_health).where(t.context_health.c.name == name))
         return context
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    """INSERT with ON CONFLICT, which both SQLite and PostgreSQL have (each its own class)."""
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert

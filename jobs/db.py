@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write. On SQLite it starts with BEGIN IMMEDIATE: a deferred
+    transaction that reads and then writes fails at once ("database is locked") when another
+    writer got in between, whereas IMMEDIATE waits its turn (busy_timeout) up front."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(sparkgate_writes=True)
+        with conn.begin():
+            yield conn
 
 
 def now_ms() -> int:
@@ -42,5 +55,6 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _sqlite_begin(connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+def _sqlite_begin(connection: Connection) -> None:
+    writes = connection.get_execution_options().get("sparkgate_writes", False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")

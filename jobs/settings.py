@@ -13,6 +13,7 @@ import os
 import tomllib
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,9 @@ class ContextDefaults:
     max_conn_failures: int = 5
     run_options: str = ""
     streaming_duration_s: float = 1.0
+    # Defaults for a job that sets none itself; None: unbounded.
+    start_timeout_s: float | None = None
+    perform_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         _check(self.max_jobs >= 1, "context.max_jobs", "at least 1", self.max_jobs)
@@ -65,7 +69,22 @@ class Settings:
     max_artifact_bytes: int = 100 * 1024 * 1024
     worker_heartbeat_s: float = 2.0
     worker_ttl_s: float = 10.0
+    # A worker is replaced (drained, then a new one started) after this many jobs, or once its
+    # processes (Python and the JVM) use this much resident memory; 0: never.
+    worker_max_jobs: int = 0
+    worker_max_rss_mb: int = 0
+    # A cancelled or timed-out job that has not ended after this long (it ignores Spark's
+    # cancel, e.g. a pure Python loop) is declared cancelled and its worker replaced.
+    cancel_grace_s: float = 5.0
+    # On stop or replacement, running jobs get this long to finish before they are failed.
+    worker_stop_grace_s: float = 30.0
     log_level: str = "INFO"
+    # The MQTT interface (Mist's): None: off. "mqtt://[user:password@]host[:port]", or mqtts://.
+    mqtt_url: str | None = None
+    mqtt_subscribe_topic: str = "sparkgate/requests"
+    mqtt_publish_topic: str = "sparkgate/events"
+    # Each gateway's client id is this prefix, its host name, its pid and a random suffix.
+    mqtt_client_id: str = "sparkgate"
     context: ContextDefaults = field(default_factory=ContextDefaults)
 
     def __post_init__(self) -> None:
@@ -76,6 +95,27 @@ class Settings:
             _check(getattr(self, name) > 0, name, "a positive number of bytes", getattr(self, name))
         _check(self.worker_heartbeat_s < self.worker_ttl_s, "worker_heartbeat_s",
                "shorter than worker_ttl_s", self.worker_heartbeat_s)
+        for name in ("worker_max_jobs", "worker_max_rss_mb"):
+            _check(getattr(self, name) >= 0, name, "0 (never) or more", getattr(self, name))
+        if self.mqtt_url is not None:
+            self._check_mqtt()
+
+    def _check_mqtt(self) -> None:
+        url = urllib.parse.urlsplit(self.mqtt_url or "")
+        try:
+            valid = url.scheme in ("mqtt", "mqtts") and bool(url.hostname) and url.port != 0
+        except ValueError:  # a port that is not a number, or out of range
+            valid = False
+        _check(valid, "mqtt_url", "mqtt://[user:password@]host[:port] or mqtts://...",
+               redact_url(self.mqtt_url or ""))
+        for name in ("mqtt_subscribe_topic", "mqtt_publish_topic"):
+            topic = getattr(self, name)
+            _check(bool(topic) and not topic.startswith("$"), name,
+                   "a topic that is not empty and does not start with $", topic)
+        _check(not set("+#") & set(self.mqtt_publish_topic), "mqtt_publish_topic",
+               "a topic without wildcards (+, #)", self.mqtt_publish_topic)
+        _check(bool(self.mqtt_client_id), "mqtt_client_id", "a non-empty prefix",
+               self.mqtt_client_id)
 
     @property
     def resolved_database_url(self) -> str:
@@ -89,6 +129,15 @@ class Settings:
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``: fit for logs and messages."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
 
 
 def _check(ok: bool, name: str, expected: str, got: Any) -> None:

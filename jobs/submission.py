@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.catalog import Catalog
+from jobs.catalog import Catalog, Health
 from jobs.db import now_ms
-from jobs.errors import BadRequest, Unavailable
+from jobs.errors import BadRequest, NotFound, Unavailable
 from jobs.queue import JobQueue
 from jobs.signatures import Signature, validate_arguments
 from jobs.state import JobStatus
@@ -40,21 +40,43 @@ def submit(catalog: Catalog, store: Store, queue: JobQueue, request: SubmitReque
         arguments = validate_arguments(Signature.from_dict(function.signature), arguments)
     elif not isinstance(arguments, dict):
         validate_arguments(Signature(handle="session", params=(), mist=False), arguments)
-    context = request.context or function.default_context
-    if not catalog.context_exists(context):
-        raise BadRequest(f"context: context {context!r} does not exist",
-                         {"field": "context", "got": context})
+    name = request.context or function.default_context
+    try:
+        context = catalog.get_context(name)
+    except NotFound:
+        raise BadRequest(f"context: context {name!r} does not exist",
+                         {"field": "context", "got": name}) from None
     artifact = catalog.get_artifact(function.path)
     job = store.create_job(NewJob(
-        function=function.name, context=context, arguments=arguments,
+        function=function.name, context=name, arguments=arguments,
         file_path=function.path, class_name=function.class_name, artifact_sha1=artifact.sha1,
         source=request.source, external_id=request.external_id,
-        start_timeout_ms=request.start_timeout_ms, perform_timeout_ms=request.perform_timeout_ms,
+        start_timeout_ms=_or_default(request.start_timeout_ms, context.start_timeout_s),
+        perform_timeout_ms=_or_default(request.perform_timeout_ms, context.perform_timeout_s),
     ))
+    health = catalog.health(name)
+    if health.broken:
+        # Recorded and failed at once: the client gets a job id whose error says what to do.
+        return store.transition(job.id, JobStatus.FAILED, error=broken_message(name, health),
+                                end_time=now_ms())
     try:
-        queue.enqueue(job.id, context)
+        queue.enqueue(job.id, name)
     except Exception as exc:
         store.transition(job.id, JobStatus.FAILED, error=f"could not be queued: {exc}",
                          end_time=now_ms())
         raise Unavailable("the job queue (Redis) is unavailable; the job was not queued") from exc
     return job
+
+
+def broken_message(context: str, health: Health) -> str:
+    return (
+        f"context {context!r} is broken: its workers failed {health.failures} times in a row "
+        f"(last: {health.last_failure}). Fix its settings and update it "
+        f"(PUT /v2/api/contexts/{context}) to repair it; its jobs fail until then."
+    )
+
+
+def _or_default(requested_ms: int | None, default_s: int | None) -> int | None:
+    if requested_ms is not None:
+        return requested_ms
+    return None if default_s is None else default_s * 1000

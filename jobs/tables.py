@@ -78,6 +78,22 @@ contexts = Table(
     Column("streaming_duration_s", Integer, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # Defaults for jobs that name none; NULL: unbounded.
+    Column("start_timeout_s", BigInteger, nullable=True),
+    Column("perform_timeout_s", BigInteger, nullable=True),
+)
+
+# How a context's workers are doing, apart from its definition (which `default` may not even
+# have a row for): worker failures in a row, and why it is broken once they reach
+# maxConnFailures. Updating the context deletes the row: that is the repair.
+context_health = Table(
+    "context_health",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure", Text, nullable=True),
+    Column("broken_at", BigInteger, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
 )
 
 jobs = Table(

@@ -10,7 +10,7 @@ from gateway.blocking import blocking
 from gateway.params import checked_name, json_body, json_object, json_type
 from gateway.render import context_info
 from gateway.resources import CATALOG, SETTINGS
-from jobs.catalog import Context
+from jobs.catalog import Catalog, Context, Health
 from jobs.durations import parse_duration
 from jobs.errors import BadRequest, InvalidArguments
 
@@ -21,14 +21,15 @@ WORKER_MODES = ("shared", "exclusive")
 
 @routes.get("/v2/api/contexts")
 async def list_contexts(request: web.Request) -> web.Response:
-    contexts = await blocking(request.app[CATALOG].list_contexts)
-    return web.json_response([context_info(c) for c in contexts])
+    catalog = request.app[CATALOG]
+    contexts = await blocking(catalog.list_contexts)
+    health = await blocking(catalog.all_health)
+    return web.json_response([context_info(c, health.get(c.name, Health())) for c in contexts])
 
 
 @routes.get("/v2/api/contexts/{name}")
 async def get_context(request: web.Request) -> web.Response:
-    context = await blocking(request.app[CATALOG].get_context, request.match_info["name"])
-    return web.json_response(context_info(context))
+    return await _answer(request.app[CATALOG], request.match_info["name"])
 
 
 @routes.post("/v2/api/contexts")
@@ -37,9 +38,8 @@ async def create_context(request: web.Request) -> web.Response:
     body = await _body(request)
     context = _context_from(body, checked_name(body.get("name"), "name"), request)
     catalog = request.app[CATALOG]
-    exists = await blocking(catalog.context_exists, context.name)
-    saved = await blocking(catalog.update_context if exists else catalog.create_context, context)
-    return web.json_response(context_info(saved))
+    await blocking(catalog.save_context, context)
+    return await _answer(catalog, context.name)
 
 
 @routes.put("/v2/api/contexts/{name}")
@@ -49,15 +49,20 @@ async def update_context(request: web.Request) -> web.Response:
     if body.get("name", name) != name:
         raise BadRequest(f"name: the body says {body['name']!r} but the path says {name!r}",
                          {"field": "name"})
-    saved = await blocking(request.app[CATALOG].update_context,
-                           _context_from(body, name, request))
-    return web.json_response(context_info(saved))
+    await blocking(request.app[CATALOG].update_context, _context_from(body, name, request))
+    return await _answer(request.app[CATALOG], name)
 
 
 @routes.delete("/v2/api/contexts/{name}")
 async def delete_context(request: web.Request) -> web.Response:
     deleted = await blocking(request.app[CATALOG].delete_context, request.match_info["name"])
-    return web.json_response(context_info(deleted))
+    return web.json_response(context_info(deleted, Health()))
+
+
+async def _answer(catalog: Catalog, name: str) -> web.Response:
+    context = await blocking(catalog.get_context, name)
+    health = await blocking(catalog.health, name)
+    return web.json_response(context_info(context, health))
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -154,4 +159,6 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "maxConnFailures": ("max_conn_failures", _int(1, 1000)),
     "runOptions": ("run_options", _text),
     "streamingDuration": ("streaming_duration_s", _duration(allow_inf=False)),
+    "startTimeout": ("start_timeout_s", _duration(allow_inf=True)),
+    "performTimeout": ("perform_timeout_s", _duration(allow_inf=True)),
 }
