@@ -9,14 +9,10 @@ import signal
 from pathlib import Path
 
 import click
-from redis import Redis
 from sqlalchemy import make_url
 
-from jobs.catalog import Catalog
-from jobs.db import make_engine
 from jobs.errors import ConfigError
 from jobs.migrate import current, upgrade
-from jobs.queue import JobQueue
 from jobs.settings import Settings, load_settings
 
 log = logging.getLogger("sparkgate")
@@ -86,7 +82,10 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
 @config_option
 @click.option("--context", "context_name", default="default", show_default=True)
 @click.option("--one-job", is_flag=True, help="Exit after one job (exclusive contexts).")
-def worker(config_path: Path | None, context_name: str, one_job: bool) -> None:
+@click.option("--supervised", is_flag=True,
+              help="Stop (draining) when the parent process, a supervisor, goes away.")
+def worker(config_path: Path | None, context_name: str, one_job: bool,
+           supervised: bool) -> None:
     """Run a worker: one warm SparkSession for CONTEXT's jobs. Needs the database and Redis.
 
     \b
@@ -101,7 +100,7 @@ def worker(config_path: Path | None, context_name: str, one_job: bool) -> None:
                                    "settings file): the Redis its gateway uses")
     try:
         Worker(settings, settings.redis_url, context_name,
-               max_jobs_total=1 if one_job else None).run()
+               max_jobs_total=1 if one_job else None, supervised=supervised).run()
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
 
@@ -125,16 +124,12 @@ def db_upgrade(config_path: Path | None) -> None:
 @config_option
 def supervisor(config_path: Path | None) -> None:
     """Run only the worker supervisor for this host (workers per context, restarted)."""
-    from workers.supervisor import Supervisor, worker_environment
+    from workers.supervisor import Supervisor
 
     settings = _load(config_path)
     if not settings.redis_url:
         raise click.ClickException("the supervisor needs SPARKGATE_REDIS_URL")
-    engine = make_engine(settings.resolved_database_url)
-    sup = Supervisor(Catalog(engine, settings.context),
-                     JobQueue(Redis.from_url(settings.redis_url)),
-                     worker_environment(settings, settings.redis_url, config_path),
-                     settings.data_dir / "logs")
+    sup = Supervisor.for_settings(settings, settings.redis_url, config_path)
     # SIGTERM too (containers, systemd): the workers drain and stop with us, never orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sup.stopping.set())
     with contextlib.suppress(KeyboardInterrupt):

@@ -69,3 +69,8 @@ def encode(event: dict[str, Any]) -> str:
 
 def decode(raw: bytes | str) -> dict[str, Any]:
     return json.loads(raw)
+
+
+def progress_event(job_id: str, progress: dict[str, Any]) -> dict[str, Any]:
+    """sparkgate's own event: Spark stages and tasks done for a running job."""
+    return {"event": "progress", "id": job_id, "progress": progress, "time": now_ms()}

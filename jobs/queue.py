@@ -8,6 +8,7 @@ RQ's stock worker, whose per-job bookkeeping costs milliseconds and forks per jo
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 
 from redis import Redis
 from rq import Queue
@@ -46,8 +47,8 @@ class JobQueue:
 
     def remove(self, job_id: str, context: str) -> None:
         """Drop a job that will not run (cancelled while queued)."""
-        queue = self.queue(context)
-        queue.remove(job_id)
+        # Every copy: a job enqueued twice (the reconciler's requeue racing a pop) is one job.
+        self.redis.lrem(self.queue(context).key, 0, job_id)
         self._delete(job_id)
 
     def pop(self, context: str, timeout_s: int) -> str | None:
@@ -62,12 +63,26 @@ class JobQueue:
         _, raw_id = popped
         return raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
 
+    def give_back(self, job_id: str, context: str) -> None:
+        """Return a popped job to the head of its queue (a worker that started draining)."""
+        self.redis.lpush(self.queue(context).key, job_id)
+
     def done(self, job_id: str) -> None:
         """Forget RQ's copy of a job a worker has taken."""
         self._delete(job_id)
 
     def queued_ids(self, context: str) -> list[str]:
         return self.queue(context).get_job_ids()
+
+    def queued_id_sets(self, contexts: Iterable[str]) -> dict[str, set[str]]:
+        """The ids waiting in each context's queue: one LRANGE per context, one round trip."""
+        names = sorted(set(contexts))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for context in names:
+                pipe.lrange(self.queue(context).key, 0, -1)
+            replies = pipe.execute()
+        return {context: {i.decode() if isinstance(i, bytes) else str(i) for i in ids}
+                for context, ids in zip(names, replies, strict=True)}
 
     def length(self, context: str) -> int:
         return self.queue(context).count

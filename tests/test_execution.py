@@ -27,6 +27,8 @@ from tests.conftest import function_source
 from workers.artifacts import FunctionLoader
 from workers.execution import JobRunner
 from workers.joblogs import JobLogCapture
+from workers.progress import ProgressTracker
+from workers.watchdog import Watchdog
 
 WORKER_ID = "test-worker"
 
@@ -43,10 +45,15 @@ def capture(store: Store) -> Iterator[JobLogCapture]:
 
 @pytest.fixture
 def runner(store: Store, catalog: Catalog, queue: JobQueue, redis: Redis, spark,
-           capture: JobLogCapture, tmp_path: Path) -> JobRunner:
-    return JobRunner(store=store, queue=queue, redis=redis,
-                     loader=FunctionLoader(catalog, tmp_path / "cache"), spark=spark,
-                     worker_id=WORKER_ID, capture=capture)
+           capture: JobLogCapture, tmp_path: Path) -> Iterator[JobRunner]:
+    sc = spark.sparkContext
+    watchdog = Watchdog(sc.cancelJobGroup, lambda job_id, why: None, cancel_grace_s=30)
+    progress = ProgressTracker(sc, store.set_progress, interval_s=0.1)
+    yield JobRunner(store=store, queue=queue, redis=redis,
+                    loader=FunctionLoader(catalog, tmp_path / "cache"), spark=spark,
+                    worker_id=WORKER_ID, capture=capture, watchdog=watchdog, progress=progress)
+    watchdog.close()
+    progress.close()
 
 
 def deploy(catalog: Catalog, file_name: str, function: str, name: str | None = None) -> str:
@@ -108,6 +115,8 @@ def test_a_spark_job_finishes_with_its_result_and_events(runner, catalog, store,
     assert job.create_time <= job.start_time <= job.end_time
     assert events.names_for(job_id, "finished") == ["worker-assigned", "started", "finished"]
     assert queue.length("default") == 0
+    assert job.progress["jobs"]["done"] == job.progress["jobs"]["total"] >= 1
+    assert job.progress["percent"] == 100
 
 
 def test_a_raising_function_fails_with_message_and_traceback(runner, catalog, store, queue):
@@ -179,8 +188,8 @@ def test_cancel_of_a_running_spark_job_ends_it_and_spares_its_neighbour(
     threads[1].start()
     time.sleep(1)  # let the victim's Spark job get going
     assert cancellation.cancel(store, queue, victim).status is JobStatus.CANCELLING
-    # What the worker does on the control message: cancel the job's group.
-    spark.sparkContext.cancelJobGroup(victim)
+    # What the worker does on the control message.
+    assert runner.watchdog.cancel(victim)
     for t in threads:
         t.join(timeout=60)
     assert store.get_job(victim).status is JobStatus.CANCELLED
@@ -191,8 +200,10 @@ def test_cancel_of_a_running_spark_job_ends_it_and_spares_its_neighbour(
 def test_a_job_cancelled_while_queued_is_never_run(runner, catalog, store, queue):
     deploy(catalog, "behaviours.py", "sum_range")
     job_id = enqueue(catalog, store, queue, "sum_range")
-    queue.enqueue(job_id, "default")  # as if the cancel raced the pop: still in the queue
     cancellation.cancel(store, queue, job_id)
+    assert queue.queued_ids("default") == []
+    # A worker that popped the id just before the cancel removed it still holds it.
+    queue.give_back(job_id, "default")
     run_next(runner, queue)
     job = store.get_job(job_id)
     assert job.status is JobStatus.CANCELLED and job.start_time is None
@@ -219,6 +230,18 @@ def test_a_queued_job_runs_the_code_it_was_submitted_with(runner, catalog, store
     later = enqueue(catalog, store, queue, "echo", {"value": 1})
     run_next(runner, queue)
     assert store.get_job(later).result == {"value": "new code", "tag": None}
+
+
+def test_perform_timeout_fails_a_spark_job_and_spares_the_worker(runner, catalog, store, queue):
+    deploy(catalog, "behaviours.py", "slow_spark")
+    job_id = enqueue(catalog, store, queue, "slow_spark", {"seconds": 60},
+                     perform_timeout_ms=500)
+    started = time.monotonic()
+    run_next(runner, queue)
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.FAILED
+    assert job.error.startswith("performTimeout exceeded: the job ran longer than its 500 ms")
+    assert time.monotonic() - started < 15
 
 
 def _wait_for(condition, timeout_s: float = 30.0) -> None:

@@ -5,12 +5,14 @@ at most once and a cancel that lands first always wins.
 
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from sqlalchemy.exc import DBAPIError
 
 from jobs.db import now_ms
 from jobs.errors import IllegalTransition, NotFound
@@ -18,9 +20,17 @@ from jobs.events import CHANNEL, encode, lifecycle_event, worker_assigned_event
 from jobs.queue import JobQueue
 from jobs.state import JobStatus
 from jobs.store import Job, Store
+from jobs.timeouts import perform_timeout_message, start_timeout_message
 from workers.artifacts import FunctionLoader
 from workers.joblogs import JobLogCapture
+from workers.progress import ProgressTracker
 from workers.results import to_json_value
+from workers.watchdog import Interruption, Watchdog
+
+log = logging.getLogger("sparkgate.worker")
+
+# About a minute in all: a database restart or failover, not a lasting outage.
+RECORD_RETRY_DELAYS_S = (0.5, 1, 2, 4, 8, 15, 30)
 
 
 @dataclass(frozen=True)
@@ -31,7 +41,8 @@ class Outcome:
 
 class JobRunner:
     def __init__(self, *, store: Store, queue: JobQueue, redis: Redis, loader: FunctionLoader,
-                 spark: Any, worker_id: str, capture: JobLogCapture) -> None:
+                 spark: Any, worker_id: str, capture: JobLogCapture, watchdog: Watchdog,
+                 progress: ProgressTracker) -> None:
         self.store = store
         self.queue = queue
         self.redis = redis
@@ -39,6 +50,8 @@ class JobRunner:
         self.spark = spark
         self.worker_id = worker_id
         self.capture = capture
+        self.watchdog = watchdog
+        self.progress = progress
 
     def run(self, job_id: str, slot: int) -> None:
         job = self._claim(job_id)
@@ -59,11 +72,11 @@ class JobRunner:
         self.publish(worker_assigned_event(job))
         waited_ms = job.start_time - job.create_time
         if job.start_timeout_ms is not None and waited_ms > job.start_timeout_ms:
-            self._record(job, Outcome(error=(
-                f"start timeout: the job waited {waited_ms} ms in the queue of context "
-                f"{job.context!r}, longer than its startTimeout of {job.start_timeout_ms} ms"
-            )))
+            self._record(job, Outcome(error=start_timeout_message(
+                job.context, waited_ms, job.start_timeout_ms)))
             return None
+        self.watchdog.started(job.id, job.perform_timeout_ms)
+        self.progress.watch(job.id)
         self.publish(lifecycle_event(job))
         self.capture.add(job.id, "INFO", f"started on worker {self.worker_id}")
         return job
@@ -104,26 +117,43 @@ class JobRunner:
         return self.spark
 
     def _record(self, job: Job, outcome: Outcome) -> None:
-        end = now_ms()
+        """Write the job's end, retrying while the database is unreachable: a job whose end
+        is lost would stay started for ever (the reconciler catches it if we give up)."""
+        if self.watchdog.ended(job.id) is Interruption.TIMEOUT:
+            # Bounded means bounded: a result that comes after the deadline does not count.
+            outcome = Outcome(error=perform_timeout_message(job.perform_timeout_ms))
+        fields = {"end_time": now_ms(), "progress": self.progress.unwatch(job.id)}
+        for delay_s in RECORD_RETRY_DELAYS_S:
+            try:
+                self._write_end(job, outcome, fields)
+                return
+            except DBAPIError as exc:
+                log.warning("job %s: recording its end failed (%s); retrying in %ss", job.id,
+                            exc.__class__.__name__, delay_s)
+                time.sleep(delay_s)
+        self._write_end(job, outcome, fields)
+
+    def _write_end(self, job: Job, outcome: Outcome, fields: dict[str, Any]) -> None:
         try:
             if outcome.error is None:
                 final = self.store.transition(job.id, JobStatus.FINISHED, result=outcome.result,
-                                              end_time=end)
+                                              **fields)
             else:
-                final = self._fail_or_cancel(job.id, outcome.error, end)
+                final = self._fail_or_cancel(job.id, outcome.error, fields)
         except IllegalTransition:
             return  # someone else ended it (reconciler, stop): their outcome stands
         self.publish(lifecycle_event(final))
 
-    def _fail_or_cancel(self, job_id: str, error: str, end: int) -> Job:
+    def _fail_or_cancel(self, job_id: str, error: str, fields: dict[str, Any]) -> Job:
         # A job that fails while a cancel is under way failed *because* of the cancel.
         try:
             return self.store.transition(job_id, JobStatus.FAILED, only_from={JobStatus.STARTED},
-                                         error=error, end_time=end)
+                                         error=error, **fields)
         except IllegalTransition as exc:
             if exc.current != JobStatus.CANCELLING.value:
                 raise
-            return self.store.transition(job_id, JobStatus.CANCELLED, end_time=end)
+            return self.store.transition(job_id, JobStatus.CANCELLED, **fields)
+
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,9 +1,16 @@
 """The worker process: one warm SparkSession for one context, up to ``maxJobs`` jobs at once in
 threads that share it. It never forks per job (the session would be lost with the child).
+
+A worker ends by draining (it takes no new job and lets its running ones finish, failing those
+still running after ``worker_stop_grace_s``) when it is stopped (SIGTERM, the workers API),
+idle for the context's ``downtime``, done with its one job (exclusive contexts), due for
+recycling, or replaced because a job ignored its cancel. It exits 0 in all these cases; any
+other exit is a failure, which the supervisor counts against the context.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -11,26 +18,33 @@ import queue
 import signal
 import socket
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import psutil
 import rq
 from redis import Redis
 
 from jobs.cancellation import control_channel
 from jobs.catalog import Catalog, Context
 from jobs.db import make_engine, now_ms
-from jobs.events import CHANNEL, encode, logs_event
+from jobs.errors import IllegalTransition
+from jobs.events import CHANNEL, encode, lifecycle_event, logs_event, progress_event
 from jobs.logs import LogLine
 from jobs.queue import JobQueue, queue_name
 from jobs.settings import Settings
+from jobs.state import JobStatus
 from jobs.store import Store
+from jobs.timeouts import perform_timeout_message
 from jobs.worker_registry import WorkerRegistry
 from workers.artifacts import FunctionLoader
 from workers.execution import JobRunner
 from workers.joblogs import JobLogCapture
+from workers.progress import ProgressTracker
 from workers.session import build_session, check_java, spark_conf_for, write_pools_file
+from workers.watchdog import Interruption, Watchdog
 
 log = logging.getLogger("sparkgate.worker")
 
@@ -43,8 +57,11 @@ def new_worker_id(context: str) -> str:
 
 class Worker:
     def __init__(self, settings: Settings, redis_url: str, context_name: str,
-                 worker_id: str | None = None, max_jobs_total: int | None = None) -> None:
-        """``max_jobs_total``: stop after that many jobs (1 for an exclusive context)."""
+                 worker_id: str | None = None, max_jobs_total: int | None = None,
+                 supervised: bool = False) -> None:
+        """``max_jobs_total``: stop after that many jobs (1 for an exclusive context).
+        ``supervised``: drain and stop when the parent (a supervisor) is gone, so a killed
+        ``serve`` leaves no worker behind."""
         self.settings = settings
         self.redis = Redis.from_url(redis_url)
         engine = make_engine(settings.resolved_database_url)
@@ -54,74 +71,122 @@ class Worker:
         self.context: Context = self.catalog.get_context(context_name)
         self.id = worker_id or new_worker_id(context_name)
         self.max_jobs_total = max_jobs_total
+        self.parent_pid = os.getppid() if supervised else None
         self.registry = WorkerRegistry(self.redis, settings.worker_ttl_s)
         self.started_ms = now_ms()
-        self.stopping = threading.Event()
         self.running: dict[str, int] = {}
+        self.abandoned: set[str] = set()
         self.jobs_done = 0
-        self._lock = threading.Lock()
+        self.drain_reason: str | None = None
+        self.drain_grace_s: float | None = None
+        self.draining = threading.Event()
+        self.stopped = threading.Event()
+        self._lock = threading.Condition()
+
+    def drain(self, reason: str, bounded: bool = False) -> None:
+        """Take no new job; the main loop lets the running ones finish, then the worker exits.
+
+        ``bounded`` (a stop, a replacement): jobs still running after ``worker_stop_grace_s``
+        are failed. Otherwise (done, idle, recycled) running jobs take the time they need.
+        """
+        with self._lock:
+            if self.drain_reason is None:
+                self.drain_reason = reason
+                log.info("worker %s: draining: %s", self.id, reason)
+            if bounded:
+                self.drain_grace_s = self.settings.worker_stop_grace_s
+        self.draining.set()
 
     # -- life --------------------------------------------------------------------------------
 
     def run(self) -> None:
         check_java()
-        signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
-        signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
+        signal.signal(signal.SIGTERM, lambda *_: self.drain("stopped (SIGTERM)", bounded=True))
+        signal.signal(signal.SIGINT, lambda *_: self.drain("stopped (SIGINT)", bounded=True))
         log.info("worker %s: starting Spark for context %s", self.id, self.context.name)
         pools = write_pools_file(
             self.settings.data_dir / "workers" / f"{self.id}-pools.xml", self.context.max_jobs
         )
         spark = build_session(self.context, pools)
+        sc = spark.sparkContext
         capture = JobLogCapture(self._ship_logs)
         capture.install()
+        watchdog = Watchdog(sc.cancelJobGroup, self._on_overdue, self.settings.cancel_grace_s)
+        progress = ProgressTracker(sc, self._on_progress)
         runner = JobRunner(
             store=self.store, queue=self.queue, redis=self.redis,
             loader=FunctionLoader(self.catalog, self.settings.data_dir / "artifact-cache"),
-            spark=spark, worker_id=self.id, capture=capture,
+            spark=spark, worker_id=self.id, capture=capture, watchdog=watchdog,
+            progress=progress,
         )
         rq_worker = rq.Worker([queue_name(self.context.name)], name=self.id,
                               connection=self.redis)
         rq_worker.register_birth()
-        heart = threading.Thread(target=self._heartbeat, args=(rq_worker,), daemon=True)
         self._beat(rq_worker)
-        heart.start()
-        threading.Thread(target=self._obey, args=(spark,), daemon=True).start()
+        threading.Thread(target=self._heartbeat, args=(rq_worker,), daemon=True).start()
+        threading.Thread(target=self._obey, args=(watchdog,), daemon=True).start()
         log.info("worker %s: ready, %d slot(s)", self.id, self.context.max_jobs)
         try:
             self._loop(runner)
+            self._wait_for_running_jobs()
         finally:
-            self.stopping.set()
+            self.draining.set()
+            self.stopped.set()
+            watchdog.close()
+            progress.close()
             capture.close()
-            capture.uninstall()
             self.registry.remove(self.id)
             rq_worker.register_death()
-            spark.stop()
             pools.unlink(missing_ok=True)
-            log.info("worker %s: stopped after %d job(s)", self.id, self.jobs_done)
+            log.info("worker %s: stopped after %d job(s): %s", self.id, self.jobs_done,
+                     self.drain_reason)
+        if self.abandoned:
+            # Their threads never return: don't wait for them (nor for Spark, which may be
+            # inside one). The JVM exits when this process goes.
+            logging.shutdown()
+            os._exit(0)
+        spark.stop()
 
     def _loop(self, runner: JobRunner) -> None:
         slots: queue.Queue[int] = queue.Queue()
         for slot in range(max(1, self.context.max_jobs)):
             slots.put(slot)
+        pool = ThreadPoolExecutor(max_workers=slots.qsize(), thread_name_prefix="job")
+        idle_since = time.monotonic()
         taken = 0
-        with ThreadPoolExecutor(max_workers=slots.qsize(), thread_name_prefix="job") as pool:
-            while not self.stopping.is_set() and not self._quota_reached(taken):
-                try:
-                    slot = slots.get(timeout=POP_TIMEOUT_S)
-                except queue.Empty:
-                    continue
-                job_id = self.queue.pop(self.context.name, POP_TIMEOUT_S)
-                if job_id is None:
-                    slots.put(slot)
-                    continue
-                taken += 1
-                with self._lock:
-                    self.running[job_id] = slot
-                pool.submit(self._run_one, runner, job_id, slot, slots)
-            # Leaving the `with` waits for the jobs in flight: a stop drains, never abandons.
+        while not self.draining.is_set():
+            if self.max_jobs_total is not None and taken >= self.max_jobs_total:
+                self.drain(f"done with its {taken} job(s)")
+                break
+            if self._idle_too_long(idle_since):
+                self.drain(f"idle for its context's downtime of {self.context.downtime_s}s")
+                break
+            try:
+                slot = slots.get(timeout=POP_TIMEOUT_S)
+            except queue.Empty:
+                continue
+            job_id = None if self.draining.is_set() else self.queue.pop(self.context.name,
+                                                                        POP_TIMEOUT_S)
+            if job_id is not None and self.draining.is_set():
+                # Drain began while we waited on the queue: the job is for our successor.
+                self.queue.give_back(job_id, self.context.name)
+                job_id = None
+            if job_id is None:
+                slots.put(slot)
+                if self.running:
+                    idle_since = time.monotonic()
+                continue
+            taken += 1
+            with self._lock:
+                self.running[job_id] = slot
+            pool.submit(self._run_one, runner, job_id, slot, slots)
+            idle_since = time.monotonic()
+        pool.shutdown(wait=False)
 
-    def _quota_reached(self, taken: int) -> bool:
-        return self.max_jobs_total is not None and taken >= self.max_jobs_total
+    def _idle_too_long(self, idle_since: float) -> bool:
+        downtime = self.context.downtime_s
+        return (downtime is not None and not self.running
+                and time.monotonic() - idle_since >= downtime)
 
     def _run_one(self, runner: JobRunner, job_id: str, slot: int,
                  slots: queue.Queue[int]) -> None:
@@ -133,12 +198,73 @@ class Worker:
             with self._lock:
                 self.running.pop(job_id, None)
                 self.jobs_done += 1
+                first = self.jobs_done == 1
+                self._lock.notify_all()
             slots.put(slot)
+        if first:
+            # A worker that got a job done is proof the context works: failures in a row end.
+            self.catalog.record_success(self.context.name)
+        self._maybe_recycle()
 
-    # -- presence ----------------------------------------------------------------------------
+    def _maybe_recycle(self) -> None:
+        limit_jobs = self.settings.worker_max_jobs
+        if limit_jobs and self.jobs_done >= limit_jobs:
+            self.drain(f"recycled after {self.jobs_done} jobs (worker_max_jobs)")
+            return
+        limit_mb = self.settings.worker_max_rss_mb
+        if limit_mb and (rss_mb := resident_mb()) > limit_mb:
+            self.drain(f"recycled at {rss_mb} MB resident (worker_max_rss_mb {limit_mb})")
+
+    def _wait_for_running_jobs(self) -> None:
+        """Let running jobs finish; fail those still running after a bounded drain's grace."""
+        started = time.monotonic()
+        with self._lock:
+            while set(self.running) - self.abandoned and (
+                    self.drain_grace_s is None
+                    or time.monotonic() - started < self.drain_grace_s):
+                self._lock.wait(timeout=0.2)
+            stragglers = set(self.running) - self.abandoned
+        for job_id in stragglers:
+            self._end_abandoned(job_id, f"its worker {self.id} stopped before the job ended "
+                                        f"({self.drain_reason})")
+
+    # -- jobs that would not stop ------------------------------------------------------------
+
+    def _on_overdue(self, job_id: str, why: Interruption) -> None:
+        """A cancelled or timed-out job still runs after its grace: end it in the database now,
+        and replace this worker (the only way to stop a thread is to end its process)."""
+        job = self.store.get_job(job_id)
+        if why is Interruption.TIMEOUT:
+            reason = (perform_timeout_message(job.perform_timeout_ms)
+                      + "; it did not stop, so its worker was replaced")
+        else:
+            reason = (f"cancelled; the function ignored Spark's cancel for "
+                      f"{self.settings.cancel_grace_s}s, so its worker was replaced")
+        self._end_abandoned(job_id, reason)
+        self.drain(f"replaced: job {job_id} did not stop after its {why.value}", bounded=True)
+
+    def _end_abandoned(self, job_id: str, reason: str) -> None:
+        with self._lock:
+            self.abandoned.add(job_id)
+        end = now_ms()
+        for target, sources in ((JobStatus.FAILED, {JobStatus.STARTED}),
+                                (JobStatus.CANCELLED, {JobStatus.CANCELLING})):
+            try:
+                job = self.store.transition(job_id, target, only_from=sources, error=reason,
+                                            end_time=end)
+            except IllegalTransition:
+                continue
+            self.redis.publish(CHANNEL, encode(lifecycle_event(job)))
+            log.warning("worker %s: job %s %s: %s", self.id, job_id, target.value, reason)
+            return
+
+    # -- presence and control ----------------------------------------------------------------
 
     def _heartbeat(self, rq_worker: rq.Worker) -> None:
-        while not self.stopping.wait(self.settings.worker_heartbeat_s):
+        # Beats on while draining: jobs still running must not look like a lost worker's.
+        while not self.stopped.wait(self.settings.worker_heartbeat_s):
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                self.drain("its supervisor is gone", bounded=True)
             try:
                 self._beat(rq_worker)
             except Exception:
@@ -149,6 +275,9 @@ class Worker:
         rq_worker.heartbeat(timeout=int(self.settings.worker_ttl_s) + 1)
 
     def record(self) -> dict[str, Any]:
+        # The time is taken before the list is read: the reconciler relies on every job
+        # claimed before heartbeatAt being listed (jobs/reconciler.py, _forgotten).
+        beat = now_ms()
         with self._lock:
             running = sorted(self.running)
             done = self.jobs_done
@@ -158,37 +287,51 @@ class Worker:
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "startedAt": self.started_ms,
-            "heartbeatAt": now_ms(),
+            "heartbeatAt": beat,
             "maxJobs": self.context.max_jobs,
             "workerMode": self.context.worker_mode,
             "sparkConf": spark_conf_for(self.context),
             "runningJobs": running,
             "jobsDone": done,
+            "state": "draining" if self.draining.is_set() else "running",
+            "drainReason": self.drain_reason,
         }
 
-    def _obey(self, spark: Any) -> None:
-        """Carry out control messages (cancel) sent to this worker's own channel."""
-        while not self.stopping.is_set():
+    def _obey(self, watchdog: Watchdog) -> None:
+        """Carry out control messages sent to this worker's own channel."""
+        while True:
             try:
                 with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     pubsub.subscribe(control_channel(self.id))
-                    while not self.stopping.is_set():
+                    while True:
                         message = pubsub.get_message(timeout=1.0)
                         if message and message["type"] == "message":
-                            self._on_control(spark, json.loads(message["data"]))
+                            self._on_control(watchdog, json.loads(message["data"]))
             except Exception:
                 log.exception("worker %s: control channel failed; resubscribing", self.id)
-                self.stopping.wait(1.0)
+                time.sleep(1.0)
 
-    def _on_control(self, spark: Any, message: dict[str, Any]) -> None:
+    def _on_control(self, watchdog: Watchdog, message: dict[str, Any]) -> None:
+        if message.get("stop"):
+            self.drain("stopped through the workers API", bounded=True)
         job_id = message.get("cancel")
-        with self._lock:
-            mine = job_id in self.running
-        if mine:
+        if job_id is not None and watchdog.cancel(job_id):
             log.info("worker %s: cancelling job %s", self.id, job_id)
-            spark.sparkContext.cancelJobGroup(job_id)
 
     def _ship_logs(self, job_id: str, lines: list[LogLine]) -> None:
         self.store.append_logs(job_id, lines)
         self.redis.publish(CHANNEL, encode(logs_event(job_id, lines)))
 
+    def _on_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        self.store.set_progress(job_id, progress)
+        self.redis.publish(CHANNEL, encode(progress_event(job_id, progress)))
+
+
+def resident_mb() -> int:
+    """Resident memory of this process and its children (the JVM), in MB."""
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        with contextlib.suppress(psutil.Error):  # it ended meanwhile
+            total += child.memory_info().rss
+    return total // (1024 * 1024)

@@ -1,7 +1,15 @@
-"""Keep a worker process alive for each context that needs one, on this host.
+"""Keep the right worker processes running on this host, per context.
 
-A context needs a worker while it is the ``default`` context, is ``precreated``, or has jobs
-waiting in its queue. A worker that exits is started again while it is needed.
+- shared contexts: one live worker while the context has queued jobs or is ``precreated``
+  (``serve`` also warms the ``default`` context once at start); a worker that exits is replaced
+  while it is needed, and one that is draining (recycled, replaced) is replaced at once.
+- exclusive contexts: a fresh one-job worker per queued job, up to the context's ``maxJobs``.
+- a worker that exits with an error counts as a failure of its context; ``maxConnFailures`` of
+  them in a row break the context: its queued jobs fail at once, no worker is started for it,
+  and updating the context repairs it.
+- a worker whose context was updated or deleted is drained, so the next one uses the new
+  settings.
+Workers on other hosts count: a context served by a live remote worker gets no local one.
 """
 
 from __future__ import annotations
@@ -9,19 +17,33 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.catalog import DEFAULT_CONTEXT, Catalog
+from redis import Redis
+
+from jobs.catalog import Catalog, Context, Health
+from jobs.db import make_engine, now_ms
+from jobs.errors import IllegalTransition
+from jobs.events import CHANNEL, encode, lifecycle_event
 from jobs.queue import JobQueue
 from jobs.settings import Settings
+from jobs.state import JobStatus
+from jobs.store import Store
+from jobs.submission import broken_message
+from jobs.worker_registry import WorkerRegistry
 
 log = logging.getLogger("sparkgate.supervisor")
 
 CHECK_INTERVAL_S = 0.5
-STOP_GRACE_S = 30.0
+STOP_GRACE_S = 45.0
+MAX_BACKOFF_S = 10.0
 
 
 def worker_environment(settings: Settings, redis_url: str,
@@ -39,15 +61,50 @@ def worker_environment(settings: Settings, redis_url: str,
     return env
 
 
+@dataclass
+class _Process:
+    context: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    context_version: int  # the context's updated_at when it was started
+    draining: bool = False
+
+
+@dataclass
+class _View:
+    """What one check sees: definitions, health, queue lengths, live workers."""
+
+    contexts: dict[str, Context]
+    health: dict[str, Health]
+    queued: dict[str, int]
+    live: list[dict] = field(default_factory=list)
+
+
 class Supervisor:
-    def __init__(self, catalog: Catalog, queue: JobQueue, worker_env: dict[str, str],
-                 log_dir: Path) -> None:
+    def __init__(self, catalog: Catalog, store: Store, queue: JobQueue,
+                 registry: WorkerRegistry, worker_env: dict[str, str], log_dir: Path,
+                 warm: tuple[str, ...] = ()) -> None:
         self.catalog = catalog
+        self.store = store
         self.queue = queue
+        self.registry = registry
         self.worker_env = worker_env
         self.log_dir = log_dir
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.processes: list[_Process] = []
         self.stopping = threading.Event()
+        self._warm = set(warm)
+        self._retry_at: dict[str, float] = {}
+        self._host = socket.gethostname()
+
+    @classmethod
+    def for_settings(cls, settings: Settings, redis_url: str, config_path: Path | None,
+                     warm: tuple[str, ...] = ()) -> Supervisor:
+        redis = Redis.from_url(redis_url)
+        engine = make_engine(settings.resolved_database_url, pool_size=2)
+        return cls(Catalog(engine, settings.context), Store(engine), JobQueue(redis),
+                   WorkerRegistry(redis, settings.worker_ttl_s),
+                   worker_environment(settings, redis_url, config_path),
+                   settings.data_dir / "logs", warm)
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -58,40 +115,151 @@ class Supervisor:
             self.stopping.wait(CHECK_INTERVAL_S)
 
     def check(self) -> None:
-        for name in sorted(self.needed() | set(self.processes)):
-            process = self.processes.get(name)
-            if process is not None and process.poll() is not None:
-                log.warning("worker for context %s exited with code %s", name,
-                            process.returncode)
-                del self.processes[name]
-            if name in self.needed() and name not in self.processes:
-                self.processes[name] = self._spawn(name)
+        view = self._look()
+        self._reap(view)
+        for name, context in view.contexts.items():
+            health = view.health.get(name, Health())
+            if health.broken:
+                if view.queued.get(name):
+                    self._fail_queued(name, health)
+            elif context.worker_mode == "exclusive":
+                self._keep_exclusive(context, view)
+            else:
+                self._keep_shared(context, view)
+        self._retire_outdated(view)
 
-    def needed(self) -> set[str]:
-        wanted = {DEFAULT_CONTEXT} | set(self.queue.contexts_with_work())
-        wanted |= {c.name for c in self.catalog.list_contexts() if c.precreated}
-        return wanted
+    # -- looking -----------------------------------------------------------------------------
 
-    def _spawn(self, context: str) -> subprocess.Popen[bytes]:
+    def _look(self) -> _View:
+        contexts = {c.name: c for c in self.catalog.list_contexts()}
+        queued = {name: self.queue.length(name) for name in self.queue.contexts_with_work()}
+        return _View(contexts, self.catalog.all_health(), queued, self.registry.live())
+
+    def _local(self, context: str) -> list[_Process]:
+        return [p for p in self.processes if p.context == context]
+
+    def _serving(self, context: str, view: _View) -> int:
+        """Workers that take this context's jobs now or soon: live ones that are not draining,
+        anywhere, plus local ones still starting (not registered yet)."""
+        live = [w for w in view.live if w["context"] == context]
+        running = sum(1 for w in live if w.get("state") != "draining")
+        registered = {w["pid"] for w in live if w["host"] == self._host}
+        starting = sum(1 for p in self._local(context)
+                       if p.popen.pid not in registered and not p.draining)
+        return running + starting
+
+    # -- keeping workers ---------------------------------------------------------------------
+
+    def _keep_shared(self, context: Context, view: _View) -> None:
+        wanted = (context.precreated or context.name in self._warm
+                  or view.queued.get(context.name, 0) > 0)
+        if wanted and self._serving(context.name, view) == 0 and self._may_start(context.name):
+            self._warm.discard(context.name)
+            self._spawn(context, one_job=False)
+
+    def _keep_exclusive(self, context: Context, view: _View) -> None:
+        queued = view.queued.get(context.name, 0)
+        missing = min(queued, context.max_jobs) - self._serving(context.name, view)
+        for _ in range(max(0, missing)):
+            if not self._may_start(context.name):
+                break
+            self._spawn(context, one_job=True)
+
+    def _may_start(self, context: str) -> bool:
+        return time.monotonic() >= self._retry_at.get(context, 0.0)
+
+    def _spawn(self, context: Context, one_job: bool) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        logfile = (self.log_dir / f"worker-{context}.log").open("ab")
-        log.info("starting a worker for context %s (log: %s)", context, logfile.name)
-        command = [sys.executable, "-m", "workers", "--context", context]
-        env = {**os.environ, **self.worker_env}
-        return subprocess.Popen(command, env=env, stdout=logfile, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        log_path = self.log_dir / f"worker-{context.name}.log"
+        command = [sys.executable, "-m", "workers", "--context", context.name, "--supervised"]
+        if one_job:
+            command.append("--one-job")
+        with log_path.open("ab") as out:
+            popen = subprocess.Popen(command, env={**os.environ, **self.worker_env},
+                                     stdout=out, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        log.info("started worker pid %d for context %s%s (log: %s)", popen.pid, context.name,
+                 " (one job)" if one_job else "", log_path)
+        self.processes.append(_Process(context.name, popen, log_path, context.updated_at))
+
+    def _retire_outdated(self, view: _View) -> None:
+        """Drain workers whose context changed or went away; successors get the new settings."""
+        for process in self.processes:
+            context = view.contexts.get(process.context)
+            outdated = context is None or context.updated_at != process.context_version
+            if outdated and not process.draining and process.popen.poll() is None:
+                log.info("context %s changed: draining its worker pid %d", process.context,
+                         process.popen.pid)
+                process.draining = True
+                process.popen.send_signal(signal.SIGTERM)
+
+    # -- failures ----------------------------------------------------------------------------
+
+    def _reap(self, view: _View) -> None:
+        for process in [p for p in self.processes if p.popen.poll() is not None]:
+            self.processes.remove(process)
+            self._forget(process, view)
+            code = process.popen.returncode
+            if code == 0 or self.stopping.is_set():
+                continue
+            context = view.contexts.get(process.context)
+            if context is not None:
+                self._count_failure(context, code, process.log_path)
+
+    def _forget(self, process: _Process, view: _View) -> None:
+        """A dead worker's presence record goes now, not when its TTL runs out: it stops
+        counting as serving its context, and the reconciler ends its jobs at once."""
+        for record in [w for w in view.live
+                       if w["host"] == self._host and w["pid"] == process.popen.pid]:
+            self.registry.remove(record["id"])
+            view.live.remove(record)
+
+    def _count_failure(self, context: Context, code: int, log_path: Path) -> None:
+        reason = f"worker exited with code {code}: {_last_line(log_path)}"
+        health = self.catalog.record_failure(context.name, reason, context.max_conn_failures)
+        log.warning("worker for context %s failed (%d in a row, limit %d): %s", context.name,
+                    health.failures, context.max_conn_failures, reason)
+        backoff = min(MAX_BACKOFF_S, 0.5 * 2 ** (health.failures - 1))
+        self._retry_at[context.name] = time.monotonic() + backoff
+        if health.broken:
+            log.error("context %s is broken after %d worker failures in a row", context.name,
+                      health.failures)
+
+    def _fail_queued(self, context: str, health: Health) -> None:
+        for job in self.store.jobs_in([JobStatus.QUEUED], context=context):
+            try:
+                failed = self.store.transition(job.id, JobStatus.FAILED, end_time=now_ms(),
+                                               error=broken_message(context, health))
+            except IllegalTransition:
+                continue
+            self.queue.remove(job.id, context)
+            self.queue.redis.publish(CHANNEL, encode(lifecycle_event(failed)))
+
+    # -- stopping ----------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Ask every worker to drain and stop; kill those still running after the grace."""
         self.stopping.set()
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for name, process in self.processes.items():
+        for process in self.processes:
+            if process.popen.poll() is None:
+                process.popen.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for process in self.processes:
             try:
-                process.wait(timeout=STOP_GRACE_S)
+                process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("worker for context %s did not stop in %ss; killing it", name,
+                log.warning("worker pid %d did not stop in %ss; killing it", process.popen.pid,
                             STOP_GRACE_S)
-                process.kill()
-                process.wait()
+                os.killpg(process.popen.pid, signal.SIGKILL)
+                process.popen.wait()
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a worker's log: usually the error that ended it."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 8192))
+            lines = deque((line.strip() for line in fh if line.strip()), maxlen=1)
+    except OSError:
+        return "no log"
+    return lines[0].decode("utf-8", "replace")[:500] if lines else "no output"

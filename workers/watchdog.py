@@ -1,0 +1,107 @@
+"""Deadlines of running jobs: performTimeout, and the grace a job gets after it is interrupted.
+
+Spark can cancel a job group's Spark jobs, but no one can stop a Python thread: a function
+stuck in pure Python ignores the cancel. So an interrupted job gets ``cancel_grace_s`` to end by
+itself; past that the watchdog reports it overdue and the worker abandons it (the job is
+ended in the database, the worker replaced), which bounds the time to a terminal state.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger("sparkgate.worker")
+
+TICK_S = 0.1
+
+
+class Interruption(enum.Enum):
+    CANCEL = "cancel"
+    TIMEOUT = "timeout"
+
+
+@dataclass
+class _Watch:
+    perform_deadline: float | None  # time.monotonic()
+    interrupted: Interruption | None = None
+    grace_deadline: float | None = None
+
+
+class Watchdog:
+    def __init__(self, cancel_group: Callable[[str], None],
+                 on_overdue: Callable[[str, Interruption], None], cancel_grace_s: float) -> None:
+        """``cancel_group(job_id)`` cancels the job's Spark job group; ``on_overdue`` is called
+        once, from the watchdog's thread, for a job still running after its grace."""
+        self._cancel_group = cancel_group
+        self._on_overdue = on_overdue
+        self._grace_s = cancel_grace_s
+        self._watches: dict[str, _Watch] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="watchdog", daemon=True)
+        self._thread.start()
+
+    def started(self, job_id: str, perform_timeout_ms: int | None) -> None:
+        deadline = None
+        if perform_timeout_ms is not None:
+            deadline = time.monotonic() + perform_timeout_ms / 1000
+        with self._lock:
+            self._watches[job_id] = _Watch(deadline)
+
+    def ended(self, job_id: str) -> Interruption | None:
+        """Stop watching; why the job was interrupted, if it was."""
+        with self._lock:
+            watch = self._watches.pop(job_id, None)
+        return watch.interrupted if watch else None
+
+    def cancel(self, job_id: str) -> bool:
+        """Interrupt a job on request; False if it is not running here."""
+        return self._interrupt(job_id, Interruption.CANCEL)
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _interrupt(self, job_id: str, why: Interruption) -> bool:
+        with self._lock:
+            watch = self._watches.get(job_id)
+            if watch is None:
+                return False
+            if watch.interrupted is None:
+                watch.interrupted = why
+                watch.grace_deadline = time.monotonic() + self._grace_s
+        log.info("interrupting job %s (%s)", job_id, why.value)
+        self._cancel_group(job_id)
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK_S):
+            timed_out, overdue = self._due(time.monotonic())
+            for job_id in timed_out:
+                self._interrupt(job_id, Interruption.TIMEOUT)
+            for job_id, why in overdue:
+                self._report(job_id, why)
+
+    def _due(self, now: float) -> tuple[list[str], list[tuple[str, Interruption]]]:
+        """Jobs past their perform deadline, and interrupted jobs past their grace (which stop
+        being watched: each is reported once)."""
+        with self._lock:
+            timed_out = [job_id for job_id, w in self._watches.items()
+                         if w.interrupted is None and w.perform_deadline is not None
+                         and now >= w.perform_deadline]
+            overdue = [(job_id, w.interrupted) for job_id, w in self._watches.items()
+                       if w.interrupted is not None and w.grace_deadline is not None
+                       and now >= w.grace_deadline]
+            for job_id, _ in overdue:
+                del self._watches[job_id]
+        return timed_out, overdue
+
+    def _report(self, job_id: str, why: Interruption) -> None:
+        try:
+            self._on_overdue(job_id, why)
+        except Exception:
+            log.exception("handling overdue job %s failed", job_id)
