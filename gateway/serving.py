@@ -14,14 +14,17 @@ from sqlalchemy import make_url
 
 from gateway.app import create_app
 from gateway.embedded import deploy_examples, embedded_redis_url, start_embedded_redis
-from jobs.catalog import Catalog
+from jobs.catalog import DEFAULT_CONTEXT, Catalog
 from jobs.db import make_engine
 from jobs.errors import ConfigError
 from jobs.migrate import current, upgrade
 from jobs.queue import JobQueue
+from jobs.reconciler import Reconciler
 from jobs.settings import Settings
+from jobs.store import Store
+from jobs.worker_registry import WorkerRegistry
 from workers.session import check_java
-from workers.supervisor import Supervisor, worker_environment
+from workers.supervisor import Supervisor
 
 log = logging.getLogger("sparkgate.serve")
 
@@ -41,18 +44,27 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
         log.info("example functions deployed: %s", ", ".join(deploy_examples(catalog)))
     supervisor = None
     if settings.start_workers:
-        supervisor = Supervisor(
-            catalog, JobQueue(Redis.from_url(redis_url)),
-            worker_env=worker_environment(settings, redis_url, config_path),
-            log_dir=settings.data_dir / "logs",
-        )
+        supervisor = Supervisor.for_settings(settings, redis_url, config_path,
+                                             warm=(DEFAULT_CONTEXT,))
         threading.Thread(target=supervisor.run, name="supervisor", daemon=True).start()
+    # Every gateway runs one; the lease in Redis lets one act at a time.
+    redis = Redis.from_url(redis_url, socket_timeout=30)
+    reconciler = Reconciler(Store(engine), catalog, JobQueue(redis),
+                            WorkerRegistry(redis, settings.worker_ttl_s), redis)
+    stop_reconciler = threading.Event()
+    reconciling = threading.Thread(target=reconciler.run, args=(stop_reconciler,),
+                                   name="reconciler", daemon=True)
+    reconciling.start()
     try:
         log.info("sparkgate on http://%s:%d (database: %s)", host, port,
                  make_url(database_url).render_as_string())
         web.run_app(create_app(settings, redis_url), host=host, port=port, print=None,
-                    handle_signals=True, shutdown_timeout=10)
+                    handle_signals=True, shutdown_timeout=10,
+                    # A client that hangs up ends its request: no waiter outlives its caller.
+                    handler_cancellation=True)
     finally:
+        stop_reconciler.set()
+        reconciling.join(timeout=30)
         if supervisor is not None:
             supervisor.stop()
         engine.dispose()

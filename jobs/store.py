@@ -12,10 +12,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, func, insert, select, update
+from sqlalchemy import Engine, RowMapping, and_, func, insert, or_, select, update
 
 from jobs import tables as t
-from jobs.db import now_ms
+from jobs.db import now_ms, writing
 from jobs.errors import IllegalTransition, NotFound
 from jobs.ids import uuid7
 from jobs.logs import LogLine
@@ -67,6 +67,19 @@ class NewJob:
 
 
 @dataclass(frozen=True)
+class JobBrief:
+    """The columns a scan over many jobs needs (no arguments, result, error or logs)."""
+
+    id: str
+    context: str
+    status: JobStatus
+    create_time: int
+    worker_id: str | None
+    start_timeout_ms: int | None
+    start_time: int | None
+
+
+@dataclass(frozen=True)
 class JobQuery:
     statuses: Sequence[str] = ()
     function: str | None = None
@@ -84,7 +97,7 @@ class Store:
     def create_job(self, new: NewJob) -> Job:
         values = dataclasses.asdict(new)
         values.update(status=JobStatus.QUEUED.value, create_time=now_ms())
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(insert(t.jobs).values(values))
         return Job.from_row(values)
 
@@ -105,7 +118,7 @@ class Store:
             .values(status=target.value, **fields)
             .returning(*t.jobs.c)
         )
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             row = conn.execute(statement).mappings().first()
             if row is None:
                 current = conn.execute(
@@ -117,7 +130,7 @@ class Store:
         return Job.from_row(row)
 
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(progress=progress))
 
     def get_job(self, job_id: str) -> Job:
@@ -154,6 +167,29 @@ class Store:
             rows = conn.execute(select(t.jobs).where(*conditions)).mappings().all()
         return [Job.from_row(r) for r in rows]
 
+    def oldest_in(self, statuses: Iterable[JobStatus], limit: int,
+                  after: JobBrief | None = None) -> list[JobBrief]:
+        """Up to ``limit`` jobs in ``statuses``, oldest first, starting after ``after`` (the last
+        one of the previous batch): pages through any number of jobs, each page a bounded
+        read on an index ((status, create_time) or (create_time), as the planner sees fit)."""
+        c = t.jobs.c
+        conditions = [c.status.in_([s.value for s in statuses])]
+        if after is not None:
+            conditions += [c.create_time >= after.create_time,
+                           or_(c.create_time > after.create_time,
+                               and_(c.create_time == after.create_time, c.id > after.id))]
+        statement = (
+            select(c.id, c.context, c.status, c.create_time, c.worker_id, c.start_timeout_ms,
+                   c.start_time)
+            .where(*conditions)
+            .order_by(c.create_time, c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(statement).all()
+        return [JobBrief(i, context, JobStatus(status), created, worker, timeout, started)
+                for i, context, status, created, worker, timeout, started in rows]
+
     def append_logs(self, job_id: str, lines: Sequence[LogLine]) -> None:
         if not lines:
             return
@@ -161,7 +197,7 @@ class Store:
             {"job_id": job_id, "ts_ms": line.ts_ms, "level": line.level, "message": line.message}
             for line in lines
         ]
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             conn.execute(insert(t.job_logs), rows)
 
     def job_logs(self, job_id: str) -> list[LogLine]:
