@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
+
+from jobs.migrate import alembic_config
 
 CLI = [sys.executable, "-c", "from gateway.cli import main; main()"]
 
@@ -45,9 +48,10 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     done = run("db", "upgrade", env={**os.environ, "SPARKGATE_DATABASE_URL": url})
     assert done.returncode == 0, done.stderr
-    assert "at revision 0001" in done.stdout
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert f"at revision {head}" in done.stdout
     tables = set(inspect(create_engine(url)).get_table_names())
-    assert {"jobs", "functions", "contexts", "artifacts", "job_logs"} <= tables
+    assert {"jobs", "functions", "contexts", "artifacts", "job_logs", "context_health"} <= tables
 
 
 def test_worker_needs_the_redis_url(tmp_path: Path):

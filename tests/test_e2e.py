@@ -7,150 +7,44 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 from redis import Redis
-from sqlalchemy import create_engine, text
 
-from tests.conftest import (
-    FUNCTIONS_DIR,
-    PG_ADMIN_URL,
-    TEST_SPARK_CONF,
-    free_port,
-)
+from tests.conftest import FUNCTIONS_DIR, TEST_SPARK_CONF
+from tests.server_process import Server, create_pg_database, drop_pg_database, running_server
 
 pytestmark = pytest.mark.slow
 
 E2E_REDIS_URL = "redis://127.0.0.1:6379/14"
-START_TIMEOUT_S = 120
-
-
-@dataclass
-class Server:
-    url: str
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-    data_dir: Path
-
-    def api(self, path: str) -> str:
-        return f"{self.url}/v2/api{path}"
-
-    def get(self, path: str, **kw) -> requests.Response:
-        return requests.get(self.api(path), timeout=120, **kw)
-
-    def post(self, path: str, **kw) -> requests.Response:
-        return requests.post(self.api(path), timeout=120, **kw)
-
-    def delete(self, path: str) -> requests.Response:
-        return requests.delete(self.api(path), timeout=120)
-
-    def wait_for_job(self, job_id: str, statuses: set[str], timeout_s: float = 90) -> dict:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            job = self.get(f"/jobs/{job_id}").json()
-            if job["status"] in statuses:
-                return job
-            assert time.monotonic() < deadline, f"job stuck in {job['status']}: {job}"
-            time.sleep(0.1)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp(f"serve-{request.param}")
-    port = free_port()
-    env = {
-        **os.environ,
-        "SPARKGATE_DATA_DIR": str(workdir / "data"),
-        "SPARKGATE_PORT": str(port),
-        "SPARKGATE_CONTEXT_SPARK_CONF": json.dumps(TEST_SPARK_CONF),
-        "SPARKGATE_CONTEXT_MAX_JOBS": "2",
-    }
-    for key in ("SPARKGATE_DATABASE_URL", "SPARKGATE_REDIS_URL", "SPARKGATE_CONFIG"):
-        env.pop(key, None)
+    overrides: dict[str, str] = {}
     database = None
     if request.param == "postgresql":
-        database = _create_pg_database()
-        env["SPARKGATE_DATABASE_URL"] = database
-        env["SPARKGATE_REDIS_URL"] = E2E_REDIS_URL
+        database = create_pg_database()
+        overrides = {"SPARKGATE_DATABASE_URL": database, "SPARKGATE_REDIS_URL": E2E_REDIS_URL}
         Redis.from_url(E2E_REDIS_URL).flushdb()
         # A server database is migrated on purpose, by the command users run.
-        subprocess.run(["sparkgate", "db", "upgrade"], env=env, check=True, timeout=120,
-                       capture_output=True)
-    log = workdir / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(["sparkgate", "serve"], env=env, cwd=workdir, stdout=out,
-                                   stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", port, process, log, workdir / "data")
+        subprocess.run(["sparkgate", "db", "upgrade"], env={**os.environ, **overrides},
+                       check=True, timeout=120, capture_output=True)
     try:
-        _wait_until_ready(server)
-        yield server
+        with running_server(workdir, overrides) as server:
+            yield server
     finally:
-        _stop(server)
         if database is not None:
-            _drop_pg_database(database)
-
-
-def _wait_until_ready(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        assert server.process.poll() is None, f"serve exited:\n{server.log.read_text()}"
-        try:
-            if server.get("/workers").json():
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"no worker within {START_TIMEOUT_S}s:\n{server.log.read_text()}")
-
-
-def _stop(server: Server) -> None:
-    server.process.send_signal(signal.SIGTERM)
-    try:
-        code = server.process.wait(timeout=90)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        raise AssertionError("serve did not stop on SIGTERM") from None
-    assert code == 0, server.log.read_text()[-3000:]
-
-
-def _create_pg_database() -> str:
-    name = f"sparkgate_e2e_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    admin.dispose()
-    return url
-
-
-def _drop_pg_database(url: str) -> None:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = url.rsplit("/", 1)[1]
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+            drop_pg_database(database)
 
 
 def deploy(server: Server, file_name: str, function: str, class_name: str) -> None:
-    with (FUNCTIONS_DIR / file_name).open("rb") as fh:
-        upload = requests.post(server.api("/artifacts"), files={"file": (file_name, fh)},
-                               params={"force": "true"}, timeout=60)
-    assert upload.status_code == 200, upload.text
-    assert upload.text == file_name
-    body = {"name": function, "path": file_name, "className": class_name}
-    exists = server.get(f"/functions/{function}").status_code == 200
-    response = (requests.put if exists else requests.post)(server.api("/functions"), json=body,
-                                                           timeout=60)
-    assert response.status_code == 200, response.text
+    server.deploy(file_name, function, class_name)
 
 
 # -- the embedded defaults -------------------------------------------------------------------

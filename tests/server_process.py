@@ -1,0 +1,165 @@
+"""`sparkgate serve` as a real process for tests: started on a free port, stopped with SIGTERM,
+plus the HTTP helpers the tests use against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+from sqlalchemy import create_engine, text
+
+from tests.conftest import FUNCTIONS_DIR, PG_ADMIN_URL, TEST_SPARK_CONF, free_port
+
+START_TIMEOUT_S = 120
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+    data_dir: Path
+    env: dict[str, str]
+
+    def api(self, path: str) -> str:
+        return f"{self.url}/v2/api{path}"
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return requests.get(self.api(path), timeout=120, **kw)
+
+    def post(self, path: str, **kw) -> requests.Response:
+        return requests.post(self.api(path), timeout=120, **kw)
+
+    def put(self, path: str, **kw) -> requests.Response:
+        return requests.put(self.api(path), timeout=120, **kw)
+
+    def delete(self, path: str) -> requests.Response:
+        return requests.delete(self.api(path), timeout=120)
+
+    def submit(self, function: str, arguments: dict, **params: str) -> str:
+        response = self.post(f"/functions/{function}/jobs", params=params, json=arguments)
+        assert response.status_code == 200, response.text
+        return response.json()["id"]
+
+    def job(self, job_id: str) -> dict:
+        return self.get(f"/jobs/{job_id}").json()
+
+    def wait_for_job(self, job_id: str, statuses: set[str], timeout_s: float = 90) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id)
+            if job["status"] in statuses:
+                return job
+            assert time.monotonic() < deadline, f"job stuck in {job['status']}: {job}"
+            time.sleep(0.1)
+
+    def workers(self, context: str | None = None) -> list[dict]:
+        return [w for w in self.get("/workers").json()
+                if context is None or w["context"] == context]
+
+    def deploy(self, file_name: str, function: str, class_name: str) -> None:
+        with (FUNCTIONS_DIR / file_name).open("rb") as fh:
+            upload = requests.post(self.api("/artifacts"), files={"file": (file_name, fh)},
+                                   params={"force": "true"}, timeout=60)
+        assert upload.status_code == 200, upload.text
+        assert upload.text == file_name  # Mist's answer: the stored name, as text
+        body = {"name": function, "path": file_name, "className": class_name}
+        exists = self.get(f"/functions/{function}").status_code == 200
+        response = (self.put if exists else self.post)("/functions", json=body)
+        assert response.status_code == 200, response.text
+
+    def context(self, name: str, **fields) -> dict:
+        body = {"name": name, "sparkConf": TEST_SPARK_CONF, **fields}
+        response = self.post("/contexts", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout_s}s: {what}"
+        time.sleep(interval_s)
+
+
+@contextmanager
+def running_server(workdir: Path, env_overrides: dict[str, str] | None = None,
+                   wait_for_worker: bool = True) -> Iterator[Server]:
+    """A `sparkgate serve` on a free port with the embedded defaults unless ``env_overrides``
+    say otherwise; stopped with SIGTERM (which must succeed) at the end."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
+    env.update({
+        "SPARKGATE_DATA_DIR": str(workdir / "data"),
+        "SPARKGATE_PORT": str(port),
+        "SPARKGATE_CONTEXT_SPARK_CONF": json.dumps(TEST_SPARK_CONF),
+        "SPARKGATE_CONTEXT_MAX_JOBS": "2",
+        **(env_overrides or {}),
+    })
+    log = workdir / "serve.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(["sparkgate", "serve"], env=env, cwd=workdir, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", port, process, log, workdir / "data", env)
+    try:
+        _wait_until_ready(server, wait_for_worker)
+        yield server
+    finally:
+        stop(server)
+
+
+def _wait_until_ready(server: Server, wait_for_worker: bool) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        assert server.process.poll() is None, f"serve exited:\n{server.log.read_text()}"
+        try:
+            workers = server.get("/workers").json()
+            if workers or not wait_for_worker:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"not ready within {START_TIMEOUT_S}s:\n{server.log.read_text()}")
+
+
+def stop(server: Server) -> None:
+    if server.process.poll() is not None:
+        return
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        code = server.process.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        raise AssertionError("serve did not stop on SIGTERM") from None
+    assert code == 0, server.log.read_text()[-3000:]
+
+
+def create_pg_database() -> str:
+    name = f"sparkgate_e2e_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    admin.dispose()
+    return url
+
+
+def drop_pg_database(url: str) -> None:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = url.rsplit("/", 1)[1]
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
