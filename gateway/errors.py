@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from jobs.errors import SparkgateError, Unavailable
 
@@ -53,7 +53,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         log.warning("redis unavailable: %s", exc)
         return _unavailable(Unavailable("the job queue (Redis) is unavailable; retry shortly"))
     except DBAPIError as exc:
-        if not exc.connection_invalidated and not _is_operational(exc):
+        if not exc.connection_invalidated and not isinstance(exc, OperationalError):
             raise
         log.warning("database unavailable: %s", exc)
         return _unavailable(Unavailable("the database is unavailable; retry shortly"))
@@ -77,10 +77,17 @@ def _unavailable(exc: Unavailable) -> web.Response:
                           headers={"Retry-After": str(exc.retry_after_s)})
 
 
-def _is_operational(exc: DBAPIError) -> bool:
-    from sqlalchemy.exc import OperationalError
-
-    return isinstance(exc, OperationalError)
+@web.middleware
+async def path_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Names and ids never hold control characters (PostgreSQL refuses NUL outright): such
+    a path names nothing that can exist."""
+    for value in request.match_info.values():
+        if any(ord(c) < 0x20 or c == "\x7f" for c in value):
+            return error_response(
+                404, "not_found",
+                f"{value!r} does not exist: names and ids hold no control characters",
+                {"name": value})
+    return await handler(request)
 
 
 @web.middleware

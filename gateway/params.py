@@ -13,6 +13,10 @@ from aiohttp import web
 from jobs.durations import parse_duration
 from jobs.errors import BadRequest, PayloadTooLarge
 
+# Far deeper than any real arguments; keeps every later step (storage, rendering) safe from
+# recursion limits.
+MAX_JSON_DEPTH = 64
+_TOO_DEEP = object()
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
@@ -27,7 +31,7 @@ async def json_body(request: web.Request, default: Any = None, limit: int | None
             raise BadRequest("request body: expected a JSON document, got an empty body")
         return default
     try:
-        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except _NotFinite as exc:
         raise BadRequest(
             f"request body: expected JSON, got {exc}: JSON has no NaN or infinite numbers",
@@ -44,7 +48,28 @@ async def json_body(request: web.Request, default: Any = None, limit: int | None
             {"line": exc.lineno, "column": exc.colno},
         ) from None
     except RecursionError:
-        raise BadRequest("request body: JSON nested too deeply") from None
+        value = _TOO_DEEP  # reported below, with the limit
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise BadRequest(f"request body: expected JSON, got a value that cannot be read: {exc}"
+                         ) from None
+    if value is _TOO_DEEP or _depth_exceeds(value, MAX_JSON_DEPTH):
+        raise BadRequest(f"request body: JSON nested deeper than {MAX_JSON_DEPTH} levels",
+                         {"limit": MAX_JSON_DEPTH})
+    return value
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Iteratively (a recursive walk is what deep input is meant to break)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
 
 
 class _NotFinite(ValueError):

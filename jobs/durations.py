@@ -17,6 +17,8 @@ _UNITS_S = {
 }
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 _UNBOUNDED = {"inf", "infinite", "unbounded"}
+# Longer is meant as "no limit" (say Inf); the cap keeps milliseconds within a 64-bit column.
+MAX_SECONDS = 100 * 365 * 86400
 
 
 def parse_duration(text: str | int | float, field: str = "duration") -> float | None:
@@ -32,8 +34,9 @@ def parse_duration(text: str | int | float, field: str = "duration") -> float | 
         return None
     else:
         seconds = _parse_text(text, field)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{field}: expected a duration >= 0, got {text!r}")
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_SECONDS:
+        raise ValueError(f"{field}: expected a duration from 0 to 100 years (or Inf), "
+                         f"got {text!r}")
     return seconds
 
 
