@@ -200,11 +200,12 @@ class Worker:
                 self.jobs_done += 1
                 first = self.jobs_done == 1
                 self._lock.notify_all()
+            # Before the slot is free again: a worker due for recycling takes no next job.
+            self._maybe_recycle()
             slots.put(slot)
         if first:
             # A worker that got a job done is proof the context works: failures in a row end.
             self.catalog.record_success(self.context.name)
-        self._maybe_recycle()
 
     def _maybe_recycle(self) -> None:
         limit_jobs = self.settings.worker_max_jobs
