@@ -42,6 +42,7 @@ from tests.server_process import (
     Server,
     create_pg_database,
     drop_pg_database,
+    running_server,
     wait_until,
 )
 from tests.server_process import stop as stop_server
@@ -631,3 +632,30 @@ def test_a_killed_gateway_leaves_no_job_behind(cluster: Cluster):
     assert_ran_once(restarted, ended[unqueued], 4950)
     for status_name in ("queued", "started", "cancelling"):
         assert restarted.get("/jobs", params={"status": status_name}).json() == []
+
+
+@pytest.mark.slow
+def test_a_sync_waiter_on_another_gateway_gets_its_answer_while_the_first_one_dies(
+        cluster: Cluster, tmp_path: Path):
+    """Two gateways on one database and Redis; the second runs no workers. A client waits
+    on the second for a job that the first one's worker runs; the first gateway is killed
+    meanwhile. The answer still comes: waiting is an event from Redis, not a gateway's
+    memory, and the killed gateway's worker finishes what it started."""
+    first = cluster.server
+    assert first is not None
+    overrides = {"SPARKGATE_DATABASE_URL": cluster.database, "SPARKGATE_REDIS_URL": RC_REDIS_URL,
+                 "SPARKGATE_START_WORKERS": "false", "SPARKGATE_DEPLOY_EXAMPLES": "false"}
+    with running_server(tmp_path, overrides, wait_for_worker=False) as second:
+        answers: list[dict] = []
+        waiter = threading.Thread(target=lambda: answers.append(second.post(
+            "/functions/rc_sleep/jobs", params={"force": "true"}, json={"seconds": 3}).json()))
+        waiter.start()
+        wait_until(lambda: second.get("/jobs", params={"status": "started"}).json(), 60,
+                   "the job starts on the first gateway's worker")
+        cluster.remember_tree(first.process.pid)
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait()
+        cluster.server = None
+        waiter.join(timeout=60)
+        assert answers == [{"success": True, "payload": {"slept": 3}, "errors": []}]
+    cluster.start()  # the module's later tests (if any) expect a serving cluster

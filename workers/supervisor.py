@@ -138,11 +138,11 @@ class Supervisor:
     def _local(self, context: str) -> list[_Process]:
         return [p for p in self.processes if p.context == context]
 
-    def _serving(self, context: str, view: _View) -> int:
-        """Workers that take this context's jobs now or soon: live ones that are not draining,
-        anywhere, plus local ones still starting (not registered yet)."""
+    def _serving(self, context: str, view: _View, with_draining: bool = False) -> int:
+        """Workers that take this context's jobs now or soon: live ones that are not draining
+        (or all, ``with_draining``), anywhere, plus local ones still starting."""
         live = [w for w in view.live if w["context"] == context]
-        running = sum(1 for w in live if w.get("state") != "draining")
+        running = sum(1 for w in live if with_draining or w.get("state") != "draining")
         registered = {w["pid"] for w in live if w["host"] == self._host}
         starting = sum(1 for p in self._local(context)
                        if p.popen.pid not in registered and not p.draining)
@@ -158,8 +158,11 @@ class Supervisor:
             self._spawn(context, one_job=False)
 
     def _keep_exclusive(self, context: Context, view: _View) -> None:
+        # A one-job worker drains as soon as it has its job, yet it runs until the job ends:
+        # it counts against maxJobs all along.
         queued = view.queued.get(context.name, 0)
-        missing = min(queued, context.max_jobs) - self._serving(context.name, view)
+        busy = self._serving(context.name, view, with_draining=True)
+        missing = min(queued, context.max_jobs - busy)
         for _ in range(max(0, missing)):
             if not self._may_start(context.name):
                 break
