@@ -272,7 +272,10 @@ class Worker:
                 log.exception("worker %s: heartbeat failed", self.id)
 
     def _beat(self, rq_worker: rq.Worker) -> None:
-        self.registry.beat(self.record())
+        record = self.record()
+        self.registry.beat(record)
+        # What `rq info` shows: this worker as busy or idle.
+        rq_worker.set_state("busy" if record["runningJobs"] else "idle")
         rq_worker.heartbeat(timeout=int(self.settings.worker_ttl_s) + 1)
 
     def record(self) -> dict[str, Any]:
