@@ -14,6 +14,7 @@ from sqlalchemy import make_url
 
 from gateway.app import create_app
 from gateway.embedded import deploy_examples, embedded_redis_url, start_embedded_redis
+from gateway.mqtt import MqttInterface
 from jobs.catalog import DEFAULT_CONTEXT, Catalog
 from jobs.db import make_engine
 from jobs.errors import ConfigError
@@ -55,6 +56,8 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
     reconciling = threading.Thread(target=reconciler.run, args=(stop_reconciler,),
                                    name="reconciler", daemon=True)
     reconciling.start()
+    mqtt = (MqttInterface.for_settings(settings, redis_url, catalog, Store(engine)).start()
+            if settings.mqtt_url else None)
     try:
         log.info("sparkgate on http://%s:%d (database: %s)", host, port,
                  make_url(database_url).render_as_string())
@@ -63,6 +66,8 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
                     # A client that hangs up ends its request: no waiter outlives its caller.
                     handler_cancellation=True)
     finally:
+        if mqtt is not None:
+            mqtt.stop()
         stop_reconciler.set()
         reconciling.join(timeout=30)
         if supervisor is not None:

@@ -114,6 +114,12 @@ class Settings:
                    "a topic that is not empty and does not start with $", topic)
         _check(not set("+#") & set(self.mqtt_publish_topic), "mqtt_publish_topic",
                "a topic without wildcards (+, #)", self.mqtt_publish_topic)
+        from paho.mqtt.client import topic_matches_sub  # only when the interface is on
+
+        # Else the gateway would take its own events for requests, and answer each one.
+        _check(not topic_matches_sub(self.mqtt_subscribe_topic, self.mqtt_publish_topic),
+               "mqtt_subscribe_topic", "a topic (filter) that does not match "
+               f"mqtt_publish_topic ({self.mqtt_publish_topic})", self.mqtt_subscribe_topic)
         _check(bool(self.mqtt_client_id), "mqtt_client_id", "a non-empty prefix",
                self.mqtt_client_id)
 

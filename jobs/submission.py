@@ -4,16 +4,22 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from jobs.catalog import Catalog, Health
 from jobs.db import now_ms
 from jobs.errors import BadRequest, NotFound, Unavailable
+from jobs.events import CHANNEL, encode, initialized_event, lifecycle_event
 from jobs.queue import JobQueue
 from jobs.signatures import Signature, validate_arguments
 from jobs.state import JobStatus
 from jobs.store import Job, NewJob, Store
+
+log = logging.getLogger("sparkgate.events")
 
 
 @dataclass(frozen=True)
@@ -27,12 +33,16 @@ class SubmitRequest:
     perform_timeout_ms: int | None = None
 
 
-def submit(catalog: Catalog, store: Store, queue: JobQueue, request: SubmitRequest) -> Job:
+def submit(catalog: Catalog, store: Store, queue: JobQueue, request: SubmitRequest,
+           announce: bool = False) -> Job:
     """The queued job. Nothing is written when the request is refused.
 
     The job row is committed before it is queued, so an id a client has seen is never lost; if
     the queue is unreachable the job is failed at once (and the client told 503), so it cannot
     run later behind the back of a client that will retry.
+
+    ``announce``: publish the job's ``initialized`` and first status event, before the job is
+    queued, so that no worker's event for it can come first.
     """
     function = catalog.get_function(request.function)
     arguments = request.arguments
@@ -57,13 +67,20 @@ def submit(catalog: Catalog, store: Store, queue: JobQueue, request: SubmitReque
     health = catalog.health(name)
     if health.broken:
         # Recorded and failed at once: the client gets a job id whose error says what to do.
-        return store.transition(job.id, JobStatus.FAILED, error=broken_message(name, health),
-                                end_time=now_ms())
+        failed = store.transition(job.id, JobStatus.FAILED,
+                                  error=broken_message(name, health), end_time=now_ms())
+        if announce:
+            _publish(queue, initialized_event(failed), lifecycle_event(failed))
+        return failed
+    if announce:
+        _publish(queue, initialized_event(job), lifecycle_event(job))
     try:
         queue.enqueue(job.id, name)
     except Exception as exc:
-        store.transition(job.id, JobStatus.FAILED, error=f"could not be queued: {exc}",
-                         end_time=now_ms())
+        failed = store.transition(job.id, JobStatus.FAILED, error=f"could not be queued: {exc}",
+                                  end_time=now_ms())
+        if announce:
+            _publish(queue, lifecycle_event(failed))
         raise Unavailable("the job queue (Redis) is unavailable; the job was not queued") from exc
     return job
 
@@ -80,3 +97,14 @@ def _or_default(requested_ms: int | None, default_s: int | None) -> int | None:
     if requested_ms is not None:
         return requested_ms
     return None if default_s is None else default_s * 1000
+
+
+def _publish(queue: JobQueue, *events: dict[str, Any]) -> None:
+    """Best effort: the job is recorded; a lost event only delays a live view."""
+    try:
+        with queue.redis.pipeline(transaction=False) as pipe:
+            for event in events:
+                pipe.publish(CHANNEL, encode(event))
+            pipe.execute()
+    except RedisError as exc:
+        log.warning("could not publish %d event(s): %s", len(events), exc)

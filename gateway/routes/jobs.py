@@ -20,7 +20,7 @@ from gateway.resources import CATALOG, HUB, QUEUE, SETTINGS, STORE
 from gateway.waiting import wait_for_end
 from jobs import cancellation
 from jobs.errors import BadRequest
-from jobs.events import initialized_event, lifecycle_event
+from jobs.events import lifecycle_event
 from jobs.logs import format_mist_line
 from jobs.state import MIST_STATUSES
 from jobs.store import JobQuery
@@ -44,8 +44,8 @@ async def run_function(request: web.Request) -> web.Response:
         start_timeout_ms=query_duration_ms(request, "startTimeout"),
         perform_timeout_ms=query_duration_ms(request, "performTimeout"),
     )
-    job = await blocking(submit, app[CATALOG], app[STORE], app[QUEUE], submit_request)
-    await publish(app, initialized_event(job), lifecycle_event(job))
+    job = await blocking(submit, app[CATALOG], app[STORE], app[QUEUE], submit_request,
+                         announce=True)
     if force:
         job = await wait_for_end(app[HUB], app[STORE], job.id, None)
         return web.json_response(sync_response(job))
