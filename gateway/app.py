@@ -12,11 +12,11 @@ from gateway.resources import (
     executor_ctx,
     redis_ctx,
 )
-from gateway.routes import artifacts, contexts, functions, jobs, status, workers
+from gateway.routes import artifacts, contexts, events, functions, jobs, stats, status, ui, workers
 from jobs.settings import Settings
 
 ROUTE_TABLES = (artifacts.routes, contexts.routes, functions.routes, jobs.routes,
-                status.routes, workers.routes)
+                status.routes, workers.routes, stats.routes, ui.routes, events.routes)
 
 
 def create_app(settings: Settings, redis_url: str) -> web.Application:
@@ -28,6 +28,7 @@ def create_app(settings: Settings, redis_url: str) -> web.Application:
     app[SETTINGS] = settings
     app[REDIS_URL] = redis_url
     app.cleanup_ctx.extend([executor_ctx, database_ctx, redis_ctx])
+    app.on_shutdown.append(events.end_streams)
     for table in ROUTE_TABLES:
         app.router.add_routes(table)
     app.router.add_get("/", _index)
@@ -35,8 +36,12 @@ def create_app(settings: Settings, redis_url: str) -> web.Application:
 
 
 async def _index(request: web.Request) -> web.Response:
+    """A browser goes to the dashboard; an API client gets links to the main resources."""
+    if "text/html" in request.headers.get("Accept", ""):
+        raise web.HTTPFound("/ui/")
     return web.json_response({
         "name": "sparkgate",
+        "ui": "/ui/",
         "api": "/v2/api",
         "status": "/v2/api/status",
         "functions": "/v2/api/functions",
