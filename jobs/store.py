@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, RowMapping, and_, case, func, insert, or_, select, update
 
 from jobs import tables as t
 from jobs.db import now_ms, writing
@@ -189,6 +189,75 @@ class Store:
             rows = conn.execute(statement).all()
         return [JobBrief(i, context, JobStatus(status), created, worker, timeout, started)
                 for i, context, status, created, worker, timeout, started in rows]
+
+    def job_stats(self, since_ms: int, until_ms: int, bucket_ms: int,
+                  run_lookback_ms: int) -> dict[str, Any]:
+        """Jobs of the window ``[since_ms, until_ms)`` cut into buckets of ``bucket_ms`` (bucket
+        ``i`` starts at ``since_ms + i * bucket_ms``), aggregated in SQL:
+
+        - ``submitted``: ``{bucket: n}`` by create_time;
+        - ``ended``: ``{bucket: {status: n}}`` by end_time;
+        - ``runTimes``: ``{bucket: {count, p50, p95}}`` and ``runTime``: ``{count, p50, p90,
+          p95, p99, max}``, run times (end_time - start_time, ms) of the jobs that ran and ended
+          in the window; nearest-rank percentiles, from window functions (SQLite and PostgreSQL);
+        - ``active``: ``{status: n}`` of the jobs not ended, whatever their age.
+
+        Every read of a window is bounded by create_time, so it is a range of the (create_time)
+        index however many jobs there are: a job that ended in the window counts if it was
+        created at most ``run_lookback_ms`` before the window.
+        """
+        c = t.jobs.c
+        ended = and_(c.create_time >= since_ms - run_lookback_ms, c.create_time < until_ms,
+                     c.end_time >= since_ms, c.end_time < until_ms)
+        end_bucket = ((c.end_time - since_ms) // bucket_ms).label("bucket")
+        create_bucket = ((c.create_time - since_ms) // bucket_ms).label("bucket")
+        runs = (select(end_bucket, (c.end_time - c.start_time).label("ms"))
+                .where(ended, c.start_time.is_not(None)).subquery())
+        ranked = select(
+            runs.c.bucket, runs.c.ms,
+            func.row_number().over(partition_by=runs.c.bucket, order_by=runs.c.ms).label("rn"),
+            func.count().over(partition_by=runs.c.bucket).label("n"),
+            func.row_number().over(order_by=runs.c.ms).label("rn_all"),
+            func.count().over().label("n_all"),
+        ).subquery()
+        r = ranked.c
+
+        def ms(value: Any) -> int | None:
+            return None if value is None else int(value)
+
+        def nearest_rank(rank: Any, count: Any, percent: int) -> Any:
+            # The value of rank ceil(percent * count / 100), in integer arithmetic.
+            return func.max(case((rank == (count * percent + 99) // 100, r.ms)))
+
+        statements = {
+            "submitted": select(create_bucket, func.count())
+            .where(c.create_time >= since_ms, c.create_time < until_ms)
+            .group_by(create_bucket),
+            "ended": select(end_bucket, c.status, func.count()).where(ended)
+            .group_by(end_bucket, c.status),
+            "runTimes": select(r.bucket, func.count(), nearest_rank(r.rn, r.n, 50),
+                               nearest_rank(r.rn, r.n, 95)).group_by(r.bucket),
+            "runTime": select(func.count(), *(nearest_rank(r.rn_all, r.n_all, p)
+                                              for p in (50, 90, 95, 99)), func.max(r.ms)),
+            "active": select(c.status, func.count())
+            .where(c.status.in_([s.value for s in JobStatus if not s.terminal]))
+            .group_by(c.status),
+        }
+        with self.engine.connect() as conn:
+            rows = {name: conn.execute(s).all() for name, s in statements.items()}
+        ended_counts: dict[int, dict[str, int]] = {}
+        for bucket, status, n in rows["ended"]:
+            ended_counts.setdefault(int(bucket), {})[status] = n
+        count, p50, p90, p95, p99, longest = rows["runTime"][0]
+        return {
+            "submitted": {int(bucket): n for bucket, n in rows["submitted"]},
+            "ended": ended_counts,
+            "runTimes": {int(bucket): {"count": n, "p50": ms(a), "p95": ms(b)}
+                         for bucket, n, a, b in rows["runTimes"]},
+            "runTime": {"count": count, "p50": ms(p50), "p90": ms(p90), "p95": ms(p95),
+                        "p99": ms(p99), "max": ms(longest)},
+            "active": {status: n for status, n in rows["active"]},
+        }
 
     def append_logs(self, job_id: str, lines: Sequence[LogLine]) -> None:
         if not lines:
