@@ -1,0 +1,1 @@
+"""The benchmark: ``bench/run`` (or ``python -m bench``). See bench/README.md."""

@@ -1,0 +1,53 @@
+"""What the scenarios share in a run: the mode, the processes, the servers and the agents."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.config import Mode
+from bench.infra import AgentProcess, Database, Gateway, Processes
+
+log = logging.getLogger("bench")
+
+NOOP_BODY = {"value": 1, "tag": "bench"}
+
+
+@dataclass
+class Bench:
+    mode: Mode
+    procs: Processes
+    workdir: Path
+    db: Database
+    redis_url: str
+    http: AgentProcess  # the HTTP load generator
+    echo_url: str  # the bare aiohttp server (scenarios 2 and 3's floor)
+    gateway: Gateway | None = None
+    # What a scenario prepares early (servers whose JVM starts while others run) and what one
+    # scenario hands to another.
+    shared: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def run_url(self, function: str, **query: str) -> str:
+        assert self.gateway is not None
+        url = self.gateway.api(f"/functions/{function}/jobs")
+        if query:
+            url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+        return url
+
+    def http_run(self, url: str, count: int, concurrency: int = 1, body: Any = None,
+                 warmup: int = 0, method: str = "POST") -> dict[str, Any]:
+        """Run requests from the HTTP agent; fail loudly if any was not answered 200."""
+        result = self.http.call("http", method=method, url=url, count=count,
+                                concurrency=concurrency, body=body, warmup=warmup)
+        check_answers(result, url)
+        return result
+
+
+def check_answers(result: dict[str, Any], what: str) -> None:
+    bad = {s: n for s, n in result["statuses"].items() if s != "200"}
+    if bad or result["error_count"]:
+        raise RuntimeError(f"{what}: statuses {result['statuses']}, "
+                           f"{result['error_count']} error(s): {result['errors']}")
