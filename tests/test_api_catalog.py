@@ -20,6 +20,7 @@ from sqlalchemy import delete
 from gateway.app import create_app
 from jobs import tables
 from jobs.settings import ContextDefaults
+from tests.api_responses import error_of, json_of
 from tests.conftest import function_source
 
 API = "/v2/api"
@@ -76,22 +77,6 @@ async def deploy(client, name: str, file: str, class_name: str | None = None,
         body["defaultContext"] = context
     response = await client.post(f"{API}/functions", json=body)
     assert response.status == 200, await response.text()
-    return await response.json()
-
-
-async def error_of(response, status: int, code: str) -> dict[str, Any]:
-    """The ``error`` object of a failed response, after checking the status and the shape."""
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/json"
-    body = await response.json()
-    assert list(body) == ["error"]
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code, body
-    return body["error"]
-
-
-async def json_of(response, status: int = 200) -> Any:
-    assert response.status == status, await response.text()
     return await response.json()
 
 

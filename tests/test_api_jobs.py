@@ -28,6 +28,7 @@ from jobs.logs import LogLine
 from jobs.queue import JobQueue
 from jobs.state import JobStatus
 from jobs.store import Job, JobQuery, Store
+from tests.api_responses import error_of, json_of
 from tests.conftest import function_source
 
 API = "/v2/api"
@@ -74,20 +75,6 @@ async def submit(client, function: str = "echo", body: Any = None, query: str = 
     payload = await response.json()
     assert list(payload) == ["id"]
     return payload["id"]
-
-
-async def error_of(response, status: int, code: str) -> dict[str, Any]:
-    assert response.status == status, await response.text()
-    body = await response.json()
-    assert list(body) == ["error"]
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code, body
-    return body["error"]
-
-
-async def json_of(response, status: int = 200) -> Any:
-    assert response.status == status, await response.text()
-    return await response.json()
 
 
 async def details(client, job_id: str) -> dict[str, Any]:
