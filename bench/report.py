@@ -224,7 +224,8 @@ def markdown_section(rows: list[Row], facts: dict[str, Any], checks: list[dict[s
         out.append(f"| {c['target']} | {c['measured']} | {met} |")
     out += [""]
     for scenario in _scenarios(rows):
-        out += [f"### {scenario}", "", f"{_scenario_note(scenario).capitalize()}.", "",
+        note = _scenario_note(scenario)
+        out += [f"### {scenario}", "", f"{note[:1].upper()}{note[1:]}.", "",
                 "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         for row in rows:
             if row.scenario == scenario:
