@@ -49,19 +49,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test session."""
-    name = f"sparkgate_test_{uuid.uuid4().hex[:10]}"
+def create_pg_database(prefix: str = "sparkgate_test") -> str:
+    """A new, empty PostgreSQL database of this test run; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = admin.url.set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    yield url
+    admin.dispose()
+    return url
+
+
+def drop_pg_database(url: str) -> None:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = url.rsplit("/", 1)[1]
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session."""
+    url = create_pg_database()
+    upgrade(url)
+    yield url
+    drop_pg_database(url)
 
 
 @pytest.fixture(scope="session")

@@ -8,16 +8,20 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from sqlalchemy import create_engine, text
 
-from tests.conftest import FUNCTIONS_DIR, PG_ADMIN_URL, TEST_SPARK_CONF, free_port
+from tests.conftest import (  # noqa: F401 - the database helpers are used through here
+    FUNCTIONS_DIR,
+    TEST_SPARK_CONF,
+    create_pg_database,
+    drop_pg_database,
+    free_port,
+)
 
 START_TIMEOUT_S = 120
 
@@ -146,20 +150,3 @@ def stop(server: Server) -> None:
         raise AssertionError("serve did not stop on SIGTERM") from None
     assert code == 0, server.log.read_text()[-3000:]
 
-
-def create_pg_database() -> str:
-    name = f"sparkgate_e2e_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
-    admin.dispose()
-    return url
-
-
-def drop_pg_database(url: str) -> None:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = url.rsplit("/", 1)[1]
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()

@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +30,8 @@ import pyspark
 import pytest
 import requests
 from redis import Redis
-from sqlalchemy import create_engine, text
 
-from tests.conftest import FUNCTIONS_DIR, PG_ADMIN_URL, free_port
+from tests.conftest import FUNCTIONS_DIR, create_pg_database, drop_pg_database, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -146,17 +144,11 @@ def wait_until(what: str, check: Callable[[], Any], procs: list[Proc],
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
-    name = f"sparkgate_cluster_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin.url.set(database=name).render_as_string(hide_password=False)
+    url = create_pg_database("sparkgate_cluster")
     try:
         yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_pg_database(url)
 
 
 @pytest.fixture(scope="module")
