@@ -94,3 +94,28 @@ class ConfigError(SparkgateError):
     """Settings that cannot be used (unknown key, wrong type): raised at start, not per request."""
 
     code = "config"
+
+
+class Unauthenticated(SparkgateError):
+    """No credentials, or credentials that are not valid (unknown, revoked, expired key/token)."""
+
+    code = "unauthenticated"
+    http_status = 401
+
+
+class Forbidden(SparkgateError):
+    """Valid credentials whose role does not allow this request."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class TooManyRequests(SparkgateError):
+    """A limit on how much one client or one context may have at once; retry after a while."""
+
+    code = "too_many_requests"
+    http_status = 429
+
+    def __init__(self, message: str, retry_after_s: int = 1, details: Any = None) -> None:
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s

@@ -85,18 +85,39 @@ class Settings:
     mqtt_publish_topic: str = "sparkgate/events"
     # Each gateway's client id is this prefix, its host name, its pid and a random suffix.
     mqtt_client_id: str = "sparkgate"
+    # Authentication: off, every request acts as admin (and serve refuses to listen beyond
+    # loopback without --insecure). On: API keys (``sparkgate keys create``) and, if set, JWTs.
+    auth_enabled: bool = False
+    # JWT verification (on when jwt_issuer is set): the issuer and audience to require, the
+    # signer's PEM public key or a JWKS file, the claim holding roles and the one naming who.
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_roles_claim: str = "roles"
+    jwt_subject_claim: str = "sub"
+    # A result whose JSON is larger fails its job (with both sizes in the error).
+    max_result_bytes: int = 16 * 1024 * 1024
+    # Submits to a context with this many jobs queued get 429 with Retry-After; 0: no limit.
+    max_queued_per_context: int = 10_000
+    # Per API key (or JWT subject): sustained submits per second and burst; 0: no limit.
+    submits_per_second: float = 0.0
+    submit_burst: int = 100
     context: ContextDefaults = field(default_factory=ContextDefaults)
 
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "port", "1 to 65535", self.port)
         _check(self.log_level.upper() in _LOG_LEVELS, "log_level", " or ".join(_LOG_LEVELS),
                self.log_level)
-        for name in ("max_body_bytes", "max_artifact_bytes"):
+        for name in ("max_body_bytes", "max_artifact_bytes", "max_result_bytes"):
             _check(getattr(self, name) > 0, name, "a positive number of bytes", getattr(self, name))
         _check(self.worker_heartbeat_s < self.worker_ttl_s, "worker_heartbeat_s",
                "shorter than worker_ttl_s", self.worker_heartbeat_s)
-        for name in ("worker_max_jobs", "worker_max_rss_mb"):
+        for name in ("worker_max_jobs", "worker_max_rss_mb", "max_queued_per_context"):
             _check(getattr(self, name) >= 0, name, "0 (never) or more", getattr(self, name))
+        _check(self.submits_per_second >= 0, "submits_per_second", "0 (no limit) or more",
+               self.submits_per_second)
+        _check(self.submit_burst >= 1, "submit_burst", "at least 1", self.submit_burst)
         if self.mqtt_url is not None:
             self._check_mqtt()
 
@@ -228,6 +249,8 @@ def _convert(base: Any, raw: Any) -> Any:
         return _to_bool(raw)
     if base is int and not isinstance(raw, bool):
         return int(raw)
+    if base is float and not isinstance(raw, bool):
+        return float(raw)
     if base is str and isinstance(raw, str):
         return raw
     if base is Path and isinstance(raw, (str, Path)):

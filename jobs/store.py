@@ -43,6 +43,8 @@ class Job:
     start_timeout_ms: int | None = None
     perform_timeout_ms: int | None = None
     progress: dict[str, Any] | None = None
+    submitter: str | None = None
+    idempotency_key: str | None = None
 
     @classmethod
     def from_row(cls, row: RowMapping) -> Job:
@@ -63,6 +65,8 @@ class NewJob:
     external_id: str | None = None
     start_timeout_ms: int | None = None
     perform_timeout_ms: int | None = None
+    submitter: str | None = None
+    idempotency_key: str | None = None
     id: str = field(default_factory=uuid7)
 
 

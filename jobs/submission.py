@@ -31,6 +31,10 @@ class SubmitRequest:
     external_id: str | None = None
     start_timeout_ms: int | None = None
     perform_timeout_ms: int | None = None
+    # Who asks: "key:<name>", "jwt:<subject>", "mqtt", or "anonymous" with authentication off.
+    submitter: str | None = None
+    # The client's Idempotency-Key header; without one, externalId plays that part.
+    idempotency_key: str | None = None
 
 
 def submit(catalog: Catalog, store: Store, queue: JobQueue, request: SubmitRequest,

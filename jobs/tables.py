@@ -24,6 +24,7 @@ metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
         "pk": "pk_%(table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
         "fk": "fk_%(table_name)s_%(column_0_name)s",
     }
 )
@@ -118,6 +119,11 @@ jobs = Table(
     Column("start_timeout_ms", BigInteger, nullable=True),
     Column("perform_timeout_ms", BigInteger, nullable=True),
     Column("progress", JSON, nullable=True),
+    # Who submitted it: "key:<name>", "jwt:<subject>", or "anonymous" with authentication off.
+    Column("submitter", String(255), nullable=True),
+    # A digest of (submitter, function, Idempotency-Key or externalId): a retried submit finds
+    # the job it created the first time instead of creating another.
+    Column("idempotency_key", String(64), nullable=True),
     # Newest first is how every listing reads; each filter gets its own (filter, time) index.
     Index(None, "create_time"),
     Index(None, "status", "create_time"),
@@ -125,6 +131,25 @@ jobs = Table(
     Index(None, "context", "create_time"),
     Index(None, "worker_id", "create_time"),
     Index(None, "external_id"),
+    Index(None, "idempotency_key", unique=True),
+)
+
+# API keys: only a SHA-256 of each secret is kept (keys are random 256-bit tokens, so a slow
+# password hash would add nothing but latency). ``prefix`` is the token's public start, shown
+# in listings so a user can tell keys apart.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("prefix", String(32), nullable=False),
+    Column("secret_sha256", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    # submit keys may be limited to these functions; NULL: any function.
+    Column("functions", JSON, nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger, nullable=True),
+    Column("last_used_at", BigInteger, nullable=True),
 )
 
 job_logs = Table(
