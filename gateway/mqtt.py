@@ -242,7 +242,8 @@ class MqttInterface:
             body = decode_request(payload, self.settings.max_body_bytes)
             # Its initialized and queued events go out before it is queued, so none of a
             # worker's can come first.
-            submit(self.catalog, self.store, self.queue, submit_request(body), announce=True)
+            submit(self.catalog, self.store, self.queue, submit_request(body), announce=True,
+                   max_queued=self.settings.max_queued_per_context)
         except SparkgateError as exc:
             self._refuse(payload, body, exc)
         except Exception as exc:

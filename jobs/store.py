@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, and_, case, func, insert, or_, select, update
+from sqlalchemy import Engine, RowMapping, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from jobs import tables as t
 from jobs.db import now_ms, writing
@@ -99,11 +100,33 @@ class Store:
         self.engine = engine
 
     def create_job(self, new: NewJob) -> Job:
+        """The new job; or, when ``new.idempotency_key`` is already taken (a concurrent retry
+        got there first), the job that holds it."""
         values = dataclasses.asdict(new)
         values.update(status=JobStatus.QUEUED.value, create_time=now_ms())
-        with writing(self.engine) as conn:
-            conn.execute(insert(t.jobs).values(values))
+        try:
+            with writing(self.engine) as conn:
+                conn.execute(insert(t.jobs).values(values))
+        except IntegrityError:
+            earlier = self.find_idempotent(new.idempotency_key) if new.idempotency_key else None
+            if earlier is None:
+                raise
+            return earlier
         return Job.from_row(values)
+
+    def find_idempotent(self, key: str) -> Job | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(t.jobs).where(t.jobs.c.idempotency_key == key)
+            ).mappings().first()
+        return None if row is None else Job.from_row(row)
+
+    def delete_unqueued(self, job_id: str) -> None:
+        """Remove a job that was never queued (its client was told so), with its logs."""
+        with writing(self.engine) as conn:
+            conn.execute(delete(t.job_logs).where(t.job_logs.c.job_id == job_id))
+            conn.execute(delete(t.jobs).where(t.jobs.c.id == job_id,
+                                              t.jobs.c.status == JobStatus.QUEUED.value))
 
     def transition(self, job_id: str, target: JobStatus,
                    only_from: Iterable[JobStatus] | None = None, **fields: Any) -> Job:

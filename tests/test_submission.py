@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from redis import Redis
 from sqlalchemy import func, select
 
 from jobs import tables
 from jobs.catalog import Catalog, Function
-from jobs.errors import BadRequest, InvalidArguments, NotFound, Unavailable
+from jobs.errors import (
+    BadRequest,
+    Conflict,
+    InvalidArguments,
+    NotFound,
+    TooManyRequests,
+    Unavailable,
+)
 from jobs.queue import JobQueue
 from jobs.signatures import inspect_source
 from jobs.state import JobStatus
@@ -53,12 +62,77 @@ def test_refused_requests_write_nothing(catalog, store, queue, echo, request_, e
     assert queue.queued_ids("default") == []
 
 
-def test_redis_down_fails_the_recorded_job_and_says_unavailable(catalog, store, echo):
+def test_redis_down_takes_the_job_back_and_says_unavailable(catalog, store, echo):
     dead = JobQueue(Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5))
     with pytest.raises(Unavailable):
-        submit(catalog, store, dead, SubmitRequest(echo, {}))
-    # The row exists (it was committed first) and is terminal: it can never run behind the
-    # back of a client that was told 503 and retries.
-    (job,) = store.jobs_in([JobStatus.FAILED])
-    assert "could not be queued" in job.error
-    assert store.jobs_in([JobStatus.QUEUED]) == []
+        submit(catalog, store, dead, SubmitRequest(echo, {}, idempotency_key="k-1"))
+    # The client was told 503 and got no id: nothing is left that could run behind its back,
+    # and its retry with the same key is a new submit, not the dead one.
+    assert job_count(store) == 0
+
+
+def test_retry_after_a_queue_outage_gets_a_queued_job(catalog, store, queue, echo):
+    dead = JobQueue(Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.5))
+    with pytest.raises(Unavailable):
+        submit(catalog, store, dead, SubmitRequest(echo, {}, idempotency_key="k-1"))
+    job = submit(catalog, store, queue, SubmitRequest(echo, {}, idempotency_key="k-1"))
+    assert job.status is JobStatus.QUEUED
+    assert queue.queued_ids("default") == [job.id]
+
+
+@pytest.mark.parametrize("key", [
+    {"idempotency_key": "order-17"},
+    {"external_id": "order-17"},
+])
+def test_a_retried_submit_returns_the_same_job(catalog, store, queue, echo, key):
+    first = submit(catalog, store, queue, SubmitRequest(echo, {"value": 1}, **key))
+    again = submit(catalog, store, queue, SubmitRequest(echo, {"value": 1}, **key))
+    assert again.id == first.id
+    assert job_count(store) == 1
+    assert queue.queued_ids("default") == [first.id]
+
+
+def test_a_key_names_a_job_even_after_it_ended(catalog, store, queue, echo):
+    first = submit(catalog, store, queue, SubmitRequest(echo, {}, idempotency_key="k"))
+    store.transition(first.id, JobStatus.CANCELLED)
+    again = submit(catalog, store, queue, SubmitRequest(echo, {}, idempotency_key="k"))
+    assert (again.id, again.status) == (first.id, JobStatus.CANCELLED)
+
+
+def test_the_same_key_with_other_arguments_is_a_conflict(catalog, store, queue, echo):
+    first = submit(catalog, store, queue, SubmitRequest(echo, {"value": 1},
+                                                        idempotency_key="k"))
+    with pytest.raises(Conflict) as caught:
+        submit(catalog, store, queue, SubmitRequest(echo, {"value": 2}, idempotency_key="k"))
+    assert first.id in caught.value.message
+    assert caught.value.details == {"field": "Idempotency-Key", "jobId": first.id}
+    assert job_count(store) == 1
+
+
+def test_keys_are_per_submitter(catalog, store, queue, echo):
+    mine = submit(catalog, store, queue, SubmitRequest(echo, {}, external_id="x",
+                                                       submitter="key:alice"))
+    theirs = submit(catalog, store, queue, SubmitRequest(echo, {}, external_id="x",
+                                                         submitter="key:bob"))
+    assert mine.id != theirs.id
+    assert store.get_job(mine.id).submitter == "key:alice"
+
+
+def test_concurrent_retries_create_one_job(catalog, store, queue, echo):
+    with ThreadPoolExecutor(8) as pool:
+        jobs = list(pool.map(
+            lambda _: submit(catalog, store, queue, SubmitRequest(echo, {}, idempotency_key="k")),
+            range(16)))
+    assert len({j.id for j in jobs}) == 1
+    assert job_count(store) == 1
+    assert queue.queued_ids("default") == [jobs[0].id]
+
+
+def test_a_full_context_queue_refuses_with_retry_after(catalog, store, queue, echo):
+    for _ in range(3):
+        submit(catalog, store, queue, SubmitRequest(echo, {}), max_queued=3)
+    with pytest.raises(TooManyRequests) as caught:
+        submit(catalog, store, queue, SubmitRequest(echo, {}), max_queued=3)
+    assert caught.value.retry_after_s > 0
+    assert "max_queued_per_context = 3" in caught.value.message
+    assert job_count(store) == 3

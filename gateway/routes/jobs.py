@@ -45,7 +45,7 @@ async def run_function(request: web.Request) -> web.Response:
         perform_timeout_ms=query_duration_ms(request, "performTimeout"),
     )
     job = await blocking(submit, app[CATALOG], app[STORE], app[QUEUE], submit_request,
-                         announce=True)
+                         announce=True, max_queued=app[SETTINGS].max_queued_per_context)
     if force:
         job = await wait_for_end(app[HUB], app[STORE], job.id, None)
         return web.json_response(sync_response(job))
