@@ -1,6 +1,9 @@
 """Deploying code: checking an artifact before it is stored, and building a function's record
 (with its argument schema) from the artifact it names. Used by the HTTP API and by ``serve``
 when it deploys the examples, so both check exactly the same things.
+
+An artifact is a ``.py`` file or a package archive (``.zip``, ``.egg``, ``.whl``; see
+``jobs.archives``). Either way every check runs before anything is stored.
 """
 
 from __future__ import annotations
@@ -8,25 +11,53 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from jobs.archives import PACKAGE_SUFFIXES, ArchiveLimits, Package, is_package, read_package
 from jobs.catalog import Artifact, Catalog, Function
 from jobs.errors import BadRequest, InvalidArtifact, NotFound
-from jobs.signatures import inspect_source
+from jobs.settings import Settings
+from jobs.signatures import Signature, inspect_package, inspect_source
 
-ARTIFACT_SUFFIXES = (".py",)
+ARTIFACT_SUFFIXES = (".py", *PACKAGE_SUFFIXES)
+
+# What a checked artifact holds: the source of a .py file, or the files of a package.
+Code = str | Package
 
 
-def upload_artifact(catalog: Catalog, name: str, content: bytes, replace: bool) -> Artifact:
+def default_limits(content: bytes = b"") -> ArchiveLimits:
+    """Limits for an archive when the caller has no settings at hand (code already stored was
+    checked on upload with the configured ones): never smaller than the archive itself needs."""
+    return ArchiveLimits.for_artifact_bytes(max(len(content), Settings.max_artifact_bytes))
+
+
+def upload_artifact(catalog: Catalog, name: str, content: bytes, replace: bool,
+                    limits: ArchiveLimits | None = None) -> Artifact:
     """Check and store an artifact. Replacing one re-reads the schema of every function that
     uses it, in the same transaction; if the new code no longer has a function one of them
-    names, nothing is stored and the error says which."""
-    source = _checked_source(name, content)
+    names, nothing is stored and the error says which. ``limits`` bound a package archive
+    (by default, derived from the default ``max_artifact_bytes``)."""
+    code = checked_code(name, content, limits or default_limits())
     refreshed: dict[str, dict[str, Any] | None] = {}
     if replace:
         for function in catalog.list_functions():
             if function.path == name and function.signature is not None:
-                refreshed[function.name] = _signature(source, function.class_name, name,
+                refreshed[function.name] = _signature(code, function.class_name, name,
                                                       function.name)
     return catalog.put_artifact(name, content, replace, refreshed)
+
+
+def signature_of(code: Code, class_name: str, path: str) -> Signature:
+    """``class_name``'s signature in checked code: a function of a .py file, or
+    ``module.function`` in a package."""
+    if isinstance(code, Package):
+        return inspect_package(code.files.get, class_name, path)
+    return inspect_source(code, class_name, path)
+
+
+def checked_code(name: str, content: bytes, limits: ArchiveLimits) -> Code:
+    """The artifact's code after every check an upload makes; InvalidArtifact otherwise."""
+    if is_package(name):
+        return read_package(name, content, limits)
+    return _checked_source(name, content)
 
 
 def build_function(catalog: Catalog, name: str, path: str, class_name: str, context: str,
@@ -43,15 +74,16 @@ def build_function(catalog: Catalog, name: str, path: str, class_name: str, cont
                          {"field": "defaultContext", "got": context})
     signature = None
     if inspect:
-        source = _checked_source(path, catalog.artifact_content(artifact.sha1))
-        signature = inspect_source(source, class_name, path).to_dict()
+        content = catalog.artifact_content(artifact.sha1)
+        code = checked_code(path, content, default_limits(content))
+        signature = signature_of(code, class_name, path).to_dict()
     return Function(name=name, path=path, class_name=class_name, default_context=context,
                     signature=signature, tags=tags)
 
 
-def _signature(source: str, class_name: str, path: str, function: str) -> dict[str, Any]:
+def _signature(code: Code, class_name: str, path: str, function: str) -> dict[str, Any]:
     try:
-        return inspect_source(source, class_name, path).to_dict()
+        return signature_of(code, class_name, path).to_dict()
     except InvalidArtifact as exc:
         raise InvalidArtifact(
             f"the new {path!r} does not fit function {function!r}, which uses it: "
