@@ -12,6 +12,7 @@ from redis import Redis
 
 from gateway.blocking import make_executor
 from gateway.events_hub import EventHub
+from gateway.submissions import Submissions
 from jobs.catalog import Catalog
 from jobs.db import make_engine
 from jobs.queue import JobQueue
@@ -27,6 +28,7 @@ QUEUE = web.AppKey("queue", JobQueue)
 WORKERS = web.AppKey("workers", WorkerRegistry)
 AREDIS = web.AppKey("aredis", aioredis.Redis)
 HUB = web.AppKey("hub", EventHub)
+SUBMISSIONS = web.AppKey("submissions", Submissions)
 STARTED_MS = web.AppKey("started_ms", int)
 
 
@@ -51,6 +53,8 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     # RQ is blocking-only: its client is used on the executor, never on the loop.
     sync_redis = Redis.from_url(url)
     app[QUEUE] = JobQueue(sync_redis)
+    app[SUBMISSIONS] = Submissions(app[CATALOG], app[STORE], app[QUEUE],
+                                   app[SETTINGS].max_queued_per_context)
     app[WORKERS] = WorkerRegistry(sync_redis, app[SETTINGS].worker_ttl_s)
     app[AREDIS] = aioredis.Redis.from_url(url)
     hub = EventHub(app[AREDIS])

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, insert, select, update
+from sqlalchemy import Connection, Engine, delete, exists, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -345,6 +345,52 @@ class Catalog:
             conn.execute(delete(t.contexts).where(t.contexts.c.name == name))
             conn.execute(delete(t.context_health).where(t.context_health.c.name == name))
         return context
+
+
+    # -- what a submit reads -----------------------------------------------------------------
+
+    def submission_target(self, conn: Connection, function: str,
+                          context: str | None) -> SubmissionTarget:
+        """The function, the context its job would run in (``context``, else the function's
+        default), its artifact's current sha and the context's health: one statement, so a
+        submit reads the catalog in a single round trip."""
+        f, a, c, h = t.functions, t.artifacts, t.contexts, t.context_health
+        context_name = f.c.default_context if context is None else literal(context)
+        statement = (
+            select(f, a.c.sha1.label("artifact_sha1"),
+                   *(col.label("context_" + col.name) for col in c.c),
+                   *(col.label("health_" + col.name) for col in h.c if col.name != "name"),
+                   context_name.label("target_context"))
+            .select_from(f.outerjoin(a, a.c.name == f.c.path)
+                         .outerjoin(c, c.c.name == context_name)
+                         .outerjoin(h, h.c.name == context_name))
+            .where(f.c.name == function)
+        )
+        row = conn.execute(statement).mappings().first()
+        if row is None:
+            raise NotFound(f"function {function!r} does not exist", {"function": function})
+        found = Function(**{col.name: row[col.name] for col in f.c})
+        name = row["target_context"]
+        if row["context_name"] is not None:
+            target = Context(**{col.name: row["context_" + col.name] for col in c.c})
+        elif name == DEFAULT_CONTEXT:
+            target = Context.from_defaults(DEFAULT_CONTEXT, self.context_defaults)
+        else:
+            raise BadRequest(f"context: context {name!r} does not exist",
+                             {"field": "context", "got": name})
+        if row["artifact_sha1"] is None:
+            raise NotFound(f"artifact {found.path!r} does not exist", {"artifact": found.path})
+        health = Health(row["health_failures"] or 0, row["health_last_failure"],
+                        row["health_broken_at"])
+        return SubmissionTarget(found, target, row["artifact_sha1"], health)
+
+
+@dataclass(frozen=True)
+class SubmissionTarget:
+    function: Function
+    context: Context
+    artifact_sha1: str
+    health: Health
 
 
 def _dialect_insert(conn: Connection) -> Any:

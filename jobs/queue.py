@@ -8,9 +8,12 @@ RQ's stock worker, whose per-job bookkeeping costs milliseconds and forks per jo
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Iterable
 
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue
 from rq.exceptions import DequeueTimeout, NoSuchJobError
 from rq.job import Job as RQJob
@@ -30,11 +33,15 @@ class JobQueue:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        # context -> (when read, LLEN then, jobs this client queued since): see estimated_length.
+        self._lengths: dict[str, tuple[float, int, int]] = {}
+        self._lengths_lock = threading.Lock()
 
     def queue(self, context: str) -> Queue:
         return Queue(queue_name(context), connection=self.redis)
 
-    def enqueue(self, job_id: str, context: str) -> None:
+    def enqueue(self, job_id: str, context: str, pipeline: Pipeline | None = None) -> None:
+        """Queue the job; with ``pipeline``, only when the caller executes it."""
         self.queue(context).enqueue_call(
             JOB_FUNC,
             args=(job_id,),
@@ -43,7 +50,26 @@ class JobQueue:
             result_ttl=0,
             timeout=-1,
             description=f"sparkgate job {job_id} in context {context}",
+            pipeline=pipeline,
         )
+        with self._lengths_lock:
+            if context in self._lengths:
+                read_at, length, added = self._lengths[context]
+                self._lengths[context] = (read_at, length, added + 1)
+
+    def estimated_length(self, context: str, max_age_s: float = 0.1) -> int:
+        """How many jobs wait in the queue: its LLEN, read again only when older than
+        ``max_age_s``, plus the jobs this client queued since. A limit checked against it costs
+        no round trip per submit; other gateways' submits show up within ``max_age_s``."""
+        now = time.monotonic()
+        with self._lengths_lock:
+            cached = self._lengths.get(context)
+        if cached is not None and now - cached[0] < max_age_s:
+            return cached[1] + cached[2]
+        length = self.length(context)
+        with self._lengths_lock:
+            self._lengths[context] = (now, length, 0)
+        return length
 
     def remove(self, job_id: str, context: str) -> None:
         """Drop a job that will not run (cancelled while queued)."""

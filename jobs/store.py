@@ -12,8 +12,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, RowMapping, and_, case, delete, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    Connection,
+    Engine,
+    RowMapping,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from jobs import tables as t
 from jobs.db import now_ms, writing
@@ -100,32 +111,35 @@ class Store:
         self.engine = engine
 
     def create_job(self, new: NewJob) -> Job:
-        """The new job; or, when ``new.idempotency_key`` is already taken (a concurrent retry
-        got there first), the job that holds it."""
-        values = dataclasses.asdict(new)
-        values.update(status=JobStatus.QUEUED.value, create_time=now_ms())
-        try:
-            with writing(self.engine) as conn:
-                conn.execute(insert(t.jobs).values(values))
-        except IntegrityError:
-            earlier = self.find_idempotent(new.idempotency_key) if new.idempotency_key else None
-            if earlier is None:
-                raise
-            return earlier
-        return Job.from_row(values)
+        with writing(self.engine) as conn:
+            (job,) = self.insert_jobs(conn, [new])
+        return job
+
+    @staticmethod
+    def insert_jobs(conn: Connection, new: Sequence[NewJob]) -> list[Job]:
+        """Queued jobs, inserted in the caller's transaction (one statement for all)."""
+        created = now_ms()
+        rows = [dict(dataclasses.asdict(n), status=JobStatus.QUEUED.value, create_time=created)
+                for n in new]
+        conn.execute(insert(t.jobs), rows)
+        return [Job.from_row(r) for r in rows]
+
+    @staticmethod
+    def jobs_with_keys(conn: Connection, keys: Iterable[str]) -> dict[str, Job]:
+        """The jobs holding these idempotency keys, by key."""
+        statement = select(t.jobs).where(t.jobs.c.idempotency_key.in_(list(keys)))
+        return {r["idempotency_key"]: Job.from_row(r)
+                for r in conn.execute(statement).mappings()}
 
     def find_idempotent(self, key: str) -> Job | None:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(t.jobs).where(t.jobs.c.idempotency_key == key)
-            ).mappings().first()
-        return None if row is None else Job.from_row(row)
+            return self.jobs_with_keys(conn, [key]).get(key)
 
-    def delete_unqueued(self, job_id: str) -> None:
-        """Remove a job that was never queued (its client was told so), with its logs."""
+    def delete_unqueued(self, job_ids: Sequence[str]) -> None:
+        """Remove jobs that were never queued (their clients were told so), with their logs."""
         with writing(self.engine) as conn:
-            conn.execute(delete(t.job_logs).where(t.job_logs.c.job_id == job_id))
-            conn.execute(delete(t.jobs).where(t.jobs.c.id == job_id,
+            conn.execute(delete(t.job_logs).where(t.job_logs.c.job_id.in_(job_ids)))
+            conn.execute(delete(t.jobs).where(t.jobs.c.id.in_(job_ids),
                                               t.jobs.c.status == JobStatus.QUEUED.value))
 
     def transition(self, job_id: str, target: JobStatus,

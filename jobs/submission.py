@@ -7,14 +7,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import RedisError
+from sqlalchemy import Connection
+from sqlalchemy.exc import IntegrityError
 
-from jobs.catalog import Catalog, Context, Function, Health
-from jobs.db import now_ms
-from jobs.errors import BadRequest, Conflict, NotFound, TooManyRequests, Unavailable
+from jobs.catalog import Catalog, Function, Health, SubmissionTarget
+from jobs.db import now_ms, writing
+from jobs.errors import Conflict, SparkgateError, TooManyRequests, Unavailable
 from jobs.events import CHANNEL, encode, initialized_event, lifecycle_event
 from jobs.queue import JobQueue
 from jobs.signatures import Signature, validate_arguments
@@ -44,78 +46,196 @@ class SubmitRequest:
 
 def submit(catalog: Catalog, store: Store, queue: JobQueue, request: SubmitRequest,
            announce: bool = False, max_queued: int = 0) -> Job:
-    """The queued job. Nothing is written when the request is refused.
+    """The queued job (see ``submit_many``); raises the request's error."""
+    (outcome,) = submit_many(catalog, store, queue, [request], announce, max_queued)
+    if isinstance(outcome, SparkgateError):
+        raise outcome
+    return outcome
 
-    The job row is committed before it is queued, so an id a client has seen is never lost; if
-    the queue is unreachable the row is taken back (the client gets 503 and no id), so a retry
-    starts afresh and nothing runs behind the client's back.
 
-    A request with an idempotency key (``Idempotency-Key``, else ``externalId``) that was seen
-    before returns the job it created then, whatever became of it; the same key with other
-    arguments is a conflict.
+def submit_many(catalog: Catalog, store: Store, queue: JobQueue,
+                requests: Sequence[SubmitRequest], announce: bool = False,
+                max_queued: int = 0) -> list[Outcome]:
+    """Each request's job, or why it was refused (nothing is written for a refused one).
 
-    ``announce``: publish the job's ``initialized`` and first status event, before the job is
+    All the accepted jobs are inserted in one transaction and queued in one Redis round trip:
+    the gateway hands over every submit that arrived meanwhile, so the cost of a commit and of
+    a round trip is shared among them.
+
+    A job row is committed before it is queued, so an id a client has seen is never lost; if
+    the queue is unreachable the rows are taken back (the clients get 503 and no id), so a
+    retry starts afresh and nothing runs behind a client's back.
+
+    A request with an idempotency key (``Idempotency-Key``, else ``externalId``) seen before
+    gets the job it created then, whatever became of it; the same key with other arguments or
+    context is a conflict.
+
+    ``announce``: publish each job's ``initialized`` and first status event before it is
     queued, so that no worker's event for it can come first. ``max_queued``: refuse (429) when
     the context already has that many jobs waiting; 0: no limit.
     """
-    function, context, arguments = _resolve(catalog, request)
-    key = idempotency_digest(request)
-    if key is not None:
-        earlier = store.find_idempotent(key)
-        if earlier is not None:
-            return _same_request(earlier, request, context.name, arguments)
-    if max_queued:
-        _check_room(queue, context.name, max_queued)
-    artifact = catalog.get_artifact(function.path)
-    new = NewJob(
-        function=function.name, context=context.name, arguments=arguments,
-        file_path=function.path, class_name=function.class_name, artifact_sha1=artifact.sha1,
-        source=request.source, external_id=request.external_id,
+    try:
+        outcomes = _record(catalog, store, queue, requests, max_queued)
+    except IntegrityError:
+        # A concurrent submit (another gateway) took one of the keys between our read and our
+        # insert; read again, and its job is found as the earlier one.
+        outcomes = _record(catalog, store, queue, requests, max_queued)
+    fresh = [o for o in outcomes if isinstance(o, _Fresh)]
+    failed = _fail_broken(store, fresh)
+    try:
+        _announce_and_queue(queue, [f for f in fresh if f.job.id not in failed], announce)
+    except Exception as exc:
+        _take_back(store, [f.job for f in fresh if f.job.id not in failed], exc)
+        unavailable = Unavailable("the job queue (Redis) is unavailable; the job was not "
+                                  "queued; retry shortly")
+        unavailable.__cause__ = exc
+        return [unavailable if isinstance(o, _Fresh) and o.job.id not in failed
+                else _settled(o, failed) for o in outcomes]
+    return [_settled(o, failed) for o in outcomes]
+
+
+@dataclass(frozen=True)
+class _Fresh:
+    """A job this call created (as opposed to one found by its idempotency key)."""
+
+    job: Job
+    health: Health
+
+
+@dataclass(frozen=True)
+class _Checked:
+    request: SubmitRequest
+    target: SubmissionTarget
+    arguments: Any
+    key: str | None
+
+
+Outcome = Job | SparkgateError
+_Pending = Job | SparkgateError | _Fresh
+
+
+def _settled(outcome: _Pending, failed: dict[str, Job]) -> Outcome:
+    if isinstance(outcome, _Fresh):
+        return failed.get(outcome.job.id, outcome.job)
+    return outcome
+
+
+def _record(catalog: Catalog, store: Store, queue: JobQueue,
+            requests: Sequence[SubmitRequest], max_queued: int) -> list[_Pending]:
+    """Check every request and insert the accepted ones, in one transaction."""
+    with writing(catalog.engine) as conn:
+        checked = _check_all(catalog, conn, queue, requests, max_queued)
+        keys = {c.key for c in checked if isinstance(c, _Checked) and c.key is not None}
+        earlier = store.jobs_with_keys(conn, keys) if keys else {}
+        outcomes: list[_Pending | int] = []
+        new: dict[int, tuple[NewJob, Health]] = {}
+        first_with_key: dict[str, int] = {}
+        for i, c in enumerate(checked):
+            if not isinstance(c, _Checked):
+                outcomes.append(c)
+            elif c.key in first_with_key:  # the same key twice in one batch: one job
+                outcomes.append(first_with_key[c.key])
+            elif c.key is not None and c.key in earlier:
+                outcomes.append(_same_or_conflict(earlier[c.key], c))
+            else:
+                new[i] = (_new_job(c), c.target.health)
+                outcomes.append(i)
+                if c.key is not None:
+                    first_with_key[c.key] = i
+        created = store.insert_jobs(conn, [job for job, _ in new.values()]) if new else []
+    fresh = {i: _Fresh(job, health)
+             for (i, (_, health)), job in zip(new.items(), created, strict=True)}
+    settled: list[_Pending] = []
+    for i, outcome in enumerate(outcomes):
+        if not isinstance(outcome, int):
+            settled.append(outcome)
+        elif outcome == i:
+            settled.append(fresh[i])
+        else:
+            first = checked[i]
+            assert isinstance(first, _Checked)
+            settled.append(_same_or_conflict(fresh[outcome].job, first))
+    return settled
+
+
+def _check_all(catalog: Catalog, conn: Connection, queue: JobQueue,
+               requests: Sequence[SubmitRequest],
+               max_queued: int) -> list[_Checked | SparkgateError]:
+    targets: dict[tuple[str, str | None], SubmissionTarget | SparkgateError] = {}
+    checked: list[_Checked | SparkgateError] = []
+    for request in requests:
+        try:
+            target = _target(catalog, conn, targets, request)
+            arguments = _validated(target.function, request.arguments)
+            if max_queued:
+                _check_room(queue, target.context.name, max_queued)
+        except SparkgateError as exc:
+            checked.append(exc)
+            continue
+        checked.append(_Checked(request, target, arguments, idempotency_digest(request)))
+    return checked
+
+
+def _target(catalog: Catalog, conn: Connection,
+            cache: dict[tuple[str, str | None], SubmissionTarget | SparkgateError],
+            request: SubmitRequest) -> SubmissionTarget:
+    key = (request.function, request.context)
+    if key not in cache:
+        try:
+            cache[key] = catalog.submission_target(conn, request.function, request.context)
+        except SparkgateError as exc:
+            cache[key] = exc
+    found = cache[key]
+    if isinstance(found, SparkgateError):
+        raise found
+    return found
+
+
+def _validated(function: Function, arguments: Any) -> Any:
+    if function.signature is not None:
+        return validate_arguments(Signature.from_dict(function.signature), arguments)
+    if not isinstance(arguments, dict):
+        validate_arguments(Signature(handle="session", params=(), mist=False), arguments)
+    return arguments
+
+
+def _new_job(checked: _Checked) -> NewJob:
+    request, function, context = checked.request, checked.target.function, checked.target.context
+    return NewJob(
+        function=function.name, context=context.name, arguments=checked.arguments,
+        file_path=function.path, class_name=function.class_name,
+        artifact_sha1=checked.target.artifact_sha1, source=request.source,
+        external_id=request.external_id,
         start_timeout_ms=_or_default(request.start_timeout_ms, context.start_timeout_s),
         perform_timeout_ms=_or_default(request.perform_timeout_ms, context.perform_timeout_s),
-        submitter=request.submitter, idempotency_key=key,
+        submitter=request.submitter, idempotency_key=checked.key,
     )
-    job = store.create_job(new)
-    if job.id != new.id:  # a concurrent retry with the same key won the insert
-        return _same_request(job, request, context.name, arguments)
-    return _queue(catalog, store, queue, job, announce)
 
 
-def _resolve(catalog: Catalog, request: SubmitRequest) -> tuple[Function, Context, Any]:
-    """The function, its context and the validated arguments; 4xx for anything unknown."""
-    function = catalog.get_function(request.function)
-    arguments = request.arguments
-    if function.signature is not None:
-        arguments = validate_arguments(Signature.from_dict(function.signature), arguments)
-    elif not isinstance(arguments, dict):
-        validate_arguments(Signature(handle="session", params=(), mist=False), arguments)
-    name = request.context or function.default_context
-    try:
-        context = catalog.get_context(name)
-    except NotFound:
-        raise BadRequest(f"context: context {name!r} does not exist",
-                         {"field": "context", "got": name}) from None
-    return function, context, arguments
+def _fail_broken(store: Store, fresh: Sequence[_Fresh]) -> dict[str, Job]:
+    """Jobs of broken contexts are recorded and failed at once: the client gets a job id whose
+    error says what to do."""
+    failed = {}
+    for f in fresh:
+        if f.health.broken:
+            failed[f.job.id] = store.transition(
+                f.job.id, JobStatus.FAILED, error=broken_message(f.job.context, f.health),
+                end_time=now_ms())
+    return failed
 
 
-def _queue(catalog: Catalog, store: Store, queue: JobQueue, job: Job, announce: bool) -> Job:
-    health = catalog.health(job.context)
-    if health.broken:
-        # Recorded and failed at once: the client gets a job id whose error says what to do.
-        failed = store.transition(job.id, JobStatus.FAILED,
-                                  error=broken_message(job.context, health), end_time=now_ms())
-        if announce:
-            _publish(queue, initialized_event(failed), lifecycle_event(failed))
-        return failed
-    if announce:
-        _publish(queue, initialized_event(job), lifecycle_event(job))
-    try:
-        queue.enqueue(job.id, job.context)
-    except Exception as exc:
-        _take_back(store, job, exc)
-        raise Unavailable("the job queue (Redis) is unavailable; the job was not queued; "
-                          "retry shortly") from exc
-    return job
+def _announce_and_queue(queue: JobQueue, fresh: Sequence[_Fresh], announce: bool) -> None:
+    if not fresh:
+        return
+    with queue.redis.pipeline() as pipe:
+        # RQ puts a pipeline it is given into MULTI mode, which must come before any command.
+        pipe.multi()
+        for f in fresh:
+            if announce:
+                pipe.publish(CHANNEL, encode(initialized_event(f.job)))
+                pipe.publish(CHANNEL, encode(lifecycle_event(f.job)))
+            queue.enqueue(f.job.id, f.job.context, pipeline=pipe)
+        pipe.execute()
 
 
 def idempotency_digest(request: SubmitRequest) -> str | None:
@@ -125,6 +245,14 @@ def idempotency_digest(request: SubmitRequest) -> str | None:
         return None
     scope = json.dumps([request.submitter or "anonymous", request.function, key])
     return hashlib.sha256(scope.encode()).hexdigest()
+
+
+def _same_or_conflict(earlier: Job, checked: _Checked) -> Outcome:
+    try:
+        return _same_request(earlier, checked.request, checked.target.context.name,
+                             checked.arguments)
+    except Conflict as exc:
+        return exc
 
 
 def _same_request(earlier: Job, request: SubmitRequest, context: str, arguments: Any) -> Job:
@@ -140,7 +268,7 @@ def _same_request(earlier: Job, request: SubmitRequest, context: str, arguments:
 
 
 def _check_room(queue: JobQueue, context: str, max_queued: int) -> None:
-    waiting = queue.length(context)
+    waiting = queue.estimated_length(context)
     if waiting >= max_queued:
         raise TooManyRequests(
             f"context {context!r} has {waiting} jobs queued; the limit is "
@@ -150,19 +278,21 @@ def _check_room(queue: JobQueue, context: str, max_queued: int) -> None:
         )
 
 
-def _take_back(store: Store, job: Job, exc: Exception) -> None:
-    """Undo a job that could not be queued. Deleting it (the client never saw its id) lets a
-    retry with the same idempotency key start afresh; if even that fails, failing it keeps it
-    from running later behind the client's back."""
+def _take_back(store: Store, jobs: Sequence[Job], exc: Exception) -> None:
+    """Undo jobs that could not be queued. Deleting them (their clients never saw the ids)
+    lets a retry with the same idempotency key start afresh; if even that fails, failing
+    them keeps them from running later behind their clients' backs."""
+    ids = [j.id for j in jobs]
     try:
-        store.delete_unqueued(job.id)
+        store.delete_unqueued(ids)
     except Exception:
-        log.exception("could not take back job %s after a queue failure", job.id)
-        try:
-            store.transition(job.id, JobStatus.FAILED, error=f"could not be queued: {exc}",
-                             end_time=now_ms())
-        except Exception:
-            log.exception("job %s stays queued; the reconciler will queue it", job.id)
+        log.exception("could not take back %d job(s) after a queue failure", len(ids))
+        for job_id in ids:
+            try:
+                store.transition(job_id, JobStatus.FAILED, error=f"could not be queued: {exc}",
+                                 end_time=now_ms())
+            except Exception:
+                log.exception("job %s stays queued; the reconciler will queue it", job_id)
 
 
 def broken_message(context: str, health: Health) -> str:
@@ -177,14 +307,3 @@ def _or_default(requested_ms: int | None, default_s: int | None) -> int | None:
     if requested_ms is not None:
         return requested_ms
     return None if default_s is None else default_s * 1000
-
-
-def _publish(queue: JobQueue, *events: dict[str, Any]) -> None:
-    """Best effort: the job is recorded; a lost event only delays a live view."""
-    try:
-        with queue.redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                pipe.publish(CHANNEL, encode(event))
-            pipe.execute()
-    except RedisError as exc:
-        log.warning("could not publish %d event(s): %s", len(events), exc)

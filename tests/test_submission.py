@@ -9,7 +9,7 @@ from redis import Redis
 from sqlalchemy import func, select
 
 from jobs import tables
-from jobs.catalog import Catalog, Function
+from jobs.catalog import Catalog, Context, Function
 from jobs.errors import (
     BadRequest,
     Conflict,
@@ -22,7 +22,7 @@ from jobs.queue import JobQueue
 from jobs.signatures import inspect_source
 from jobs.state import JobStatus
 from jobs.store import Store
-from jobs.submission import SubmitRequest, submit
+from jobs.submission import SubmitRequest, submit, submit_many
 from tests.conftest import function_source
 
 
@@ -136,3 +136,35 @@ def test_a_full_context_queue_refuses_with_retry_after(catalog, store, queue, ec
     assert caught.value.retry_after_s > 0
     assert "max_queued_per_context = 3" in caught.value.message
     assert job_count(store) == 3
+
+
+def test_a_batch_answers_each_request_on_its_own(catalog, store, queue, echo):
+    outcomes = submit_many(catalog, store, queue, [
+        SubmitRequest(echo, {"value": 1}),
+        SubmitRequest(echo, {"valu": 1}),
+        SubmitRequest("nope", {}),
+        SubmitRequest(echo, {"value": 2}, idempotency_key="k"),
+        SubmitRequest(echo, {"value": 2}, idempotency_key="k"),
+        SubmitRequest(echo, {"value": 3}, idempotency_key="k"),
+    ])
+    first, bad_args, unknown, keyed, same, conflict = outcomes
+    assert isinstance(bad_args, InvalidArguments)
+    assert isinstance(unknown, NotFound)
+    assert isinstance(conflict, Conflict)
+    assert same.id == keyed.id
+    assert (first.arguments, keyed.arguments) == ({"value": 1}, {"value": 2})
+    # Only the two accepted jobs exist, committed and queued in request order.
+    assert job_count(store) == 2
+    assert queue.queued_ids("default") == [first.id, keyed.id]
+    assert store.get_job(keyed.id).create_time == keyed.create_time
+
+
+def test_a_broken_context_fails_its_jobs_and_queues_the_others(catalog, store, queue, echo):
+    catalog.save_context(Context.from_defaults("fragile", catalog.context_defaults))
+    catalog.record_failure("fragile", "JVM died", limit=1)
+    healthy, broken = submit_many(catalog, store, queue, [
+        SubmitRequest(echo, {}), SubmitRequest(echo, {}, context="fragile")])
+    assert healthy.status is JobStatus.QUEUED
+    assert broken.status is JobStatus.FAILED and "is broken" in broken.error
+    assert queue.queued_ids("default") == [healthy.id]
+    assert queue.queued_ids("fragile") == []

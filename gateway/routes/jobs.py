@@ -16,7 +16,7 @@ from gateway.params import (
 )
 from gateway.publish import publish
 from gateway.render import job_details, sync_response
-from gateway.resources import CATALOG, HUB, QUEUE, SETTINGS, STORE
+from gateway.resources import CATALOG, HUB, QUEUE, SETTINGS, STORE, SUBMISSIONS
 from gateway.waiting import wait_for_end
 from jobs import cancellation
 from jobs.errors import BadRequest
@@ -24,7 +24,7 @@ from jobs.events import lifecycle_event
 from jobs.logs import format_mist_line
 from jobs.state import MIST_STATUSES
 from jobs.store import JobQuery
-from jobs.submission import SubmitRequest, submit
+from jobs.submission import SubmitRequest
 
 routes = web.RouteTableDef()
 
@@ -44,8 +44,7 @@ async def run_function(request: web.Request) -> web.Response:
         start_timeout_ms=query_duration_ms(request, "startTimeout"),
         perform_timeout_ms=query_duration_ms(request, "performTimeout"),
     )
-    job = await blocking(submit, app[CATALOG], app[STORE], app[QUEUE], submit_request,
-                         announce=True, max_queued=app[SETTINGS].max_queued_per_context)
+    job = await app[SUBMISSIONS].submit(submit_request)
     if force:
         job = await wait_for_end(app[HUB], app[STORE], job.id, None)
         return web.json_response(sync_response(job))
