@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.auth import auth_middleware
 from gateway.errors import error_middleware, path_middleware, unexpected_middleware
 from gateway.resources import (
     REDIS_URL,
@@ -22,7 +23,9 @@ ROUTE_TABLES = (artifacts.routes, contexts.routes, functions.routes, jobs.routes
 def create_app(settings: Settings, redis_url: str) -> web.Application:
     # Uploads are checked against their own limit as they stream; this only caps aiohttp.
     app = web.Application(
-        middlewares=[unexpected_middleware, error_middleware, path_middleware],
+        # auth after error_middleware, so its 401/403 take the common error shape.
+        middlewares=[unexpected_middleware, error_middleware, auth_middleware(settings),
+                     path_middleware],
         client_max_size=max(settings.max_body_bytes, settings.max_artifact_bytes) + 65536,
     )
     app[SETTINGS] = settings

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import logging
 import signal
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from sqlalchemy import make_url
+from sqlalchemy.exc import DBAPIError
 
-from jobs.errors import ConfigError
+from jobs.db import make_engine
+from jobs.errors import ConfigError, SparkgateError
+from jobs.keys import ROLES, KeyStore
 from jobs.migrate import current, upgrade
 from jobs.settings import Settings, load_settings
 
@@ -41,6 +47,7 @@ def main() -> None:
     sparkgate serve                       # everything on one machine, embedded defaults
     sparkgate db upgrade                  # migrate the configured database
     sparkgate worker --context default    # a worker for one context (any host)
+    sparkgate keys create --name me --role admin   # an API key (auth_enabled)
     """
 
 
@@ -64,14 +71,15 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
 
     settings = _load(config_path)
     host = host or settings.host
-    if not insecure and not _is_loopback(host):
-        raise click.ClickException(
-            f"refusing to listen on {host} without authentication; listen on 127.0.0.1, or "
-            "pass --insecure if a proxy in front of sparkgate authenticates requests"
-        )
-    if insecure and not _is_loopback(host):
-        log.warning("INSECURE: listening on %s with no authentication: anyone who can reach "
-                    "it can run code", host)
+    if not settings.auth_enabled and not _is_loopback(host):
+        if not insecure:
+            raise click.ClickException(
+                f"refusing to listen on {host} without authentication; listen on 127.0.0.1, "
+                "set auth_enabled (SPARKGATE_AUTH_ENABLED=true, see docs/security.md), or "
+                "pass --insecure if a proxy in front of sparkgate authenticates requests")
+        log.warning("\n".join(INSECURE_BANNER), host)
+    if settings.auth_enabled and not settings.jwt_issuer:
+        _warn_if_no_keys(settings)
     try:
         run_server(settings, host, port or settings.port, config_path)
     except ConfigError as exc:
@@ -135,6 +143,114 @@ def supervisor(config_path: Path | None) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         sup.run()
     sup.stop()
+
+
+INSECURE_BANNER = (
+    "!" * 78,
+    "INSECURE: listening on %s with authentication off (--insecure).",
+    "Anyone who can reach this address can upload code and run it: only do this on a",
+    "trusted network or behind a proxy that authenticates every request.",
+    "!" * 78,
+)
+
+
+def _warn_if_no_keys(settings: Settings) -> None:
+    """Authentication on, no JWT, no key: every request would be refused; say what to do."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        active = KeyStore(engine).count_active()
+    except DBAPIError:  # not migrated yet (a new embedded database): no keys either
+        active = 0
+    finally:
+        engine.dispose()
+    if not active:
+        log.warning("authentication is on, but there is no API key and no JWT issuer: every "
+                    "request needing a role will be refused. Create a key with "
+                    "`sparkgate keys create --name admin --role admin`")
+
+
+def _key_store(settings: Settings) -> KeyStore:
+    """The configured database's keys. An embedded SQLite is migrated as `serve` does, so a
+    key can be made before the first start; a server database must be migrated on purpose."""
+    url = settings.resolved_database_url
+    if make_url(url).get_backend_name() == "sqlite":
+        upgrade(url)
+    return KeyStore(make_engine(url))
+
+
+@contextlib.contextmanager
+def _keys_errors() -> Iterator[None]:
+    try:
+        yield
+    except SparkgateError as exc:
+        raise click.ClickException(exc.message) from None
+    except DBAPIError as exc:
+        raise click.ClickException(
+            f"the database cannot be used ({exc.orig}); is it migrated? "
+            "Run `sparkgate db upgrade`") from None
+
+
+@main.group()
+def keys() -> None:
+    """API keys (authentication: see docs/security.md).
+
+    \b
+    sparkgate keys create --name ci --role submit --function pi --function word_count
+    sparkgate keys list
+    sparkgate keys revoke ci
+    """
+
+
+@keys.command("create")
+@config_option
+@click.option("--name", required=True, help="Unique name; jobs record it as key:<name>.")
+@click.option("--role", required=True, type=click.Choice(ROLES),
+              help="read: GETs; submit: also run and cancel jobs; admin: everything.")
+@click.option("--function", "functions", multiple=True,
+              help="Limit a submit key to this function (repeat for several).")
+def keys_create(config_path: Path | None, name: str, role: str,
+                functions: tuple[str, ...]) -> None:
+    """Create a key and print its token, once: only a hash of it is stored."""
+    with _keys_errors():
+        created = _key_store(_load(config_path)).create(name, role, list(functions) or None)
+    click.echo(created.token)
+    click.echo(f"key {name!r} ({role}) created; the token above is shown only now: store it "
+               "safely. Send it as `Authorization: Bearer <token>`.", err=True)
+
+
+@keys.command("list")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
+def keys_list(config_path: Path | None, as_json: bool) -> None:
+    """Every key: name, prefix, role, functions, created, revoked, last used (no secrets)."""
+    with _keys_errors():
+        found = _key_store(_load(config_path)).list_keys()
+    if as_json:
+        click.echo(json.dumps([k.to_dict() for k in found], indent=2))
+        return
+    rows = [("NAME", "PREFIX", "ROLE", "FUNCTIONS", "CREATED", "REVOKED", "LAST USED")]
+    rows += [(k.name, f"sgk_{k.prefix}_…", k.role,
+              "*" if k.functions is None else ",".join(k.functions),
+              _when(k.created_at), _when(k.revoked_at), _when(k.last_used_at)) for k in found]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+@keys.command("revoke")
+@config_option
+@click.argument("name")
+def keys_revoke(config_path: Path | None, name: str) -> None:
+    """Revoke the key NAME: refused from now on (within seconds on running gateways)."""
+    with _keys_errors():
+        key = _key_store(_load(config_path)).revoke(name)
+    click.echo(f"key {name!r} revoked at {_when(key.revoked_at)}")
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _is_loopback(host: str) -> bool:

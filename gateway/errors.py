@@ -1,6 +1,7 @@
 """Turn every failure into one JSON shape: ``{"error": {"code", "message", "details"}}``.
 
-Domain errors carry their own status; aiohttp's (unknown route, wrong method, body too large)
+Domain errors carry their own status (and their headers: Retry-After for 429 and 503,
+WWW-Authenticate for 401); aiohttp's (unknown route, wrong method, body too large)
 are reshaped; a lost database or Redis is a 503 with Retry-After; anything else is a logged 500
 that leaks no internals.
 """
@@ -15,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from jobs.errors import SparkgateError, Unavailable
+from jobs.errors import SparkgateError, TooManyRequests, Unauthenticated, Unavailable
 
 log = logging.getLogger("sparkgate.gateway")
 
@@ -44,7 +45,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Unavailable as exc:
         return _unavailable(exc)
     except SparkgateError as exc:
-        return error_response(exc.http_status, exc.code, exc.message, exc.details)
+        return error_response(exc.http_status, exc.code, exc.message, exc.details,
+                              headers=_headers_for(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -70,6 +72,17 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> web.Response:
                    f"allowed: {', '.join(allowed)}")
     headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
     return error_response(exc.status, code, message, None, headers)
+
+
+def _headers_for(exc: SparkgateError) -> dict[str, str] | None:
+    if isinstance(exc, TooManyRequests):
+        return {"Retry-After": str(exc.retry_after_s)}
+    if isinstance(exc, Unauthenticated):
+        # RFC 6750: the scheme to use; invalid_token when credentials came but were refused.
+        invalid = isinstance(exc.details, dict) and exc.details.get("reason") == "invalid"
+        return {"WWW-Authenticate": 'Bearer realm="sparkgate"'
+                + (', error="invalid_token"' if invalid else "")}
+    return None
 
 
 def _unavailable(exc: Unavailable) -> web.Response:

@@ -129,6 +129,8 @@ def submit_request(body: dict[str, Any]) -> SubmitRequest:
         function=function,
         arguments={} if parameters is None else parameters,
         source="mqtt",
+        # The broker authenticated the client, not sparkgate: all MQTT jobs are "mqtt".
+        submitter="mqtt",
         context=_optional_str(run_settings, "contextId", "runSettings.contextId"),
         external_id=_optional_str(body, "externalId", "externalId"),
     )

@@ -38,6 +38,9 @@ def job_details(job: Job) -> dict[str, Any]:
         "progress": job.progress,
         "startTimeout": job.start_timeout_ms,
         "performTimeout": job.perform_timeout_ms,
+        # sparkgate's own: who submitted it ("key:<name>", "jwt:<subject>", "mqtt",
+        # "anonymous"); absent on jobs from before it was recorded.
+        "submitter": job.submitter,
     }
     details.update({k: v for k, v in optional.items() if v is not None})
     if job.status is JobStatus.FINISHED:

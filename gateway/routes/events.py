@@ -233,7 +233,8 @@ async def sse(request: web.Request) -> web.StreamResponse:
             pass  # the client left, or was cut off
         except Exception:
             # The response has begun: no error response can follow; the stream just ends.
-            log.exception("event stream %s failed", request.path_qs)
+            # The path only: the query may hold an access_token.
+            log.exception("event stream %s failed", request.path)
             if request.transport is not None:
                 request.transport.close()
         return response

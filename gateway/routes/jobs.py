@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.auth import identity, require_function
 from gateway.blocking import blocking
 from gateway.params import (
     json_body,
@@ -15,6 +16,7 @@ from gateway.params import (
     query_str,
 )
 from gateway.publish import publish
+from gateway.ratelimit import check_submit_rate
 from gateway.render import job_details, sync_response
 from gateway.resources import CATALOG, HUB, QUEUE, SETTINGS, STORE, SUBMISSIONS
 from gateway.waiting import wait_for_end
@@ -34,6 +36,9 @@ MAX_LIMIT = 1000
 @routes.post("/v2/api/functions/{name}/jobs")
 async def run_function(request: web.Request) -> web.Response:
     app = request.app
+    who = identity(request)
+    # Before the body is read: a client over its rate costs one Redis call, nothing more.
+    await check_submit_rate(app, who.submitter)
     force = query_bool(request, "force")
     wait_ms = query_duration_ms(request, "wait")
     submit_request = SubmitRequest(
@@ -43,6 +48,8 @@ async def run_function(request: web.Request) -> web.Response:
         external_id=query_str(request, "externalId"),
         start_timeout_ms=query_duration_ms(request, "startTimeout"),
         perform_timeout_ms=query_duration_ms(request, "performTimeout"),
+        submitter=who.submitter,
+        idempotency_key=request.headers.get("Idempotency-Key"),
     )
     job = await app[SUBMISSIONS].submit(submit_request)
     if force:
@@ -95,7 +102,10 @@ async def job_logs(request: web.Request) -> web.Response:
 @routes.delete("/v2/api/jobs/{id}")
 async def cancel_job(request: web.Request) -> web.Response:
     app = request.app
-    job = await blocking(cancellation.cancel, app[STORE], app[QUEUE], request.match_info["id"])
+    job_id = request.match_info["id"]
+    if identity(request).functions is not None:  # a key limited to some functions
+        require_function(request, (await blocking(app[STORE].get_job, job_id)).function)
+    job = await blocking(cancellation.cancel, app[STORE], app[QUEUE], job_id)
     await publish(app, lifecycle_event(job))
     return web.json_response(job_details(job))
 

@@ -1,0 +1,310 @@
+"""Who may do what: one rule per route, enforced by one middleware.
+
+``RULES`` maps every route (method and canonical path, as aiohttp's router names it) to the
+role it needs. A route without a rule is refused to everyone, admins included, and
+tests/test_auth_routes.py fails for it: a new endpoint cannot ship unprotected by accident.
+
+Roles, weakest first (each includes the ones before it):
+
+- ``read``: the GETs that show jobs, functions, contexts, workers, statistics, events.
+- ``submit``: also run functions and cancel jobs; a key may be limited to some functions
+  (runs of others, and cancels of their jobs, are refused).
+- ``admin``: everything, including code (artifacts), functions, contexts and workers.
+
+Credentials: ``Authorization: Bearer <token>``, an API key (``sgk_...``, see jobs/keys.py)
+or, when ``jwt_issuer`` is set, a JWT (gateway/jwt_tokens.py). Browsers cannot set headers on a
+WebSocket or an EventSource, so the event routes alone also take ``?access_token=``; the
+access log never shows it (``redact_access_tokens``).
+
+With ``auth_enabled`` off every request acts as admin, submitting as ``anonymous``; the rules
+still apply to routes (an unruled one is refused all the same).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from gateway.blocking import blocking
+from gateway.jwt_tokens import JwtVerifier
+from gateway.resources import STORE
+from jobs.errors import Forbidden, Unauthenticated
+from jobs.keys import RANK, TOKEN_START, ApiKey, KeyStore, secret_hash
+from jobs.settings import Settings
+
+log = logging.getLogger("sparkgate.auth")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PUBLIC = "public"
+#: A key found valid is trusted this long per gateway before it is looked up again: a revoked
+#: key stops working within this time everywhere. It saves a database read per request.
+KEY_CACHE_S = 2.0
+KEY_CACHE_SIZE = 4096
+QUERY_TOKEN = "access_token"
+
+
+@dataclass(frozen=True)
+class Rule:
+    # PUBLIC, or the weakest role allowed (see jobs.keys.ROLES).
+    role: str
+    # Event streams only: ``?access_token=`` is accepted as well as the header.
+    token_in_query: bool = False
+    # How a key limited to some functions is checked: "path" (the route's {name} is the
+    # function; checked here) or "job" (the job's function; the handler checks it with
+    # ``require_function`` once it has read the job).
+    function: str | None = None
+
+
+_READ, _SUBMIT, _ADMIN = Rule("read"), Rule("submit"), Rule("admin")
+_EVENTS = Rule("read", token_in_query=True)
+_OPEN = Rule(PUBLIC)
+
+RULES: dict[tuple[str, str], Rule] = {
+    # Links only; the dashboard's files hold no data (its API calls need a role); /health is
+    # what load balancers and containers probe without credentials and says only "ok".
+    ("GET", "/"): _OPEN,
+    ("GET", "/health"): _OPEN,
+    ("GET", "/ui"): _OPEN,
+    ("GET", "/ui/"): _OPEN,
+    ("GET", "/ui/{path}"): _OPEN,
+    # The API's description and its docs page: what every client may learn anyway.
+    ("GET", "/v2/api/openapi.json"): _OPEN,
+    ("GET", "/docs"): _OPEN,
+    ("GET", "/docs/"): _OPEN,
+    ("GET", "/docs/{path}"): _OPEN,
+    # Versions of sparkgate, Spark, Java and Python, the database kind: useful to an attacker
+    # choosing an exploit, so not public (the public health check is /health).
+    ("GET", "/v2/api/status"): _READ,
+    ("GET", "/v2/api/stats"): _READ,
+    # Functions
+    ("GET", "/v2/api/functions"): _READ,
+    ("GET", "/v2/api/functions/{name}"): _READ,
+    ("POST", "/v2/api/functions"): _ADMIN,
+    ("PUT", "/v2/api/functions"): _ADMIN,
+    ("DELETE", "/v2/api/functions/{name}"): _ADMIN,
+    # Jobs
+    ("POST", "/v2/api/functions/{name}/jobs"): Rule("submit", function="path"),
+    ("GET", "/v2/api/functions/{name}/jobs"): _READ,
+    ("GET", "/v2/api/jobs"): _READ,
+    ("GET", "/v2/api/jobs/{id}"): _READ,
+    ("GET", "/v2/api/jobs/{id}/logs"): _READ,
+    ("DELETE", "/v2/api/jobs/{id}"): Rule("submit", function="job"),
+    # Contexts
+    ("GET", "/v2/api/contexts"): _READ,
+    ("GET", "/v2/api/contexts/{name}"): _READ,
+    ("POST", "/v2/api/contexts"): _ADMIN,
+    ("PUT", "/v2/api/contexts/{name}"): _ADMIN,
+    ("DELETE", "/v2/api/contexts/{name}"): _ADMIN,
+    # Workers
+    ("GET", "/v2/api/workers"): _READ,
+    ("GET", "/v2/api/workers/{id}"): _READ,
+    ("GET", "/v2/api/workers/{id}/jobs"): _READ,
+    ("DELETE", "/v2/api/workers/{id}"): _ADMIN,
+    # Artifacts: names and hashes are readable; the code itself (which may hold credentials)
+    # and every change to it are the admin's.
+    ("GET", "/v2/api/artifacts"): _READ,
+    ("GET", "/v2/api/artifacts/{name}/sha"): _READ,
+    ("GET", "/v2/api/artifacts/{name}"): _ADMIN,
+    ("POST", "/v2/api/artifacts"): _ADMIN,
+    ("DELETE", "/v2/api/artifacts/{name}"): _ADMIN,
+    # Events
+    ("GET", "/v2/api/ws/all"): _EVENTS,
+    ("GET", "/v2/api/ws/jobs/{id}"): _EVENTS,
+    ("GET", "/v2/api/events"): _EVENTS,
+}
+
+
+def rule_for(method: str, canonical: str) -> Rule | None:
+    # aiohttp answers HEAD with the GET handler: it reveals what GET does.
+    return RULES.get(("GET" if method == "HEAD" else method, canonical))
+
+
+def required_role(method: str, canonical: str) -> str | None:
+    """The weakest role a route needs; None for a public one (the OpenAPI document says so).
+    KeyError for a route without a rule: it is refused to everyone, a bug to fix in RULES."""
+    rule = rule_for(method, canonical)
+    if rule is None:
+        raise KeyError(f"no access rule for {method} {canonical} in gateway/auth.py RULES")
+    return None if rule.role == PUBLIC else rule.role
+
+
+@dataclass(frozen=True)
+class Identity:
+    # Recorded on the jobs it submits: "key:<name>", "jwt:<subject>" or "anonymous".
+    submitter: str
+    # None: authenticated, but holding no sparkgate role (a JWT without one).
+    role: str | None
+    # A submit key's allowed functions; None: any.
+    functions: frozenset[str] | None = None
+
+    def has(self, role: str) -> bool:
+        return self.role is not None and RANK[self.role] >= RANK[role]
+
+    def may_run(self, function: str) -> bool:
+        return self.functions is None or function in self.functions
+
+
+ANONYMOUS = Identity("anonymous", "admin")
+#: On public routes while authentication is on: nobody in particular.
+NOBODY = Identity("anonymous", None)
+IDENTITY = web.RequestKey("identity", Identity)
+
+
+def identity(request: web.Request) -> Identity:
+    return request[IDENTITY]
+
+
+def require_function(request: web.Request, function: str) -> None:
+    """Forbidden unless the caller may run (and so cancel jobs of) ``function``."""
+    who = request[IDENTITY]
+    if not who.may_run(function):
+        raise Forbidden(
+            f"{who.submitter} may run only {', '.join(sorted(who.functions or ()))}: "
+            f"not {function!r}",
+            {"submitter": who.submitter, "function": function,
+             "allowed": sorted(who.functions or ())})
+
+
+class Authenticator:
+    """Turns a request's credentials into an Identity; keeps valid keys for KEY_CACHE_S."""
+
+    def __init__(self, settings: Settings, cache_s: float = KEY_CACHE_S) -> None:
+        self.enabled = settings.auth_enabled
+        self.jwt = JwtVerifier.from_settings(settings) if settings.auth_enabled else None
+        self.cache_s = cache_s
+        self._keys: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()
+
+    async def authenticate(self, request: web.Request, rule: Rule) -> Identity:
+        token = bearer_token(request, rule)
+        if token.startswith(TOKEN_START):
+            key = await self._key(request, token)
+            if key is None:
+                raise _unauthenticated("the API key is not valid (unknown, or mistyped)")
+            if not key.active:
+                raise _unauthenticated(f"the API key {key.name!r} has been revoked")
+            return Identity(key.submitter, key.role,
+                            None if key.functions is None else frozenset(key.functions))
+        if self.jwt is None:
+            raise _unauthenticated(f"expected an API key ({TOKEN_START}...); JWTs are not "
+                                   "accepted here (jwt_issuer is not set)")
+        claims = self.jwt.verify(token)
+        return Identity(f"jwt:{claims.subject}", claims.roles[-1] if claims.roles else None)
+
+    async def _key(self, request: web.Request, token: str) -> ApiKey | None:
+        digest = secret_hash(token)
+        now = time.monotonic()
+        cached = self._keys.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        key = await blocking(_look_up, KeyStore(request.app[STORE].engine), token)
+        self._keys.pop(digest, None)
+        if key is not None and key.active and self.cache_s > 0:
+            self._keys[digest] = (now + self.cache_s, key)
+            while len(self._keys) > KEY_CACHE_SIZE:
+                self._keys.popitem(last=False)
+        return key
+
+
+def _look_up(keys: KeyStore, token: str) -> ApiKey | None:
+    key = keys.lookup(token)
+    if key is not None and key.active:
+        keys.touch(key)
+    return key
+
+
+def bearer_token(request: web.Request, rule: Rule) -> str:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthenticated(f"Authorization: expected 'Bearer <token>', got a "
+                                   f"{scheme or 'blank'!r} header")
+        return token.strip()
+    if QUERY_TOKEN in request.query:
+        if not rule.token_in_query:
+            raise _unauthenticated(f"{QUERY_TOKEN} in the query is accepted only by the event "
+                                   "streams (WebSocket, SSE); send Authorization: Bearer <token>")
+        token = request.query[QUERY_TOKEN].strip()
+        if token:
+            return token
+    where = "Authorization: Bearer <token>"
+    if rule.token_in_query:
+        where += f" (or ?{QUERY_TOKEN}=<token> on this event stream)"
+    raise _unauthenticated(f"authentication required: send {where} with an API key or a JWT",
+                           reason="missing")
+
+
+def _unauthenticated(message: str, reason: str = "invalid") -> Unauthenticated:
+    return Unauthenticated(message, {"reason": reason})
+
+
+def auth_middleware(settings: Settings) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """The middleware, with its Authenticator built now: JWT key files are read at start."""
+    authenticator = Authenticator(settings)
+    redact_access_tokens()
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        match = request.match_info
+        if match.http_exception is not None:  # no such route (404/405): nothing to protect
+            return await handler(request)
+        resource = match.route.resource
+        canonical = resource.canonical if resource is not None else request.path
+        rule = rule_for(request.method, canonical)
+        if rule is None:
+            log.error("refused %s %s: no access rule in gateway/auth.py RULES",
+                      request.method, canonical)
+            raise Forbidden(f"{request.method} {canonical} has no access rule, so it is "
+                            "refused to everyone (gateway/auth.py RULES)",
+                            {"method": request.method, "route": canonical})
+        if not authenticator.enabled:
+            request[IDENTITY] = ANONYMOUS
+        elif rule.role == PUBLIC:
+            request[IDENTITY] = NOBODY
+        else:
+            who = await authenticator.authenticate(request, rule)
+            request[IDENTITY] = who
+            _check_role(who, rule, request.method, canonical)
+            if rule.function == "path":
+                require_function(request, match["name"])
+        return await handler(request)
+
+    return auth
+
+
+def _check_role(who: Identity, rule: Rule, method: str, canonical: str) -> None:
+    if who.has(rule.role):
+        return
+    held = f"role {who.role}" if who.role else "no sparkgate role (admin, submit or read)"
+    raise Forbidden(f"{who.submitter} has {held}; {method} {canonical} needs {rule.role}"
+                    f"{'' if rule.role == 'admin' else ' or stronger'}",
+                    {"submitter": who.submitter, "role": who.role, "required": rule.role})
+
+
+class _RedactTokens(logging.Filter):
+    _pattern = re.compile(rf"({QUERY_TOKEN}=)[^&\s\"']*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The message, and the fields aiohttp passes as ``extra`` (first_request_line...),
+        # which structured log formatters print.
+        for name, value in list(vars(record).items()):
+            if isinstance(value, str) and QUERY_TOKEN in value:
+                setattr(record, name, self._pattern.sub(r"\1***", value))
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._pattern.sub(r"\1***", a) if isinstance(a, str) else a
+                                for a in record.args)
+        return True
+
+
+def redact_access_tokens() -> None:
+    """aiohttp's access log prints each request line, query included: hide tokens there."""
+    access = logging.getLogger("aiohttp.access")
+    if not any(isinstance(f, _RedactTokens) for f in access.filters):
+        access.addFilter(_RedactTokens())
