@@ -219,6 +219,8 @@ async def sse(request: web.Request) -> web.StreamResponse:
         functions=query_values(request, "function"),
         contexts=query_values(request, "context"),
     )
+    if request.method == "HEAD":  # aiohttp would send a stream's bytes after HEAD's headers
+        return web.Response(headers=SSE_HEADERS)
     hub = request.app[HUB]
     limits = _limits(request)
     with hub.subscribe(events.admits, jobs=events.jobs, limit=limits.queue_size) as stream:
