@@ -13,11 +13,23 @@ from gateway.resources import (
     executor_ctx,
     redis_ctx,
 )
-from gateway.routes import artifacts, contexts, events, functions, jobs, stats, status, ui, workers
+from gateway.routes import (
+    artifacts,
+    contexts,
+    docs,
+    events,
+    functions,
+    jobs,
+    stats,
+    status,
+    ui,
+    workers,
+)
 from jobs.settings import Settings
 
 ROUTE_TABLES = (artifacts.routes, contexts.routes, functions.routes, jobs.routes,
-                status.routes, workers.routes, stats.routes, ui.routes, events.routes)
+                status.routes, workers.routes, stats.routes, ui.routes, events.routes,
+                docs.routes)
 
 
 def create_app(settings: Settings, redis_url: str) -> web.Application:

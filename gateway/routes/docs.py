@@ -1,0 +1,76 @@
+"""``/v2/api/openapi.json`` (the OpenAPI document of every route) and ``/docs`` (a page that
+renders it, plain HTML, an ES module and CSS from ``gateway/static/docs``: no CDN, no build).
+
+Both are public. The document is built once per app, from the app's settings: with
+authentication on, it says which operations need credentials and that they can answer 401/403.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway import auth
+from gateway.blocking import blocking
+from gateway.openapi import DOCS_PATH, OPENAPI_PATH, build_document
+from gateway.resources import SETTINGS
+from gateway.routes.status import sparkgate_version
+from gateway.routes.ui import CONTENT_TYPES, CSP
+from jobs.errors import NotFound
+
+routes = web.RouteTableDef()
+
+ROOT = Path(__file__).resolve().parent.parent / "static" / "docs"
+
+
+@routes.get(OPENAPI_PATH)
+async def openapi_document(request: web.Request) -> web.Response:
+    body = document_json(bool(request.app[SETTINGS].auth_enabled))
+    return web.Response(body=body, content_type="application/json",
+                        headers={"Cache-Control": "no-cache"})
+
+
+@functools.cache
+def document_json(auth_enabled: bool) -> bytes:
+    """The document as served: built once per process for each of the two cases."""
+    role_of = auth.required_role if auth_enabled else None
+    return json.dumps(build_document(sparkgate_version(), role_of)).encode()
+
+
+@routes.get(DOCS_PATH)
+async def docs_page(request: web.Request) -> web.Response:
+    return await _serve(request, "index.html")
+
+
+@routes.get(DOCS_PATH + "/{path:.+}")
+async def docs_file(request: web.Request) -> web.Response:
+    return await _serve(request, request.match_info["path"])
+
+
+async def _serve(request: web.Request, relative: str) -> web.Response:
+    parts = relative.split("/")
+    path = ROOT.joinpath(*parts)
+    if (any(p in ("", ".", "..") or p.startswith(".") for p in parts)
+            or path.suffix not in CONTENT_TYPES):
+        raise NotFound(f"no such documentation file: {relative}", {"path": relative})
+    body = await blocking(_read, path)
+    if body is None:
+        raise NotFound(f"no such documentation file: {relative}", {"path": relative})
+    etag = f'"{hashlib.sha1(body).hexdigest()[:20]}"'
+    headers = {"Cache-Control": "no-cache", "ETag": etag, "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": CSP, "Referrer-Policy": "no-referrer"}
+    if etag in {t.strip().removeprefix("W/") for t in
+                request.headers.get("If-None-Match", "").split(",")}:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=body, headers={**headers, "Content-Type": CONTENT_TYPES[path.suffix]})
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes() if path.is_file() else None
+    except OSError:
+        return None

@@ -1,0 +1,160 @@
+"""The OpenAPI document: valid OpenAPI, and exactly the routes of ``create_app`` — a route
+added to the app without its entry in the document (or an entry left behind after a route went
+away) fails here. It is served as built, publicly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from openapi_spec_validator import validate
+
+from gateway import auth
+from gateway.app import create_app
+from gateway.openapi import OPENAPI_PATH, build_document
+from jobs.settings import Settings
+
+METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+def app_routes(settings: Settings) -> set[tuple[str, str]]:
+    """(method, path template) of every route in the app's router; ``{path:.+}`` reads
+    ``{path}`` as OpenAPI writes it."""
+    app = create_app(settings, "redis://127.0.0.1:6379/15")
+    return {(route.method.lower(), route.resource.canonical)
+            for route in app.router.routes() if route.resource is not None}
+
+
+def document_routes(document: dict) -> set[tuple[str, str]]:
+    return {(method, path) for path, item in document["paths"].items()
+            for method in item if method in METHODS}
+
+
+def test_the_document_is_valid_openapi_3_1():
+    document = build_document("1.2.3")
+    validate(document)
+    assert document["openapi"] == "3.1.0"
+    assert document["info"]["version"] == "1.2.3"
+    # JSON as served: nothing Python-only (tuples, sets) is left in it.
+    assert json.loads(json.dumps(document)) == document
+
+
+def test_every_route_of_the_app_is_in_the_document_and_nothing_else(tmp_path):
+    routes = app_routes(Settings(data_dir=tmp_path))
+    documented = document_routes(build_document())
+    assert routes - documented == set(), "routes missing from the OpenAPI document"
+    assert documented - routes == set(), "documented operations the app does not route"
+    # Sanity of the comparison itself: the app has the routes it is known to have.
+    assert {("post", "/v2/api/functions/{name}/jobs"), ("head", "/v2/api/jobs/{id}"),
+            ("get", "/ui/{path}"), ("get", OPENAPI_PATH)} <= routes
+
+
+def test_a_route_missing_from_the_document_is_caught(tmp_path):
+    document = build_document()
+    del document["paths"]["/v2/api/jobs/{id}/logs"]["get"]
+    missing = app_routes(Settings(data_dir=tmp_path)) - document_routes(document)
+    assert missing == {("get", "/v2/api/jobs/{id}/logs")}
+
+
+def test_every_operation_has_an_id_a_tag_and_its_error_responses():
+    document = build_document()
+    ids = []
+    tags = {t["name"] for t in document["tags"]}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            ids.append(operation["operationId"])
+            assert operation["tags"][0] in tags, (method, path)
+            responses = operation["responses"]
+            assert any(code.startswith("2") or code in ("101", "302") for code in responses)
+            if path.startswith("/v2/api/") and path != OPENAPI_PATH:
+                assert "503" in responses, (method, path)
+            if "requestBody" in operation:
+                assert {"400", "413"} <= set(responses), (method, path)
+            if "{" in path and path.startswith("/v2/api/") and method != "head" \
+                    and "/ws/" not in path and path != "/v2/api/workers/{id}/jobs":
+                assert "404" in responses, (method, path)
+    assert len(ids) == len(set(ids))
+    unavailable = document["components"]["responses"]["Unavailable"]
+    assert unavailable["headers"]["Retry-After"]["required"] is True
+
+
+def test_with_auth_off_nothing_asks_for_credentials():
+    document = build_document()
+    for item in document["paths"].values():
+        for operation in item.values():
+            assert "security" not in operation
+            assert "401" not in operation["responses"]
+
+
+def test_with_auth_on_protected_operations_say_so_and_the_rest_are_public():
+    public = {("GET", "/health"), ("GET", OPENAPI_PATH), ("GET", "/docs")}
+
+    def role_of(method: str, path: str) -> str | None:
+        if (method.replace("HEAD", "GET"), path) in public:
+            return None
+        return "admin" if method in ("POST", "PUT", "DELETE") else "viewer"
+
+    document = build_document(role_of=role_of)
+    validate(document)
+    health = document["paths"]["/health"]["get"]
+    assert health["security"] == [] and "401" not in health["responses"]
+    submit = document["paths"]["/v2/api/functions/{name}/jobs"]["post"]
+    assert submit["security"] == [{"bearer": []}]
+    assert submit["x-sparkgate-role"] == "admin"
+    assert {"401", "403", "429"} <= set(submit["responses"])
+    stream = document["paths"]["/v2/api/events"]["get"]
+    assert {"accessToken": []} in stream["security"]
+    assert document["components"]["securitySchemes"]["accessToken"]["in"] == "query"
+
+
+def test_with_the_real_auth_rules_every_operation_has_its_role():
+    document = build_document(role_of=auth.required_role)  # KeyError for a route without a rule
+    validate(document)
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            role = auth.required_role(method.upper(), path)
+            assert operation.get("x-sparkgate-role") == role, (method, path)
+            assert ("401" in operation["responses"]) == (role is not None), (method, path)
+    assert document["paths"][OPENAPI_PATH]["get"]["security"] == []
+    assert document["paths"]["/docs"]["get"]["security"] == []
+
+
+async def test_with_auth_on_the_served_document_says_who_may_call_what(
+        aiohttp_client, settings, redis_url):
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, auth_enabled=True),
+                                             redis_url))
+    response = await client.get(OPENAPI_PATH)  # public: no credentials
+    assert response.status == 200
+    served = await response.json()
+    assert served == json.loads(json.dumps(build_document(served["info"]["version"],
+                                                          auth.required_role)))
+    assert served["paths"]["/v2/api/jobs"]["get"]["security"] == [{"bearer": []}]
+    page = await client.get("/docs")
+    assert page.status == 200
+
+
+async def test_the_document_is_served_publicly_as_built(aiohttp_client, settings, redis_url):
+    client = await aiohttp_client(create_app(settings, redis_url))
+    response = await client.get(OPENAPI_PATH)
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    served = await response.json()
+    assert served == json.loads(json.dumps(build_document(served["info"]["version"])))
+    head = await client.head(OPENAPI_PATH)
+    assert head.status == 200
+
+
+async def test_the_docs_page_and_its_files_are_served(aiohttp_client, settings, redis_url):
+    client = await aiohttp_client(create_app(dataclasses.replace(settings), redis_url))
+    page = await client.get("/docs")
+    assert page.status == 200 and page.content_type == "text/html"
+    assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+    script = await client.get("/docs/docs.js")
+    assert script.status == 200 and script.content_type == "text/javascript"
+    again = await client.get("/docs/docs.js", headers={"If-None-Match": script.headers["ETag"]})
+    assert again.status == 304
+    for bad in ("/docs/../app.py", "/docs/.hidden.js", "/docs/nothere.js", "/docs/x.py"):
+        missing = await client.get(bad)
+        assert missing.status == 404, bad
+        assert (await missing.json())["error"]["code"] == "not_found"
