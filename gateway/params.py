@@ -21,25 +21,42 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 
 
+# Integers longer than this are refused (Python's own limit for turning text into an int).
+MAX_INT_DIGITS = 4300
+# Clients label JSON loosely (curl -d says application/x-www-form-urlencoded, some say
+# text/plain, a bare request says nothing), so those are read as JSON; these labels say the
+# body is something else, and reading it as JSON would only give a confusing parse error.
+_NOT_JSON_TYPES = ("multipart/", "image/", "audio/", "video/", "font/")
+_NOT_JSON_SUBTYPES = ("xml", "zip", "gzip", "pdf", "x-python")
+
+
 async def json_body(request: web.Request, default: Any = None, limit: int | None = None) -> Any:
     """The parsed JSON body; ``default`` when the body is empty."""
-    raw = await request.read()
-    if limit is not None and len(raw) > limit:
-        raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {limit}")
+    _check_json_content_type(request)
+    raw = await _read_body(request, limit)
     if not raw.strip():
         if default is None:
             raise BadRequest("request body: expected a JSON document, got an empty body")
         return default
     try:
-        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(raw.decode("utf-8-sig"), parse_constant=_reject_constant,
+                           parse_float=_finite_float, parse_int=_bounded_int)
     except _NotFinite as exc:
         raise BadRequest(
             f"request body: expected JSON, got {exc}: JSON has no NaN or infinite numbers",
             {"got": str(exc)},
         ) from None
-    except UnicodeDecodeError:
+    except _TooLong as exc:
         raise BadRequest(
-            "request body: expected UTF-8 JSON, got bytes that are not UTF-8"
+            f"request body: expected integers of at most {MAX_INT_DIGITS:,} digits, got one of "
+            f"{exc.digits:,} digits", {"expected": f"at most {MAX_INT_DIGITS} digits",
+                                       "got": f"{exc.digits} digits"},
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            f"request body: expected UTF-8 JSON, got bytes that are not UTF-8 (byte "
+            f"{exc.start}: {raw[exc.start:exc.start + 1]!r})", {"expected": "UTF-8",
+                                                                "position": exc.start},
         ) from None
     except json.JSONDecodeError as exc:
         raise BadRequest(
@@ -56,6 +73,42 @@ async def json_body(request: web.Request, default: Any = None, limit: int | None
         raise BadRequest(f"request body: JSON nested deeper than {MAX_JSON_DEPTH} levels",
                          {"limit": MAX_JSON_DEPTH})
     return value
+
+
+def _check_json_content_type(request: web.Request) -> None:
+    if "Content-Type" not in request.headers:
+        return
+    kind = request.content_type.lower()
+    subtype = kind.partition("/")[2]
+    if kind.startswith(_NOT_JSON_TYPES) or subtype.endswith(_NOT_JSON_SUBTYPES):
+        raise BadRequest(
+            f"request body: expected JSON (Content-Type: application/json), got Content-Type "
+            f"{request.content_type}", {"field": "Content-Type", "expected": "application/json",
+                                        "got": request.content_type},
+        )
+
+
+async def _read_body(request: web.Request, limit: int | None) -> bytes:
+    """The body, refused as soon as it is known to be over ``limit`` (by its Content-Length, or
+    while it is read: a compressed body is counted as it is decompressed)."""
+    if limit is None:
+        return await request.read()
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(request.content_length, limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit, at_least=True)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int, at_least: bool = False) -> PayloadTooLarge:
+    more = "at least " if at_least else ""
+    return PayloadTooLarge(f"request body is {more}{size} bytes; the limit is {limit}",
+                           {"limit": limit})
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
@@ -80,6 +133,19 @@ def _reject_constant(name: str) -> Any:
     # Python's json module reads NaN and Infinity, which JSON does not have; nothing
     # downstream (PostgreSQL, browsers, other clients) can take them back.
     raise _NotFinite(name)
+
+
+class _TooLong(ValueError):
+    def __init__(self, digits: int) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        raise _TooLong(digits)
+    return int(text)
 
 
 def _finite_float(text: str) -> float:

@@ -866,8 +866,8 @@ def _check(
         return
     if not _fits(t.kind, value):
         expected = label or _describe_type(t)
-        if t.kind == "float" and isinstance(value, float):
-            expected = "finite " + expected  # only NaN and infinities fail here
+        if t.kind == "float" and isinstance(value, int | float) and not isinstance(value, bool):
+            expected = "finite " + expected  # only NaN, infinities and huge integers fail here
         problems.add(path, expected, _describe_value(value))
         return
     item_type = t.of
@@ -889,7 +889,7 @@ def _fits(kind: str, value: Any) -> bool:
     if kind == "float":
         if isinstance(value, float):
             return math.isfinite(value)  # json.loads lets NaN and Infinity through
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, int) and not isinstance(value, bool) and _fits_double(value)
     if kind == "str":
         return isinstance(value, str)
     if kind == "bool":
@@ -897,6 +897,15 @@ def _fits(kind: str, value: Any) -> bool:
     if kind == "list":
         return isinstance(value, list)
     return isinstance(value, dict)
+
+
+def _fits_double(value: int) -> bool:
+    """An integer sent for a float must become one (10**400 cannot)."""
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -1,13 +1,16 @@
-"""``/v2/api/artifacts``: the code that functions run, stored in the database by sha1."""
+"""``/v2/api/artifacts``: the code that functions run (a ``.py`` file or a ``.zip``/``.egg``/
+``.whl`` package), stored in the database by sha1."""
 
 from __future__ import annotations
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.blocking import blocking
 from gateway.params import checked_name, query_bool
 from gateway.resources import CATALOG, SETTINGS
 from jobs import deployment
+from jobs.archives import ArchiveLimits
 from jobs.errors import BadRequest, PayloadTooLarge
 
 routes = web.RouteTableDef()
@@ -39,9 +42,11 @@ async def artifact_sha(request: web.Request) -> web.Response:
 @routes.post("/v2/api/artifacts")
 async def upload_artifact(request: web.Request) -> web.Response:
     force = query_bool(request, "force")
-    name, content = await _read_upload(request, request.app[SETTINGS].max_artifact_bytes)
+    limit = request.app[SETTINGS].max_artifact_bytes
+    name, content = await _read_upload(request, limit)
+    # Checked (a package fully unpacked in memory, within limits) before anything is stored.
     artifact = await blocking(deployment.upload_artifact, request.app[CATALOG], name, content,
-                              force)
+                              force, ArchiveLimits.for_artifact_bytes(limit))
     # Mist answers with the stored name as plain text; mist-cli reads it back that way.
     return web.Response(text=artifact.name, headers={"X-Artifact-Sha1": artifact.sha1})
 
@@ -59,11 +64,16 @@ async def _read_upload(request: web.Request, limit: int) -> tuple[str, bytes]:
             f"{request.content_type or 'no content type'}",
             {"field": "file", "expected": "multipart/form-data", "got": request.content_type},
         )
-    reader = await request.multipart()
-    async for part in reader:
-        if isinstance(part, BodyPartReader) and part.name == "file":
-            name = checked_name(part.filename, "file name")
-            return name, await _read_limited(part, limit)
+    try:
+        reader = await request.multipart()
+        async for part in reader:
+            if isinstance(part, BodyPartReader) and part.name == "file":
+                name = checked_name(part.filename, "file name")
+                return name, await _read_limited(part, limit)
+    except (ValueError, BadHttpMessage) as exc:  # no boundary, malformed part headers
+        detail = " ".join(str(getattr(exc, "message", None) or exc).split())[:200]
+        raise BadRequest(f"upload: malformed multipart/form-data: {detail}",
+                         {"field": "file", "expected": "multipart/form-data"}) from None
     raise BadRequest("upload: the form has no 'file' field", {"field": "file"})
 
 
