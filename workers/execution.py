@@ -18,13 +18,14 @@ from jobs.db import now_ms
 from jobs.errors import IllegalTransition, NotFound
 from jobs.events import CHANNEL, encode, lifecycle_event, worker_assigned_event
 from jobs.queue import JobQueue
+from jobs.settings import Settings
 from jobs.state import JobStatus
 from jobs.store import Job, Store
 from jobs.timeouts import perform_timeout_message, start_timeout_message
 from workers.artifacts import FunctionLoader
 from workers.joblogs import JobLogCapture
 from workers.progress import ProgressTracker
-from workers.results import to_json_value
+from workers.results import checked_result
 from workers.watchdog import Interruption, Watchdog
 
 log = logging.getLogger("sparkgate.worker")
@@ -42,7 +43,8 @@ class Outcome:
 class JobRunner:
     def __init__(self, *, store: Store, queue: JobQueue, redis: Redis, loader: FunctionLoader,
                  spark: Any, worker_id: str, capture: JobLogCapture, watchdog: Watchdog,
-                 progress: ProgressTracker) -> None:
+                 progress: ProgressTracker,
+                 max_result_bytes: int = Settings.max_result_bytes) -> None:
         self.store = store
         self.queue = queue
         self.redis = redis
@@ -52,6 +54,7 @@ class JobRunner:
         self.capture = capture
         self.watchdog = watchdog
         self.progress = progress
+        self.max_result_bytes = max_result_bytes
 
     def run(self, job_id: str, slot: int) -> None:
         job = self._claim(job_id)
@@ -92,7 +95,7 @@ class JobRunner:
                 loaded = self.loader.load(job.artifact_sha1 or "", job.file_path, job.class_name)
                 kwargs = loaded.signature.call_kwargs(job.arguments)
                 value = loaded.fn(self._handle(loaded.signature.handle), **kwargs)
-                outcome = Outcome(result=to_json_value(value))
+                outcome = Outcome(result=checked_result(value, self.max_result_bytes))
             except BaseException as exc:
                 outcome = Outcome(error=_describe(exc))
             finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -11,6 +12,25 @@ from typing import Any
 
 class ResultNotSerializable(TypeError):
     pass
+
+
+class ResultTooLarge(ValueError):
+    """The result's JSON is larger than ``max_result_bytes``: it would bloat the database and
+    every answer that carries it."""
+
+
+def checked_result(value: Any, max_bytes: int) -> Any:
+    """``to_json_value(value)``, if its JSON is at most ``max_bytes`` long."""
+    converted = to_json_value(value)
+    # ASCII-only JSON, as the database column stores it: its length is its size in bytes.
+    size = len(json.dumps(converted, allow_nan=False))
+    if size > max_bytes:
+        raise ResultTooLarge(
+            f"result is {size:,} bytes of JSON; the limit is max_result_bytes = {max_bytes:,}: "
+            "return a summary (aggregates, a sample), or write large outputs to storage and "
+            "return where they are"
+        )
+    return converted
 
 
 def to_json_value(value: Any, path: str = "result") -> Any:
