@@ -8,7 +8,9 @@ Each page is saved as a screenshot under ``test-artifacts/screenshots/``.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -428,6 +430,7 @@ def test_without_the_event_stream_pages_poll(page: Page, server: Server):
 
 
 def test_the_api_key_is_sent_with_every_request(page: Page, server: Server):
+    server.submit("sleep_python", {"seconds": 0.1})  # a row to wait for, run alone too
     seen: list[tuple[str, str | None]] = []
     page.on("request", lambda request: seen.append(
         (request.url, request.headers.get("authorization"))) if "/v2/api/" in request.url
@@ -447,5 +450,92 @@ def test_the_api_key_is_sent_with_every_request(page: Page, server: Server):
     urls = {url.split("?")[0].split("/v2/api/")[1] for url, _ in seen}
     assert {"stats", "jobs", "events"} <= urls
     assert all(auth == "Bearer s3cret-key" for _, auth in seen), seen
-    # Kept in this browser for the next visit.
-    assert page.evaluate("localStorage.getItem('sparkgate.apiKey')") == "s3cret-key"
+    # Kept for this tab only (sessionStorage), never where it outlives the tab.
+    assert page.evaluate("sessionStorage.getItem('sparkgate.apiKey')") == "s3cret-key"
+    assert page.evaluate("localStorage.getItem('sparkgate.apiKey')") is None
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("button", name="API key", exact=True)).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('sparkgate.apiKey')") is None
+
+
+# A gateway with authentication on: no workers (the jobs it gets wait in the queue), keys made
+# with the command line before it starts, as an operator would.
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory) -> Iterator[tuple[Server, dict[str, str]]]:
+    workdir = tmp_path_factory.mktemp("dashboard-auth")
+    env = {"SPARKGATE_AUTH_ENABLED": "true", "SPARKGATE_START_WORKERS": "false"}
+    cli_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")},
+               "SPARKGATE_DATA_DIR": str(workdir / "data")}
+    tokens = {}
+    for name, role in (("ops", "admin"), ("viewer", "read")):
+        made = subprocess.run(["sparkgate", "keys", "create", "--name", name, "--role", role],
+                              env=cli_env, cwd=workdir, capture_output=True, text=True,
+                              timeout=60)
+        assert made.returncode == 0, made.stderr
+        tokens[name] = made.stdout.strip()
+    # It answers 401 to the unauthenticated readiness probe: no worker to wait for anyway.
+    with running_server(workdir, env, wait_for_worker=False) as server:
+        yield server, tokens
+
+
+def test_with_auth_on_the_dashboard_asks_for_a_key(browser: Browser, auth_server):
+    server, tokens = auth_server
+    assert requests.get(server.api("/jobs"), timeout=10).status_code == 401
+    submitted = requests.post(server.api("/functions/pi/jobs"), json={"samples": 10},
+                              headers={"Authorization": f"Bearer {tokens['ops']}"}, timeout=30)
+    assert submitted.status_code == 200, submitted.text
+    job_id = submitted.json()["id"]
+
+    context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+    seen: list[tuple[str, str | None]] = []
+    page.on("request", lambda request: seen.append(
+        (request.url, request.headers.get("authorization"))) if "/v2/api/" in request.url
+        else None)
+
+    # The static files load without a key; the first API call's 401 opens the key dialog.
+    page.goto("/ui/#/jobs")
+    dialog = page.locator("#key-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#key-reason")).to_contain_text("requires an API key")
+    screenshot(page, "auth-key-dialog")
+    page.locator("#key-input").fill("sgk_00000000_" + "A" * 43)
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#key-reason")).to_contain_text("refused this key")
+
+    page.locator("#key-input").fill(tokens["viewer"])
+    page.get_by_role("button", name="Save").click()
+    expect(dialog).to_be_hidden()
+    expect(job_row(page, job_id)).to_be_visible()
+    expect(page.locator("#live")).to_have_text("live")  # the event stream took the key too
+    assert page.evaluate("sessionStorage.getItem('sparkgate.apiKey')") == tokens["viewer"]
+    sent = [(url, auth) for url, auth in seen if auth == f"Bearer {tokens['viewer']}"]
+    assert {url.split("?")[0].split("/v2/api/")[1] for url, _ in sent} >= {"jobs", "events"}
+    assert all(tokens["viewer"] not in url for url, _ in seen)  # never in a URL
+
+    open_ui(page, f"#/jobs/{job_id}")
+    expect(page.locator('[data-fact="Submitted by"]')).to_have_text("key:ops")
+    screenshot(page, "auth-job")
+
+    # A read key may look but not run: the 403 is shown, and the key is kept.
+    open_ui(page, "#/functions/pi")
+    form = page.locator('form[data-function="pi"]')
+    form.get_by_role("button", name="Run").click()
+    expect(page.locator("#banner")).to_contain_text("This key may not do that")
+    expect(page.locator("#banner")).to_contain_text("needs submit")
+    assert requests.get(server.api("/jobs"), timeout=10,
+                        headers={"Authorization": f"Bearer {tokens['ops']}"}).json()[0][
+        "jobId"] == job_id  # nothing was submitted
+
+    # Sign out: the key is forgotten and the next call asks again.
+    page.get_by_role("button", name="Sign out").click()
+    expect(dialog).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('sparkgate.apiKey')") is None
+    expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+    context.close()
+    assert not problems, problems

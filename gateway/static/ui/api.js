@@ -1,6 +1,7 @@
 // The one way the dashboard talks to the gateway: the public API, as any client uses it.
-// Every request goes through `request()`, which adds the API key (when the user gave one) and
-// turns the API's error shape {"error": {"code", "message", "details"}} into an ApiError.
+// Every request goes through `request()`, which adds the API key (when the user gave one) as
+// `Authorization: Bearer`, the live event stream included (live.js reads it with fetch, so the
+// key never goes into a URL), and turns the API's error shape {"error": {"code", "message", "details"}} into an ApiError.
 
 // This file is served at <prefix>/ui/api.js: the API is at <prefix>/v2/api/.
 const BASE = new URL('../v2/api/', import.meta.url);
@@ -16,21 +17,33 @@ export class ApiError extends Error {
   }
 }
 
+// The key lives in sessionStorage: this tab only, gone when it closes, never written to disk
+// for the next visitor of a shared browser. `memoryKey` stands in where storage is refused.
+let memoryKey = '';
+
 export function apiKey() {
   try {
-    return localStorage.getItem(KEY_STORAGE) || '';
+    return sessionStorage.getItem(KEY_STORAGE) || '';
   } catch {
-    return '';
+    return memoryKey;
   }
 }
 
 export function setApiKey(key) {
+  memoryKey = key || '';
   try {
-    if (key) localStorage.setItem(KEY_STORAGE, key);
-    else localStorage.removeItem(KEY_STORAGE);
+    if (key) sessionStorage.setItem(KEY_STORAGE, key);
+    else sessionStorage.removeItem(KEY_STORAGE);
   } catch {
     // Storage refused (private mode): the key lasts for this page only.
   }
+}
+
+// Earlier versions kept the key in localStorage, which outlives the tab: remove it.
+try {
+  localStorage.removeItem(KEY_STORAGE);
+} catch {
+  // No storage: nothing was kept either.
 }
 
 /** `path` is relative to /v2/api/ with its segments already encoded (see `seg`). */

@@ -67,27 +67,48 @@ function showBanner(message) {
   banner.hidden = false;
 }
 
-function openKeyDialog() {
+/** `reason`: why the gateway asks (a 401's message), shown above the field. */
+function openKeyDialog(reason) {
   const dialog = document.getElementById('key-dialog');
+  const why = document.getElementById('key-reason');
+  why.textContent = typeof reason === 'string' ? reason : '';
+  why.hidden = !why.textContent;
+  if (dialog.open) return; // several requests refused at once: one dialog
   document.getElementById('key-input').value = apiKey();
   dialog.showModal();
 }
 
+function keyChanged() {
+  updateKeyButton();
+  showBanner(null);
+  render();
+  showVersion();
+}
+
 function setUpKeyDialog() {
   const dialog = document.getElementById('key-dialog');
-  document.getElementById('key-button').addEventListener('click', openKeyDialog);
+  document.getElementById('key-button').addEventListener('click', () => openKeyDialog());
+  document.getElementById('sign-out').addEventListener('click', () => {
+    setApiKey('');
+    keyChanged();
+  });
   dialog.addEventListener('close', () => {
     if (dialog.returnValue === 'save') setApiKey(document.getElementById('key-input').value.trim());
     else if (dialog.returnValue === 'clear') setApiKey('');
     else return;
-    updateKeyButton();
-    showBanner(null);
-    render();
+    keyChanged();
   });
+  // 401: no key, or one the gateway no longer takes (revoked, expired): ask for one.
+  // 403: the key is valid but its role does not allow this; say so where the page shows it.
   window.addEventListener('sparkgate:auth', (event) => {
-    showBanner(apiKey()
-      ? `The gateway refused the API key: ${event.detail.message}`
-      : `The gateway requires authentication: ${event.detail.message}`);
+    const error = event.detail;
+    if (error.status === 401) {
+      openKeyDialog(apiKey()
+        ? `The gateway refused this key: ${error.message}`
+        : 'The gateway requires an API key (or a JWT) to show this.');
+    } else {
+      showBanner(`This key may not do that: ${error.message}`);
+    }
   });
   updateKeyButton();
 }
@@ -95,6 +116,7 @@ function setUpKeyDialog() {
 function updateKeyButton() {
   const button = document.getElementById('key-button');
   button.textContent = apiKey() ? 'API key ✓' : 'API key';
+  document.getElementById('sign-out').hidden = !apiKey();
 }
 
 function setUpLiveIndicator() {

@@ -99,6 +99,7 @@ export async function mount(root, { parts }) {
       ['Worker', job.workerId ? h('a', { href: route('workers', { highlight: job.workerId }) }, job.workerId) : '—'],
       ['External id', job.externalId || '—'],
       ['Source', job.source],
+      job.submitter ? ['Submitted by', job.submitter] : null,
       ['Created', formatTime(job.createTime, { millis: true, date: 'always' })],
       ['Waited', job.startTime ? formatDuration(job.startTime - job.createTime)
         : isTerminal(job.status) ? '—' : formatDuration(Date.now() - job.createTime)],
