@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis import Redis
 
-from gateway.blocking import make_executor
+from gateway.blocking import THREADS, make_executor
 from gateway.events_hub import EventHub
 from gateway.submissions import Submissions
 from jobs.catalog import Catalog
@@ -41,7 +41,7 @@ async def executor_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, pool_size=THREADS)
     app[STORE] = Store(engine)
     app[CATALOG] = Catalog(engine, settings.context)
     yield

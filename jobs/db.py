@@ -26,9 +26,17 @@ def now_ms() -> int:
 
 
 def make_engine(url: str, pool_size: int = 10) -> Engine:
+    """``pool_size``: as many connections as threads that use the engine at once (beyond it,
+    connections are opened and closed per use, each a new PostgreSQL backend).
+
+    No pre-ping: it is a round trip on every checkout, for a failure that is detected anyway.
+    When the server restarts, the first statement on a stale connection fails (a 503 in the
+    gateway, a retry in workers) and SQLAlchemy then discards every connection older than the
+    failure, so the next checkouts connect afresh."""
     if make_url(url).get_backend_name() == "sqlite":
         return _sqlite_engine(url)
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=max(pool_size, 20),
+                         pool_use_lifo=True)
 
 
 def _sqlite_engine(url: str) -> Engine:

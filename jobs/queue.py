@@ -93,9 +93,11 @@ class JobQueue:
         """Return a popped job to the head of its queue (a worker that started draining)."""
         self.redis.lpush(self.queue(context).key, job_id)
 
-    def done(self, job_id: str) -> None:
-        """Forget RQ's copy of a job a worker has taken."""
-        self._delete(job_id)
+    def done(self, job_id: str, pipeline: Pipeline | None = None) -> None:
+        """Forget RQ's copy of a job a worker has taken. Its hash is all there is (sparkgate
+        workers never put a job in RQ's registries), so a DEL does it, in the caller's
+        pipeline if given."""
+        (pipeline or self.redis).delete(RQJob.key_for(job_id))
 
     def queued_ids(self, context: str) -> list[str]:
         return self.queue(context).get_job_ids()

@@ -172,6 +172,7 @@ class Store:
 
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
         with writing(self.engine) as conn:
+            _without_waiting_for_disk(conn)
             conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(progress=progress))
 
     def get_job(self, job_id: str) -> Job:
@@ -308,6 +309,7 @@ class Store:
             for line in lines
         ]
         with writing(self.engine) as conn:
+            _without_waiting_for_disk(conn)
             conn.execute(insert(t.job_logs), rows)
 
     def job_logs(self, job_id: str) -> list[LogLine]:
@@ -318,6 +320,16 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [LogLine(**r) for r in conn.execute(statement).mappings()]
+
+
+def _without_waiting_for_disk(conn: Connection) -> None:
+    """Commit this transaction without waiting for its WAL flush (PostgreSQL): log lines and
+    progress only, never a state change. Nothing is lost that matters: WAL is flushed in order,
+    so the job's end, committed synchronously later, makes these durable with it; only a server
+    crash before that could drop them (a crash that also loses the job's end, which the
+    reconciler then settles)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
 
 
 def _conditions(query: JobQuery) -> list[Any]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
 from jobs.db import now_ms
@@ -65,29 +66,44 @@ class JobRunner:
         self.redis.publish(CHANNEL, encode(event))
 
     def _claim(self, job_id: str) -> Job | None:
-        self.queue.done(job_id)
         try:
             job = self.store.transition(
                 job_id, JobStatus.STARTED, worker_id=self.worker_id, start_time=now_ms()
             )
         except (IllegalTransition, NotFound):
+            self.queue.done(job_id)
             return None  # cancelled or failed while queued: nothing to run
-        self.publish(worker_assigned_event(job))
         waited_ms = job.start_time - job.create_time
-        if job.start_timeout_ms is not None and waited_ms > job.start_timeout_ms:
+        late = job.start_timeout_ms is not None and waited_ms > job.start_timeout_ms
+        self._announce_start(job, runs=not late)
+        if late:
             self._record(job, Outcome(error=start_timeout_message(
                 job.context, waited_ms, job.start_timeout_ms)))
             return None
         self.watchdog.started(job.id, job.perform_timeout_ms)
         self.progress.watch(job.id)
-        self.publish(lifecycle_event(job))
         self.capture.add(job.id, "INFO", f"started on worker {self.worker_id}")
         return job
+
+    def _announce_start(self, job: Job, runs: bool) -> None:
+        """One round trip: RQ's copy forgotten, worker-assigned and (if it runs) started
+        announced. Best effort: the job is claimed in the database whatever Redis does."""
+        events = [worker_assigned_event(job)] + ([lifecycle_event(job)] if runs else [])
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                self.queue.done(job.id, pipeline=pipe)
+                for event in events:
+                    pipe.publish(CHANNEL, encode(event))
+                pipe.execute()
+        except RedisError as exc:
+            log.warning("job %s: could not announce its start: %s", job.id, exc)
 
     def _execute(self, job: Job, slot: int) -> Outcome:
         sc = self.spark.sparkContext
         started = time.perf_counter()
         with self.capture.job(job.id):
+            # Each call is a round trip to the JVM, so the thread's properties are not cleared
+            # after a job: the next job on this thread sets both first thing.
             sc.setJobGroup(job.id, f"{job.function} ({job.id})", interruptOnCancel=True)
             # One FAIR pool per slot, not per job: Spark never forgets a pool it has seen.
             sc.setLocalProperty("spark.scheduler.pool", f"slot-{slot}")
@@ -98,9 +114,6 @@ class JobRunner:
                 outcome = Outcome(result=checked_result(value, self.max_result_bytes))
             except BaseException as exc:
                 outcome = Outcome(error=_describe(exc))
-            finally:
-                sc.setLocalProperty("spark.jobGroup.id", None)
-                sc.setLocalProperty("spark.scheduler.pool", None)
             elapsed_ms = round((time.perf_counter() - started) * 1000)
             if outcome.error is None:
                 self.capture.add(job.id, "INFO", f"finished in {elapsed_ms} ms")

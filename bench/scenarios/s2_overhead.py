@@ -54,7 +54,8 @@ def _measure_sparkgate(b: Bench, count: int, clients: int) -> tuple[dict, dict]:
     worker = costs.worker_pid(b)
     before = costs.snapshot(b, worker)
     if clients > 1 and worker is not None:
-        with profiled(b, "s2-gateway", b.gateway.pid), profiled(b, "s2-worker", worker):
+        # The gateway: where its CPU goes (GIL holder); the worker: where a job waits.
+        with profiled(b, "s2-gateway", b.gateway.pid, gil=True), profiled(b, "s2-worker", worker):
             got = b.http_run(url, count, clients, body=NOOP_BODY)
     else:
         got = b.http_run(url, count, clients, body=NOOP_BODY)
