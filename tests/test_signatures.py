@@ -22,6 +22,7 @@ from jobs.signatures import (
     Param,
     Signature,
     dict_of,
+    inspect_package,
     inspect_source,
     list_of,
     optional,
@@ -914,3 +915,47 @@ def test_integers_for_float_arguments_become_floats_at_any_depth() -> None:
     assert [type(v) for v in (returned["x"], returned["xs"][0], returned["m"]["a"],
                               returned["o"])] == [float] * 4
     assert type(returned["n"]) is int
+
+
+def test_float_rejects_integers_too_large_for_a_double() -> None:
+    # 10**400 is a valid JSON integer, but as a float it would overflow (it was a 500).
+    error = arguments_error(make_sig(req("x", FLOAT), req("y", dict_of(FLOAT))),
+                            {"x": 10**400, "y": {"a": -(10**400), "b": 10**300}})
+    assert [(d["field"], d["expected"]) for d in error.details] == [
+        ("x", "finite number"), ("y.a", "finite number")]
+    got = error.details[0]["got"]
+    assert got.startswith("number 1000000000") and got.endswith("…")
+    assert validate_arguments(make_sig(req("x", FLOAT)), {"x": 10**300}) == {"x": 1e300}
+
+
+# ---------------------------------------------------------------------------------------------
+# Functions in package artifacts (module.function; the archive itself is tested in
+# test_archives.py)
+
+
+@pytest.mark.parametrize(("init", "class_name"), [
+    ("from .sub.deep import f\n", "pkg.f"),
+    ("from pkg.sub.deep import f\n", "pkg.f"),
+    ("from .sub import f\n", "pkg.f"),
+    ("", "pkg.sub.deep.f"),
+    ("", "pkg.sub.f"),
+])
+def test_package_functions_are_found_through_relative_and_absolute_reexports(init, class_name):
+    files = {"pkg/__init__.py": init.encode(),
+             "pkg/sub/__init__.py": b"from ..sub.deep import f as f\n",
+             "pkg/sub/deep.py": b"def f(spark, n: int = 2):\n    return n\n"}
+    sig = inspect_package(files.get, class_name, "p.zip")
+    assert [(p.name, p.default) for p in sig.params] == [("n", 2)]
+
+
+def test_a_package_function_error_names_the_file_inside_the_archive() -> None:
+    files = {"pkg/jobs.py": b"def f(spark, x: int | str):\n    return x\n"}
+    with pytest.raises(InvalidArtifact) as caught:
+        inspect_package(files.get, "pkg.jobs.f", "p.zip")
+    assert caught.value.message.startswith("f in p.zip:pkg/jobs.py: parameter 'x'")
+
+
+def test_a_reexport_loop_ends_in_a_clear_error() -> None:
+    files = {"a.py": b"from b import f\n", "b.py": b"from a import f\n"}
+    with pytest.raises(InvalidArtifact, match="must be a plain def, but it is an imported name"):
+        inspect_package(files.get, "a.f", "p.zip")
