@@ -165,6 +165,8 @@ JOB_DETAILS = obj({
     "progress": ref("Progress"),
     "startTimeout": {"type": "integer", "description": "milliseconds"},
     "performTimeout": {"type": "integer", "description": "milliseconds"},
+    "submitter": {"type": "string", "description": "*sparkgate*: who submitted it: "
+                  "`key:<name>`, `jwt:<subject>`, `mqtt` or `anonymous`"},
 }, description="Mist's JobDetails; fields other than the first seven are left out while empty")
 
 JOB_PAGE = obj({"jobs": array(ref("JobDetails")), "total": {"type": "integer", "minimum": 0}})
@@ -466,7 +468,8 @@ def _running() -> list[Op]:
         },
         description="Arguments are checked against the function's schema before anything is "
                     "recorded (`400 invalid_arguments` lists every problem). `429` when the "
-                    "context already has `max_queued_per_context` jobs waiting.",
+                    "context already has `max_queued_per_context` jobs waiting, or the "
+                    "submitter is over `submits_per_second`.",
         parameters=[
             FUNCTION_NAME,
             query_bool("force", "Mist's sync call: answer when the job has ended"),
@@ -477,6 +480,10 @@ def _running() -> list[Op]:
                                      "id answers the job it created"),
             query_duration("startTimeout", "fail the job if it waits longer in the queue"),
             query_duration("performTimeout", "fail the job if it runs longer"),
+            {"name": "Idempotency-Key", "in": "header", "required": False, "schema": STRING,
+             "description": "a retry with the same key (per submitter and function) answers "
+                            "the job the first request created; with other arguments or "
+                            "context, `409`. Without it, `externalId` plays that part"},
         ],
         body=json_body({"type": "object", "description": "the function's arguments"},
                        "the arguments (an empty body is `{}`)", required=False),
