@@ -63,7 +63,13 @@ class JobRunner:
             self._record(job, self._execute(job, slot))
 
     def publish(self, event: dict[str, Any]) -> None:
-        self.redis.publish(CHANNEL, encode(event))
+        """Best effort: the database has the job's state; a lost event only delays a live
+        view. Raising here would abandon a claimed job (left started until "worker lost")."""
+        try:
+            self.redis.publish(CHANNEL, encode(event))
+        except RedisError as exc:
+            log.warning("job %s: its %s event was not published: %s", event.get("id"),
+                        event.get("event"), exc)
 
     def _claim(self, job_id: str) -> Job | None:
         try:

@@ -26,6 +26,8 @@ from typing import Any
 import psutil
 import rq
 from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 
 from jobs.cancellation import control_channel
 from jobs.catalog import Catalog, Context
@@ -49,6 +51,34 @@ from workers.watchdog import Interruption, Watchdog
 log = logging.getLogger("sparkgate.worker")
 
 POP_TIMEOUT_S = 1
+# While Redis or the database is unreachable: how long a slot waits before it tries again.
+OUTAGE_PAUSE_S = 1.0
+
+
+class Outage:
+    """One warning when a dependency starts failing, one line when it works again: an outage
+    of a minute is two log lines, not one per attempt."""
+
+    def __init__(self, what: str, logger: logging.Logger) -> None:
+        self.what = what
+        self.log = logger
+        self.failing = False
+        self._lock = threading.Lock()
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            first, self.failing = not self.failing, True
+        if first:
+            self.log.warning("%s unreachable (%s: %s); waiting for it", self.what,
+                             type(exc).__name__, exc)
+
+    def ok(self) -> None:
+        if not self.failing:
+            return
+        with self._lock:
+            was, self.failing = self.failing, False
+        if was:
+            self.log.info("%s reachable again", self.what)
 
 
 def new_worker_id(context: str) -> str:
@@ -82,6 +112,8 @@ class Worker:
         self.draining = threading.Event()
         self.stopped = threading.Event()
         self._lock = threading.Condition()
+        self._redis_outage = Outage(f"worker {self.id}: Redis", log)
+        self._db_outage = Outage(f"worker {self.id}: the database", log)
 
     def drain(self, reason: str, bounded: bool = False) -> None:
         """Take no new job; the main loop lets the running ones finish, then the worker exits.
@@ -135,8 +167,9 @@ class Worker:
             watchdog.close()
             progress.close()
             capture.close()
-            self.registry.remove(self.id)
-            rq_worker.register_death()
+            with contextlib.suppress(RedisError):  # Redis down: the records expire anyway
+                self.registry.remove(self.id)
+                rq_worker.register_death()
             pools.unlink(missing_ok=True)
             log.info("worker %s: stopped after %d job(s): %s", self.id, self.jobs_done,
                      self.drain_reason)
@@ -165,12 +198,21 @@ class Worker:
                 slot = slots.get(timeout=POP_TIMEOUT_S)
             except queue.Empty:
                 continue
-            job_id = None if self.draining.is_set() else self.queue.pop(self.context.name,
-                                                                        POP_TIMEOUT_S)
-            if job_id is not None and self.draining.is_set():
-                # Drain began while we waited on the queue: the job is for our successor.
-                self.queue.give_back(job_id, self.context.name)
-                job_id = None
+            try:
+                job_id = None if self.draining.is_set() else self.queue.pop(self.context.name,
+                                                                            POP_TIMEOUT_S)
+                if job_id is not None and self.draining.is_set():
+                    # Drain began while we waited on the queue: the job is for our successor.
+                    self.queue.give_back(job_id, self.context.name)
+                    job_id = None
+            except RedisError as exc:
+                # Redis is down or restarting: keep the warm session and wait for it. (What
+                # it may lose meanwhile, the reconciler restores from the database.)
+                self._redis_outage.failed(exc)
+                slots.put(slot)
+                self.draining.wait(OUTAGE_PAUSE_S)
+                continue
+            self._redis_outage.ok()
             if job_id is None:
                 slots.put(slot)
                 if self.running:
@@ -190,22 +232,42 @@ class Worker:
 
     def _run_one(self, runner: JobRunner, job_id: str, slot: int,
                  slots: queue.Queue[int]) -> None:
+        parked = False
         try:
             runner.run(job_id, slot)
+        except DBAPIError as exc:
+            # The database is unreachable (the end of a job that ran is retried for a minute
+            # before it comes to this). The job goes back to the head of its queue for a later
+            # try: a claim is conditional, so a job that was claimed after all is skipped then.
+            self._db_outage.failed(exc)
+            self._give_back(job_id)
+            parked = True
         except Exception:
             log.exception("worker %s: job %s could not be recorded", self.id, job_id)
+        else:
+            self._db_outage.ok()
         finally:
             with self._lock:
                 self.running.pop(job_id, None)
-                self.jobs_done += 1
-                first = self.jobs_done == 1
+                if not parked:
+                    self.jobs_done += 1
+                first = self.jobs_done == 1 and not parked
                 self._lock.notify_all()
+            if parked:  # this slot waits before it takes the next job: no busy loop
+                self.draining.wait(OUTAGE_PAUSE_S)
             # Before the slot is free again: a worker due for recycling takes no next job.
             self._maybe_recycle()
             slots.put(slot)
         if first:
             # A worker that got a job done is proof the context works: failures in a row end.
             self.catalog.record_success(self.context.name)
+
+    def _give_back(self, job_id: str) -> None:
+        try:
+            self.queue.give_back(job_id, self.context.name)
+        except RedisError as exc:  # the reconciler re-queues it from the database
+            log.warning("worker %s: job %s could not be given back to its queue: %s", self.id,
+                        job_id, exc)
 
     def _maybe_recycle(self) -> None:
         limit_jobs = self.settings.worker_max_jobs
@@ -255,7 +317,7 @@ class Worker:
                                             end_time=end)
             except IllegalTransition:
                 continue
-            self.redis.publish(CHANNEL, encode(lifecycle_event(job)))
+            self._publish(lifecycle_event(job))
             log.warning("worker %s: job %s %s: %s", self.id, job_id, target.value, reason)
             return
 
@@ -268,6 +330,8 @@ class Worker:
                 self.drain("its supervisor is gone", bounded=True)
             try:
                 self._beat(rq_worker)
+            except RedisError as exc:
+                self._redis_outage.failed(exc)
             except Exception:
                 log.exception("worker %s: heartbeat failed", self.id)
 
@@ -311,6 +375,9 @@ class Worker:
                         message = pubsub.get_message(timeout=1.0)
                         if message and message["type"] == "message":
                             self._on_control(watchdog, json.loads(message["data"]))
+            except RedisError as exc:
+                self._redis_outage.failed(exc)
+                time.sleep(OUTAGE_PAUSE_S)
             except Exception:
                 log.exception("worker %s: control channel failed; resubscribing", self.id)
                 time.sleep(1.0)
@@ -324,11 +391,19 @@ class Worker:
 
     def _ship_logs(self, job_id: str, lines: list[LogLine]) -> None:
         self.store.append_logs(job_id, lines)
-        self.redis.publish(CHANNEL, encode(logs_event(job_id, lines)))
+        # Stored: a failed publish must not raise, or the capture would store them again.
+        self._publish(logs_event(job_id, lines))
 
     def _on_progress(self, job_id: str, progress: dict[str, Any]) -> None:
         self.store.set_progress(job_id, progress)
-        self.redis.publish(CHANNEL, encode(progress_event(job_id, progress)))
+        self._publish(progress_event(job_id, progress))
+
+    def _publish(self, event: dict[str, Any]) -> None:
+        """Best effort: the database has what the event tells; a lost one delays a view."""
+        try:
+            self.redis.publish(CHANNEL, encode(event))
+        except RedisError as exc:
+            self._redis_outage.failed(exc)
 
 
 def resident_mb() -> int:
