@@ -9,6 +9,7 @@ that leaks no internals.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -52,13 +53,38 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         return _from_http(request, exc)
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        log.warning("redis unavailable: %s", exc)
+        _REDIS_DOWN.note(exc)
         return _unavailable(Unavailable("the job queue (Redis) is unavailable; retry shortly"))
     except DBAPIError as exc:
         if not exc.connection_invalidated and not isinstance(exc, OperationalError):
             raise
-        log.warning("database unavailable: %s", exc)
+        _DATABASE_DOWN.note(exc)
         return _unavailable(Unavailable("the database is unavailable; retry shortly"))
+
+
+class _Throttled:
+    """At most one warning per ``every_s`` for a dependency that is down, with the number of
+    503s since the last one: an outage under load is a few log lines, not one per request."""
+
+    def __init__(self, what: str, every_s: float = 10.0) -> None:
+        self.what = what
+        self.every_s = every_s
+        self.last = -float("inf")  # time.monotonic()
+        self.since = 0
+
+    def note(self, exc: BaseException) -> None:
+        self.since += 1
+        now = time.monotonic()
+        if now - self.last < self.every_s:
+            return
+        more = f" ({self.since - 1} more 503s since the last warning)" if self.since > 1 else ""
+        log.warning("%s unavailable, answering 503: %s%s", self.what, exc, more)
+        self.last = now
+        self.since = 0
+
+
+_REDIS_DOWN = _Throttled("redis")
+_DATABASE_DOWN = _Throttled("database")
 
 
 def _from_http(request: web.Request, exc: web.HTTPException) -> web.Response:

@@ -154,6 +154,7 @@ class EventHub:
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
+        self._lost = False  # the subscription dropped and is not back yet
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sparkgate-events")
@@ -246,13 +247,19 @@ class EventHub:
             try:
                 await self._listen()
             except (RedisError, OSError) as exc:
-                log.warning("event subscription lost (%s); reconnecting", exc)
+                # Once per outage: reconnecting every RECONNECT_DELAY_S is not news.
+                if not self._lost:
+                    log.warning("event subscription lost (%s); reconnecting", exc)
+                self._lost = True
             self._wake_all()
             await asyncio.sleep(RECONNECT_DELAY_S)
 
     async def _listen(self) -> None:
         async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
             await pubsub.subscribe(CHANNEL)
+            if self._lost:
+                log.info("event subscription restored")
+                self._lost = False
             self._subscribed.set()
             self._wake_all()
             for stream in self._all_streams():

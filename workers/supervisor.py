@@ -107,11 +107,22 @@ class Supervisor:
                    settings.data_dir / "logs", warm)
 
     def run(self) -> None:
+        """A check every ``CHECK_INTERVAL_S`` until stopped. While the database or Redis is
+        unreachable checks fail; that is logged once (not twice a second), and the workers
+        are left as they are until a check succeeds again."""
+        failing = False
         while not self.stopping.is_set():
             try:
                 self.check()
-            except Exception:
-                log.exception("supervisor check failed; trying again")
+            except Exception as exc:
+                if not failing:
+                    log.warning("supervisor check failed (%s: %s); trying again every %ss",
+                                type(exc).__name__, exc, CHECK_INTERVAL_S, exc_info=True)
+                failing = True
+            else:
+                if failing:
+                    log.info("supervisor checks succeed again")
+                failing = False
             self.stopping.wait(CHECK_INTERVAL_S)
 
     def check(self) -> None:
