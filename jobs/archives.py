@@ -15,10 +15,10 @@ import stat
 import struct
 import sys
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from jobs.errors import InvalidArtifact
 
@@ -63,17 +63,19 @@ class ArchiveLimits:
 
 @dataclass(frozen=True)
 class Package:
-    """A checked archive: its file names (directories left out) and the bytes of its files."""
+    """A checked archive: the paths of its files (folders left out) and the source of its
+    Python modules (the rest was read, checked and let go: it is not kept in memory)."""
 
     name: str
-    files: dict[str, bytes]
+    paths: tuple[str, ...]
+    sources: dict[str, bytes]
 
     def module_names(self) -> list[str]:
-        return sorted(f for f in self.files if f.endswith(".py"))
+        return sorted(self.sources)
 
     def top_level_names(self) -> list[str]:
         """The importable names at the archive's root (packages and modules)."""
-        return sorted(top_level_names(self.files))
+        return sorted(top_level_names(self.paths))
 
 
 def top_level_names(paths: Iterable[str]) -> set[str]:
@@ -91,33 +93,47 @@ def top_level_names(paths: Iterable[str]) -> set[str]:
 
 
 def read_package(name: str, content: bytes, limits: ArchiveLimits) -> Package:
-    """Check ``content`` as a package archive and return its files; InvalidArtifact naming the
-    entry and the rule otherwise."""
-    check = _Checker(name)
-    with check.opened(content, limits) as archive:
-        infos = check.directory(archive, limits)
-        files = dict(check.read_all(archive, infos, limits))
-    if not any(f.endswith(".py") for f in files):
-        raise check.error(None, "no_python",
-                          "has no Python module (.py file); a package artifact holds the code "
-                          "of its functions as source")
-    return Package(name, files)
+    """Check ``content`` as a package archive, every entry decompressed; its paths and Python
+    sources. InvalidArtifact naming the entry and the rule otherwise."""
+    sources: dict[str, bytes] = {}
+
+    def keep(path: str) -> BinaryIO | None:
+        return _Kept(sources, path) if path.endswith(".py") else None
+
+    paths = _Checker(name).run(content, limits, keep)
+    return Package(name, tuple(paths), sources)
 
 
 def unpack(name: str, content: bytes, limits: ArchiveLimits, target: Path) -> None:
     """Write the checked archive's files under ``target`` (a new, empty directory) and nowhere
-    else: every path is checked again against ``target`` before it is written."""
-    package = read_package(name, content, limits)
+    else: every path is checked again against ``target``, and each file is created, never
+    opened through a link or over a file already there. A refusal can leave files written
+    before it: ``target`` is meant to be a temporary folder, removed on failure."""
     root = target.resolve()
-    for path, data in package.files.items():
+    check = _Checker(name)
+
+    def create(path: str) -> BinaryIO:
         destination = (root / path).resolve()
         if root not in destination.parents:
-            raise _Checker(name).error(path, "escapes", "would be written outside its folder")
+            raise check.error(path, "escapes", "would be written outside its folder")
         destination.parent.mkdir(parents=True, exist_ok=True)
-        # O_EXCL|O_NOFOLLOW: never through a link, never over a file already there.
         fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        return os.fdopen(fd, "wb")
+
+    check.run(content, limits, create)
+
+
+class _Kept(io.BytesIO):
+    """An entry's bytes, stored in ``into[path]`` when closed."""
+
+    def __init__(self, into: dict[str, bytes], path: str) -> None:
+        super().__init__()
+        self.into, self.path = into, path
+
+    def close(self) -> None:
+        if not self.closed:
+            self.into[self.path] = self.getvalue()
+        super().close()
 
 
 class _Checker:
@@ -131,6 +147,20 @@ class _Checker:
             where += f": entry {entry!r}"
         return InvalidArtifact(f"{where} {message}" if entry is None else f"{where}: {message}",
                                {"artifact": self.name, "entry": entry, "rule": rule, **details})
+
+    def run(self, content: bytes, limits: ArchiveLimits,
+            sink: Callable[[str], BinaryIO | None]) -> list[str]:
+        """Check the archive, decompress every file into ``sink(path)`` (None: count and
+        drop), and return the files' paths."""
+        with self.opened(content, limits) as archive:
+            infos = self.directory(archive, limits)
+            self.read_all(archive, infos, limits, sink)
+        paths = [info.filename for info in infos]
+        if not any(p.endswith(".py") for p in paths):
+            raise self.error(None, "no_python",
+                             "has no Python module (.py file); a package artifact holds the "
+                             "code of its functions as source")
+        return paths
 
     # -- the archive as a whole --------------------------------------------------------------
 
@@ -280,18 +310,22 @@ class _Checker:
     # -- reading, with the limits enforced on the real bytes ---------------------------------
 
     def read_all(self, archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo],
-                 limits: ArchiveLimits) -> Iterator[tuple[str, bytes]]:
+                 limits: ArchiveLimits, sink: Callable[[str], BinaryIO | None]) -> None:
         total = 0
         for info in infos:
-            data = self._read(archive, info, limits)
-            total += len(data)
+            out = sink(info.filename)
+            try:
+                total += self._read(archive, info, limits, out)
+            finally:
+                if out is not None:
+                    out.close()
             if total > limits.max_unpacked_bytes:
                 raise self._unpacked(info.filename, total, limits)
-            yield info.filename, data
 
-    def _read(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo,
-              limits: ArchiveLimits) -> bytes:
-        chunks: list[bytes] = []
+    def _read(self, archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ArchiveLimits,
+              out: BinaryIO | None) -> int:
+        """The entry's real size, its bytes written to ``out``; stops at the first byte past
+        what its header declares."""
         size = 0
         try:
             with archive.open(info) as fh:
@@ -299,18 +333,18 @@ class _Checker:
                     size += len(chunk)
                     if size > info.file_size or size > limits.max_unpacked_bytes:
                         raise self._lies(info, size)
-                    chunks.append(chunk)
+                    if out is not None:
+                        out.write(chunk)
         except InvalidArtifact:
             raise
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError,
-                RuntimeError, struct.error, Exception) as exc:
+        except Exception as exc:  # zipfile, zlib, bz2, lzma: whatever broken data raises
             rule = "checksum" if "CRC" in str(exc) else "corrupt"
             raise self.error(info.filename, rule,
                              f"cannot be read (truncated, corrupt, or its header lies about its "
                              f"size): {exc}") from None
         if size != info.file_size:
             raise self._lies(info, size)
-        return b"".join(chunks)
+        return size
 
     def _lies(self, info: zipfile.ZipInfo, size: int) -> InvalidArtifact:
         more = "at least " if size > info.file_size else ""

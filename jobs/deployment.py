@@ -19,7 +19,7 @@ from jobs.signatures import Signature, inspect_package, inspect_source
 
 ARTIFACT_SUFFIXES = (".py", *PACKAGE_SUFFIXES)
 
-# What a checked artifact holds: the source of a .py file, or the files of a package.
+# What a checked artifact holds: the source of a .py file, or a package's paths and sources.
 Code = str | Package
 
 
@@ -49,7 +49,7 @@ def signature_of(code: Code, class_name: str, path: str) -> Signature:
     """``class_name``'s signature in checked code: a function of a .py file, or
     ``module.function`` in a package."""
     if isinstance(code, Package):
-        return inspect_package(code.files.get, class_name, path)
+        return inspect_package(code.sources.get, class_name, path)
     return inspect_source(code, class_name, path)
 
 

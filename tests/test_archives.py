@@ -179,10 +179,10 @@ def test_the_example_package_is_accepted_and_its_schema_read():
     package = read_package("orders.zip", package_zip(), LIMITS)
     assert package.top_level_names() == ["orders"]
     assert "orders/report.py" in package.module_names()
-    signature = inspect_package(package.files.get, "orders.report.summary", "orders.zip")
+    signature = inspect_package(package.sources.get, "orders.report.summary", "orders.zip")
     assert [p.name for p in signature.params] == ["amounts", "currency", "top"]
     # The name its __init__ re-exports (Mist's python examples were named this way).
-    again = inspect_package(package.files.get, "orders.summary", "orders.zip")
+    again = inspect_package(package.sources.get, "orders.summary", "orders.zip")
     assert again == signature
 
 
@@ -191,10 +191,10 @@ def test_wheels_and_eggs_hold_their_modules_at_the_root(wrap):
     files = {"orders/__init__.py": b"", "orders/jobs.py": OK, "tool.py": OK}
     package = read_package("orders-1.0-py3-none-any.whl", wrap(files), LIMITS)
     assert package.top_level_names() == ["orders", "tool"]
-    assert [p.name for p in inspect_package(package.files.get, "orders.jobs.f", "x").params] \
+    assert [p.name for p in inspect_package(package.sources.get, "orders.jobs.f", "x").params] \
         == ["n"]
     # A top-level module: className tool.f
-    assert inspect_package(package.files.get, "tool.f", "x").params[0].name == "n"
+    assert inspect_package(package.sources.get, "tool.f", "x").params[0].name == "n"
 
 
 @pytest.mark.parametrize(("class_name", "message"), [
@@ -209,7 +209,7 @@ def test_names_that_do_not_lead_to_a_function_are_refused(class_name, message):
              "orders/jobs.py": OK}
     package = read_package("o.zip", make_zip(files), LIMITS)
     with pytest.raises(InvalidArtifact, match=re.escape(message)):
-        inspect_package(package.files.get, class_name, "o.zip")
+        inspect_package(package.sources.get, class_name, "o.zip")
 
 
 def test_deploying_a_package_function_and_refusing_a_bad_one(catalog: Catalog):
