@@ -8,7 +8,7 @@ import pytest
 
 from jobs.errors import IllegalTransition, NotFound
 from jobs.state import ALLOWED_SOURCES, TERMINAL, JobStatus, allowed
-from jobs.store import JobQuery, NewJob, Store
+from jobs.store import JobCount, JobQuery, NewJob, Store
 
 
 def new_job(store: Store, **overrides) -> str:
@@ -134,3 +134,15 @@ def test_listing_is_newest_first_with_filters_and_total(store: Store):
     assert [j.id for j in jobs] == [ids[0]]
     jobs, _ = store.list_jobs(JobQuery(limit=2, offset=5))
     assert [j.id for j in jobs] == [ids[0]]
+
+
+def test_totals_are_exact_up_to_the_cap_then_estimated(store: Store):
+    for _ in range(5):
+        new_job(store, function="a")
+    assert store.count_jobs(JobQuery(function="a"), exact_up_to=5) == JobCount(5, True)
+    beyond = store.count_jobs(JobQuery(function="a"), exact_up_to=3)
+    if store.engine.dialect.name == "postgresql":
+        # The planner's estimate, never below what was seen.
+        assert beyond.exact is False and beyond.total >= 4
+    else:
+        assert beyond == JobCount(5, True)

@@ -128,8 +128,11 @@ async def _list(request: web.Request, base: JobQuery) -> web.Response:
         offset=query_int(request, "offset", 0, 0, 10**9),
     )
     paginate = query_bool(request, "paginate")
-    jobs, total = await blocking(request.app[STORE].list_jobs, query, paginate)
+    jobs, _ = await blocking(request.app[STORE].list_jobs, query)
     body = [job_details(j) for j in jobs]
     if paginate:
-        return web.json_response({"jobs": body, "total": total})
+        counted = await blocking(request.app[STORE].count_jobs, query)
+        # totalExact (sparkgate's): false when the total is PostgreSQL's estimate.
+        return web.json_response({"jobs": body, "total": counted.total,
+                                  "totalExact": counted.exact})
     return web.json_response(body)
