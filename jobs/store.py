@@ -153,11 +153,13 @@ class Store:
                                               t.jobs.c.status == JobStatus.QUEUED.value))
 
     def transition(self, job_id: str, target: JobStatus,
-                   only_from: Iterable[JobStatus] | None = None, **fields: Any) -> Job:
+                   only_from: Iterable[JobStatus] | None = None, *,
+                   logs: Sequence[LogLine] = (), **fields: Any) -> Job:
         """Move the job to ``target`` if its current status allows it; raise otherwise.
 
         ``only_from`` narrows the allowed sources further (never widens them); ``fields`` are
-        other columns written in the same UPDATE (result, error, times...).
+        other columns written in the same UPDATE (result, error, times...); ``logs`` are log
+        lines stored in the same transaction, only if the move happens.
         """
         allowed = ALLOWED_SOURCES[target]
         if only_from is not None:
@@ -178,6 +180,8 @@ class Store:
                 if current is None:
                     raise NotFound(f"job {job_id} does not exist", {"jobId": job_id})
                 raise IllegalTransition(job_id, current, target.value)
+            if logs:
+                conn.execute(insert(t.job_logs), _log_rows(job_id, logs))
         return Job.from_row(row)
 
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
@@ -324,13 +328,9 @@ class Store:
     def append_logs(self, job_id: str, lines: Sequence[LogLine]) -> None:
         if not lines:
             return
-        rows = [
-            {"job_id": job_id, "ts_ms": line.ts_ms, "level": line.level, "message": line.message}
-            for line in lines
-        ]
         with writing(self.engine) as conn:
             _without_waiting_for_disk(conn)
-            conn.execute(insert(t.job_logs), rows)
+            conn.execute(insert(t.job_logs), _log_rows(job_id, lines))
 
     def job_logs(self, job_id: str) -> list[LogLine]:
         statement = (
@@ -340,6 +340,11 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [LogLine(**r) for r in conn.execute(statement).mappings()]
+
+
+def _log_rows(job_id: str, lines: Sequence[LogLine]) -> list[dict[str, Any]]:
+    return [{"job_id": job_id, "ts_ms": line.ts_ms, "level": line.level, "message": line.message}
+            for line in lines]
 
 
 def _planner_rows(conn: Connection, statement: Any) -> int:

@@ -17,7 +17,8 @@ from sqlalchemy.exc import DBAPIError
 
 from jobs.db import now_ms
 from jobs.errors import IllegalTransition, NotFound
-from jobs.events import CHANNEL, encode, lifecycle_event, worker_assigned_event
+from jobs.events import CHANNEL, encode, lifecycle_event, logs_event, worker_assigned_event
+from jobs.logs import LogLine
 from jobs.queue import JobQueue
 from jobs.settings import Settings
 from jobs.state import JobStatus
@@ -107,7 +108,7 @@ class JobRunner:
     def _execute(self, job: Job, slot: int) -> Outcome:
         sc = self.spark.sparkContext
         started = time.perf_counter()
-        with self.capture.job(job.id):
+        with self.capture.job(job.id, hand_over=False):
             # Each call is a round trip to the JVM, so the thread's properties are not cleared
             # after a job: the next job on this thread sets both first thing.
             sc.setJobGroup(job.id, f"{job.function} ({job.id})", interruptOnCancel=True)
@@ -125,8 +126,8 @@ class JobRunner:
                 self.capture.add(job.id, "INFO", f"finished in {elapsed_ms} ms")
             else:
                 self.capture.add(job.id, "ERROR", f"failed after {elapsed_ms} ms: {outcome.error}")
-        # Leaving the block stored the job's last lines: its logs are complete before its end
-        # is announced.
+        # The job's last lines are stored with its end, in one transaction: its logs are
+        # complete before its end is announced, for the price of one commit.
         return outcome
 
     def _handle(self, kind: str) -> Any:
@@ -139,42 +140,60 @@ class JobRunner:
         return self.spark
 
     def _record(self, job: Job, outcome: Outcome) -> None:
-        """Write the job's end, retrying while the database is unreachable: a job whose end
-        is lost would stay started for ever (the reconciler catches it if we give up)."""
+        """Write the job's end with its last log lines, retrying while the database is
+        unreachable: a job whose end is lost would stay started for ever (the reconciler
+        catches it if we give up)."""
         if self.watchdog.ended(job.id) is Interruption.TIMEOUT:
             # Bounded means bounded: a result that comes after the deadline does not count.
             outcome = Outcome(error=perform_timeout_message(job.perform_timeout_ms))
         fields = {"end_time": now_ms(), "progress": self.progress.unwatch(job.id)}
+        lines = self.capture.take_remaining(job.id)
         for delay_s in RECORD_RETRY_DELAYS_S:
             try:
-                self._write_end(job, outcome, fields)
+                self._write_end(job, outcome, fields, lines)
                 return
             except DBAPIError as exc:
                 log.warning("job %s: recording its end failed (%s); retrying in %ss", job.id,
                             exc.__class__.__name__, delay_s)
                 time.sleep(delay_s)
-        self._write_end(job, outcome, fields)
+        try:
+            self._write_end(job, outcome, fields, lines)
+        except Exception:
+            self.capture.give_back(job.id, lines)
+            raise
 
-    def _write_end(self, job: Job, outcome: Outcome, fields: dict[str, Any]) -> None:
+    def _write_end(self, job: Job, outcome: Outcome, fields: dict[str, Any],
+                   lines: list[LogLine]) -> None:
         try:
             if outcome.error is None:
                 final = self.store.transition(job.id, JobStatus.FINISHED, result=outcome.result,
-                                              **fields)
+                                              logs=lines, **fields)
             else:
-                final = self._fail_or_cancel(job.id, outcome.error, fields)
+                final = self._fail_or_cancel(job.id, outcome.error, fields, lines)
         except IllegalTransition:
-            return  # someone else ended it (reconciler, stop): their outcome stands
-        self.publish(lifecycle_event(final))
+            # Someone else ended it (reconciler, stop): their outcome stands; the lines are
+            # stored apart.
+            self.capture.give_back(job.id, lines)
+            return
+        events = ([logs_event(job.id, lines)] if lines else []) + [lifecycle_event(final)]
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.publish(CHANNEL, encode(event))
+                pipe.execute()
+        except RedisError as exc:
+            log.warning("job %s: could not announce its end: %s", job.id, exc)
 
-    def _fail_or_cancel(self, job_id: str, error: str, fields: dict[str, Any]) -> Job:
+    def _fail_or_cancel(self, job_id: str, error: str, fields: dict[str, Any],
+                        lines: list[LogLine]) -> Job:
         # A job that fails while a cancel is under way failed *because* of the cancel.
         try:
             return self.store.transition(job_id, JobStatus.FAILED, only_from={JobStatus.STARTED},
-                                         error=error, **fields)
+                                         error=error, logs=lines, **fields)
         except IllegalTransition as exc:
             if exc.current != JobStatus.CANCELLING.value:
                 raise
-            return self.store.transition(job_id, JobStatus.CANCELLED, **fields)
+            return self.store.transition(job_id, JobStatus.CANCELLED, logs=lines, **fields)
 
 
 

@@ -344,11 +344,12 @@ class JobLogCapture:
     # -- per job -----------------------------------------------------------------------------
 
     @contextmanager
-    def job(self, job_id: str) -> Iterator[None]:
+    def job(self, job_id: str, hand_over: bool = True) -> Iterator[None]:
         """Bind the current thread to ``job_id`` for the block; hand over its last lines at exit.
 
         At exit the unterminated tail of stdout/stderr becomes a line, and the job's lines go to
         the sink before the block returns (if the sink fails they stay for the flusher's retries).
+        ``hand_over=False`` leaves them for ``take_remaining`` (stored with the job's end).
         """
         buf = self._buffer(job_id, bind=True)
         tid = threading.get_ident()
@@ -365,8 +366,27 @@ class JobLogCapture:
                 buf.binders -= 1
                 if not buf.binders:
                     buf.end_partials(_now_ms())
-            self._deliver(buf, wait=True)
-            self._retire_if_done(buf)
+            if hand_over:
+                self._deliver(buf, wait=True)
+                self._retire_if_done(buf)
+
+    def take_remaining(self, job_id: str) -> list[LogLine]:
+        """The job's lines not yet handed to the sink, for the caller to store; the flusher will
+        not see them. After the job's block, with none open: a finished job's last lines."""
+        buf = self._jobs.get(job_id)
+        if buf is None:
+            return []
+        with buf.lock:
+            while buf.in_flight:  # the flusher's lines are older: let them land first
+                buf.idle.wait()
+            batch, dropped = buf.take()
+        self._retire_if_done(buf)
+        return ([_dropped_line(dropped, batch, self._max_lines)] if dropped else []) + batch
+
+    def give_back(self, job_id: str, lines: list[LogLine]) -> None:
+        """Lines from ``take_remaining`` that the caller could not store: the flusher tries."""
+        for line in lines:
+            self._buffer(job_id, line=line)
 
     def add(self, job_id: str, level: int | str, message: str) -> None:
         """Add a line to a job's log from any thread ("started", "finished in 12 ms", a traceback).

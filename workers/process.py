@@ -149,7 +149,7 @@ class Worker:
             store=self.store, queue=self.queue, redis=self.redis,
             loader=FunctionLoader(self.catalog, self.settings.data_dir / "artifact-cache"),
             spark=spark, worker_id=self.id, capture=capture, watchdog=watchdog,
-            progress=progress,
+            progress=progress, max_result_bytes=self.settings.max_result_bytes,
         )
         rq_worker = rq.Worker([queue_name(self.context.name)], name=self.id,
                               connection=self.redis)

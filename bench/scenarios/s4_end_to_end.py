@@ -7,12 +7,14 @@ jobs/s is better. The submit phase also gives scenario 3 a row: submits while a 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
 from bench import costs
 from bench.harness import NOOP_BODY, Bench, check_answers, log
 from bench.infra import REPO, wait_for
+from bench.profiling import profiled
 from bench.stats import Row
 
 SCENARIO = "4. end-to-end throughput, no-op"
@@ -26,8 +28,10 @@ def run(b: Bench) -> list[Row]:
     assert b.gateway is not None
     worker = costs.worker_pid(b)
     before = costs.snapshot(b, worker)
-    got = b.http.call("e2e", base=b.gateway.url, function="noop", count=count,
-                      concurrency=CLIENTS, body=NOOP_BODY)
+    # The worker's CPU (GIL holder): the end-to-end rate is bounded by what one job costs it.
+    with profiled(b, "s4-worker", worker, gil=True) if worker else contextlib.nullcontext():
+        got = b.http.call("e2e", base=b.gateway.url, function="noop", count=count,
+                          concurrency=CLIENTS, body=NOOP_BODY)
     check_answers(got, "async submits")
     if got["left"] or got["failed"]:
         raise RuntimeError(f"end-to-end: {got['left']} job(s) left, {got['failed']} failed")
