@@ -58,6 +58,16 @@ class HubEvent:
     origin: Origin | None  # None: not known to the hub when the event came (see JobOrigins)
 
 
+class JobWatch(asyncio.Event):
+    """Set when the watched job may have ended. ``ended_with`` is its terminal event's data
+    when that is what woke it; None when the subscription was lost and came back (the job may
+    have ended unseen: read it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended_with: dict[str, Any] | None = None
+
+
 class Notice(enum.Enum):
     DROPPED = "dropped"  # final: the stream fell behind and gets nothing more
     CLOSED = "closed"  # final: the gateway is shutting down
@@ -148,7 +158,7 @@ class EventHub:
     def __init__(self, redis: aioredis.Redis) -> None:
         self.redis = redis
         self.origins = JobOrigins()
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._waiters: dict[str, set[JobWatch]] = defaultdict(set)
         self._streams: set[Stream] = set()  # those that take every job's events
         self._job_streams: dict[str, set[Stream]] = defaultdict(set)
         self._seq = 0
@@ -171,9 +181,9 @@ class EventHub:
     # -- waiters -----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def watch(self, job_id: str) -> Iterator[asyncio.Event]:
-        """An event set when ``job_id`` may have ended; registered for the ``with`` block."""
-        signal = asyncio.Event()
+    def watch(self, job_id: str) -> Iterator[JobWatch]:
+        """Set when ``job_id`` may have ended; registered for the ``with`` block."""
+        signal = JobWatch()
         self._waiters[job_id].add(signal)
         try:
             yield signal
@@ -274,6 +284,7 @@ class EventHub:
             return
         if event.name in TERMINAL_EVENTS:
             for signal in self._waiters.get(event.job_id or "", ()):
+                signal.ended_with = event.data
                 signal.set()
         targets = list(self._streams)
         if event.job_id is not None:

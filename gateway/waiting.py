@@ -3,31 +3,57 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
+from typing import Any
 
 from gateway.blocking import blocking
-from gateway.events_hub import EventHub
+from gateway.events_hub import EventHub, JobWatch
+from jobs.state import JobStatus
 from jobs.store import Job, Store
 
+# Events are best effort (a worker whose publish failed ends the job all the same): a waiter
+# also reads the job this often, so a lost event delays its answer, never holds it for ever.
+RECHECK_S = 5.0
 
-async def wait_for_end(hub: EventHub, store: Store, job_id: str,
-                       timeout_s: float | None) -> Job:
+
+async def wait_for_end(hub: EventHub, store: Store, job_id: str, timeout_s: float | None, *,
+                       watch: JobWatch | None = None, known: Job | None = None,
+                       outcome_only: bool = False) -> Job:
     """The job once it is terminal, or as it is when ``timeout_s`` runs out (None: no limit).
 
     The watch is registered before the first read, so a job that ends between the read and the
-    wait still wakes us: no end is missed, however fast the worker.
+    wait still wakes us: no end is missed, however fast the worker; and a lost event costs at
+    most ``RECHECK_S``. A caller that registered
+    ``watch`` before the job could change (before submitting it) passes the job as it was,
+    ``known``, and saves that read. ``outcome_only``: the caller needs only the status, result
+    and error, which the terminal event carries: the job's row is not read again.
     """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
-    with hub.watch(job_id) as ended:
-        job = await blocking(store.get_job, job_id)
+    with contextlib.ExitStack() as stack:
+        if watch is None or known is None:
+            watch = stack.enter_context(hub.watch(job_id))
+            job = await blocking(store.get_job, job_id)
+        else:
+            job = known
         while not job.status.terminal:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                break
-            try:
-                await asyncio.wait_for(ended.wait(), remaining)
-            except TimeoutError:
-                break
-            ended.clear()
+                # What it is now, not what it was when the wait began.
+                return await blocking(store.get_job, job_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(watch.wait(), min(remaining or RECHECK_S, RECHECK_S))
+            ended = watch.ended_with
+            watch.clear()
+            if outcome_only and ended is not None:
+                return _ended(job, ended)
             job = await blocking(store.get_job, job_id)
     return job
+
+
+def _ended(job: Job, event: dict[str, Any]) -> Job:
+    """``job`` as its terminal event tells it ended: status, result or error, end time."""
+    return dataclasses.replace(
+        job, status=JobStatus(event["event"]), result=event.get("result"),
+        error=event.get("error"), end_time=event.get("time"))

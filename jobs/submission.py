@@ -42,6 +42,8 @@ class SubmitRequest:
     submitter: str | None = None
     # The client's Idempotency-Key header; without one, externalId plays that part.
     idempotency_key: str | None = None
+    # The new job's id, when the caller needs it before the job exists (to watch for its end).
+    job_id: str | None = None
 
 
 def submit(catalog: Catalog, store: Store, queue: JobQueue, request: SubmitRequest,
@@ -209,6 +211,7 @@ def _new_job(checked: _Checked) -> NewJob:
         start_timeout_ms=_or_default(request.start_timeout_ms, context.start_timeout_s),
         perform_timeout_ms=_or_default(request.perform_timeout_ms, context.perform_timeout_s),
         submitter=request.submitter, idempotency_key=checked.key,
+        **({"id": request.job_id} if request.job_id else {}),
     )
 
 

@@ -170,6 +170,8 @@ async def test_job_details_of_a_queued_job(client, echo):
                    "action": "execute"},
         "status": "queued",
         "source": "Http",
+        # sparkgate's: who submitted it (authentication is off in these tests).
+        "submitter": "anonymous",
     }
 
 
@@ -526,11 +528,11 @@ async def test_sync_call_of_a_job_cancelled_meanwhile(client, echo, store, queue
 ])
 async def test_a_job_that_ends_before_the_wait_begins_still_answers(client, echo, store, redis,
                                                                     query, answer):
-    """The race: the worker ends the job, and publishes its end, before the request starts
-    listening for it. Provoked for certain: Redis is paused for writes, so the gateway's
-    enqueue (the last step of its submit) cannot return while the test, acting as the worker,
-    ends the job in the database; the end is never announced to this request. Only the
-    waiter's read of the database, made after it registers its watch, can answer it."""
+    """The job ends while the request is still submitting it, and its end is never announced
+    (as when a worker's publish fails). Provoked for certain: Redis is paused for writes, so
+    the gateway's enqueue (the last step of its submit) cannot return while the test, acting
+    as the worker, ends the job in the database without an event. Only the waiter's own reads
+    of the database (every RECHECK_S, and at its deadline) can answer it."""
     redis.client_pause(WAIT_S * 1000, all=False)
     try:
         request = asyncio.create_task(

@@ -53,9 +53,11 @@ def _measure_sparkgate(b: Bench, count: int, clients: int) -> tuple[dict, dict]:
     b.http_run(url, 2 * clients + 20, clients, body=NOOP_BODY)  # warm-up
     worker = costs.worker_pid(b)
     before = costs.snapshot(b, worker)
-    if clients > 1 and worker is not None:
+    if worker is not None:
         # The gateway: where its CPU goes (GIL holder); the worker: where a job waits.
-        with profiled(b, "s2-gateway", b.gateway.pid, gil=True), profiled(b, "s2-worker", worker):
+        name = f"s2-{clients}-clients"
+        with profiled(b, f"{name}-gateway", b.gateway.pid, gil=True), \
+                profiled(b, f"{name}-worker", worker):
             got = b.http_run(url, count, clients, body=NOOP_BODY)
     else:
         got = b.http_run(url, count, clients, body=NOOP_BODY)

@@ -4,6 +4,8 @@ logs, cancel.
 
 from __future__ import annotations
 
+import dataclasses
+
 from aiohttp import web
 
 from gateway.auth import identity, require_function
@@ -23,6 +25,7 @@ from gateway.waiting import wait_for_end
 from jobs import cancellation
 from jobs.errors import BadRequest
 from jobs.events import lifecycle_event
+from jobs.ids import uuid7
 from jobs.logs import format_mist_line
 from jobs.state import MIST_STATUSES
 from jobs.store import JobQuery
@@ -51,20 +54,26 @@ async def run_function(request: web.Request) -> web.Response:
         submitter=who.submitter,
         idempotency_key=request.headers.get("Idempotency-Key"),
     )
-    job = await app[SUBMISSIONS].submit(submit_request)
+    if not (force or "wait" in request.query):
+        job = await app[SUBMISSIONS].submit(submit_request)
+        return web.json_response({"id": job.id})
+    # Watched before it exists: its end cannot be missed, and the wait needs no first read.
+    new_id = uuid7()
+    with app[HUB].watch(new_id) as watch:
+        job = await app[SUBMISSIONS].submit(dataclasses.replace(submit_request, job_id=new_id))
+        # Another id: an earlier job of the same idempotency key, watched by wait_for_end.
+        ours = {"watch": watch, "known": job} if job.id == new_id else {}
+        timeout_s = None if force or wait_ms is None else wait_ms / 1000
+        job = await wait_for_end(app[HUB], app[STORE], job.id, timeout_s,
+                                 outcome_only=force, **ours)
     if force:
-        job = await wait_for_end(app[HUB], app[STORE], job.id, None)
         return web.json_response(sync_response(job))
-    if "wait" in request.query:
-        job = await wait_for_end(app[HUB], app[STORE], job.id,
-                                 None if wait_ms is None else wait_ms / 1000)
-        if job.status.terminal:
-            return web.json_response(job_details(job))
-        return web.json_response(
-            {"id": job.id, "status": job.status.value, "url": f"/v2/api/jobs/{job.id}"},
-            status=202, headers={"Location": f"/v2/api/jobs/{job.id}"},
-        )
-    return web.json_response({"id": job.id})
+    if job.status.terminal:
+        return web.json_response(job_details(job))
+    return web.json_response(
+        {"id": job.id, "status": job.status.value, "url": f"/v2/api/jobs/{job.id}"},
+        status=202, headers={"Location": f"/v2/api/jobs/{job.id}"},
+    )
 
 
 @routes.get("/v2/api/jobs")
