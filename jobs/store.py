@@ -119,6 +119,11 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
+    def ping(self) -> None:
+        """Raise unless the database answers."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
     def create_job(self, new: NewJob) -> Job:
         with writing(self.engine) as conn:
             (job,) = self.insert_jobs(conn, [new])

@@ -833,6 +833,19 @@ async def test_status_reports_what_mist_cli_prints(client):
     assert status["started"] > 1_600_000_000_000  # epoch milliseconds, not seconds
 
 
+async def test_health_is_ok_when_the_database_and_redis_answer(client):
+    response = await client.get("/health")
+    assert (response.status, await response.json()) == (200, {"status": "ok"})
+
+
+async def test_health_is_503_while_the_database_is_unreachable(make_client):
+    client = await make_client(database_url="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    response = await client.get("/health")
+    error = await error_of(response, 503, "unavailable")
+    assert "database" in error["message"]
+    assert int(response.headers["Retry-After"]) > 0
+
+
 async def test_unknown_route_is_404_in_the_error_shape(client):
     error = await error_of(await client.get(f"{API}/nothing/here"), 404, "not_found")
     assert error == {"code": "not_found", "message": "no such endpoint: GET /v2/api/nothing/here",

@@ -13,7 +13,7 @@ from aiohttp import web
 from sqlalchemy import make_url
 
 from gateway.blocking import blocking
-from gateway.resources import AREDIS, HUB, SETTINGS, STARTED_MS, WORKERS
+from gateway.resources import AREDIS, HUB, SETTINGS, STARTED_MS, STORE, WORKERS
 
 routes = web.RouteTableDef()
 
@@ -37,7 +37,10 @@ async def status(request: web.Request) -> web.Response:
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
+    """200 when Redis and the database both answer; else 503 naming the one that does not
+    (the error middleware's), so a load balancer takes a gateway that cannot submit out."""
     await request.app[AREDIS].ping()
+    await blocking(request.app[STORE].ping)
     return web.json_response({"status": "ok"})
 
 
