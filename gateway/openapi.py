@@ -169,7 +169,9 @@ JOB_DETAILS = obj({
                   "`key:<name>`, `jwt:<subject>`, `mqtt` or `anonymous`"},
 }, description="Mist's JobDetails; fields other than the first seven are left out while empty")
 
-JOB_PAGE = obj({"jobs": array(ref("JobDetails")), "total": {"type": "integer", "minimum": 0}})
+JOB_PAGE = obj({"jobs": array(ref("JobDetails")), "total": {"type": "integer", "minimum": 0},
+                "totalExact": {"type": "boolean", "description": "*sparkgate*: false when, "
+                               "beyond 10,000 matches, total is PostgreSQL's estimate"}})
 JOB_ID = obj({"id": STRING}, description="async submit: the job is queued")
 SYNC_RESULT = obj({"success": {"type": "boolean"}, "payload": ANY, "errors": array(STRING)},
                   description="Mist's answer to force=true")
@@ -190,7 +192,7 @@ _CONTEXT_FIELDS = {
     "precreated": _BOOL_VALUE,
     "downtime": DURATION_VALUE,
     "maxConnFailures": _INT_1_1000,
-    "runOptions": STRING,
+    "runOptions": {"type": "string", "pattern": "^[^\\x00]*$", "description": "no NUL"},
     "streamingDuration": {**DURATION_VALUE, "description": "finite"},
     "startTimeout": DURATION_VALUE,
     "performTimeout": DURATION_VALUE,
@@ -366,8 +368,13 @@ RESPONSES: dict[str, Schema] = {
     "NotFound": error("no such thing (or a name or id holding a control character)"),
     "Conflict": error("it exists, is in use, or has ended"),
     "PayloadTooLarge": error("the body is over its limit"),
-    "Unauthenticated": error("no credentials, or credentials that are not valid: a Bearer API "
-                             "key or JWT is needed"),
+    "Unauthenticated": {**error("no credentials, or credentials that are not valid: a Bearer "
+                                "API key or JWT is needed"),
+                        "headers": {"WWW-Authenticate": {
+                            "required": True, "schema": STRING,
+                            "description": '`Bearer realm="sparkgate"`, with '
+                                           '`error="invalid_token"` when credentials came but '
+                                           'were refused'}}},
     "Forbidden": error("the credentials' role does not allow this"),
     "TooManyRequests": error("a limit was reached; retry after `Retry-After` seconds",
                              retry=True),

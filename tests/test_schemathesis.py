@@ -3,10 +3,11 @@ OpenAPI document it serves: thousands of generated requests (valid and invalid),
 answer must be no 5xx, a documented status, the documented content type, headers and body.
 
 How the run stays bounded with real sync submits (``force=true``, ``wait=``):
-- the gateway runs no supervisor; one worker for ``default``, started by hand, runs its jobs
-  (the deployed functions, ``echo`` and ``typed``, return at once). A worker started by hand
-  reads its context once, so the fuzzer's ``PUT /v2/api/contexts/default`` cannot turn it into
-  an exclusive context that starts a JVM per job; contexts the fuzzer creates get no worker;
+- the gateway (on PostgreSQL, the stricter store) runs no supervisor; one worker for
+  ``default``, started by hand, runs its jobs (the deployed functions, ``echo`` and ``typed``,
+  return at once). A worker started by hand reads its context once, so the fuzzer's
+  ``PUT /v2/api/contexts/default`` cannot turn it into an exclusive context that starts a JVM
+  per job; contexts the fuzzer creates get no worker;
 - the context defaults bound every job: ``startTimeout`` 3 s (the reconciler fails a job that
   waits longer: a sync wait on a context without a worker ends within seconds) and
   ``performTimeout`` 10 s;
@@ -23,6 +24,7 @@ OpenAPI document").
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -34,7 +36,13 @@ import pytest
 import requests
 
 from gateway.app import create_app
-from tests.conftest import FUNCTIONS_DIR, TEST_SPARK_CONF
+from jobs.migrate import upgrade
+from tests.conftest import (
+    FUNCTIONS_DIR,
+    TEST_SPARK_CONF,
+    create_pg_database,
+    drop_pg_database,
+)
 from tests.server_process import Server, running_server, wait_until
 
 CHECKS = ",".join([
@@ -46,9 +54,10 @@ CHECKS = ",".join([
 # Not run: positive_data_acceptance. It expects a 2xx for every request the document calls
 # valid, and no document can say which artifacts, functions and contexts exist, or that a
 # context's streamingDuration must be finite: such requests rightly get 400/404/409.
-MAX_EXAMPLES = 50
+# Per operation; SGTEST_SCHEMATHESIS_EXAMPLES=300 for a deeper run by hand.
+MAX_EXAMPLES = int(os.environ.get("SGTEST_SCHEMATHESIS_EXAMPLES", "50"))
 MIN_CASES = 2000
-RUN_TIMEOUT_S = 240
+RUN_TIMEOUT_S = max(240, MAX_EXAMPLES * 5)
 REPORTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "schemathesis"
 PINNED = """
 [[operations]]
@@ -64,9 +73,19 @@ parameters = { "id" = "no-such-worker" }
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[tuple[Server, str]]:
     workdir = tmp_path_factory.mktemp("schemathesis")
-    env = {"SPARKGATE_START_WORKERS": "false", "SPARKGATE_DEPLOY_EXAMPLES": "false",
-           "SPARKGATE_AUTH_ENABLED": "true", "SPARKGATE_CONTEXT_START_TIMEOUT_S": "3",
-           "SPARKGATE_CONTEXT_PERFORM_TIMEOUT_S": "10"}
+    # PostgreSQL, the production store, is the stricter one (no NUL in text, for one).
+    database_url = create_pg_database("sparkgate_fuzz")
+    upgrade(database_url)
+    env = {"SPARKGATE_DATABASE_URL": database_url, "SPARKGATE_START_WORKERS": "false",
+           "SPARKGATE_DEPLOY_EXAMPLES": "false", "SPARKGATE_AUTH_ENABLED": "true",
+           "SPARKGATE_CONTEXT_START_TIMEOUT_S": "3", "SPARKGATE_CONTEXT_PERFORM_TIMEOUT_S": "10"}
+    try:
+        yield from _serve(workdir, env)
+    finally:
+        drop_pg_database(database_url)
+
+
+def _serve(workdir: Path, env: dict[str, str]) -> Iterator[tuple[Server, str]]:
     with running_server(workdir, env, wait_for_worker=False) as server:
         token = create_key(server, "fuzz-admin", "admin")
         worker = start_worker(server, workdir)
@@ -98,17 +117,19 @@ def start_worker(server: Server, workdir: Path) -> subprocess.Popen[bytes]:
                                 cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
 
 
-def deploy(server: Server, headers: dict, file_name: str, function: str) -> None:
+def deploy(server: Server, headers: dict, file_name: str, function: str,
+           class_name: str | None = None) -> None:
     with (FUNCTIONS_DIR / file_name).open("rb") as fh:
         upload = requests.post(server.api("/artifacts"), files={"file": (file_name, fh)},
                                headers=headers, params={"force": "true"}, timeout=60)
     assert upload.status_code == 200, upload.text
-    created = requests.post(server.api("/functions"), headers=headers, timeout=60,
-                            json={"name": function, "path": file_name, "className": function})
+    created = requests.post(server.api("/functions"), headers=headers, timeout=60, json={
+        "name": function, "path": file_name, "className": class_name or function})
     assert created.status_code == 200, created.text
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(RUN_TIMEOUT_S + 60)
 def test_the_api_conforms_to_its_openapi_document(gateway):
     server, token = gateway
     REPORTS.mkdir(parents=True, exist_ok=True)
@@ -125,7 +146,9 @@ def test_the_api_conforms_to_its_openapi_document(gateway):
         "--report", "json", "--report-json-path", str(report), "--output-truncate", "true",
     ]
     started = time.monotonic()
-    run = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    # In the reports folder: st keeps a .schemathesis/ folder where it runs.
+    run = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+                         cwd=REPORTS)
     elapsed = time.monotonic() - started
     output = run.stdout + run.stderr
     (REPORTS / "output.txt").write_text(output)
@@ -174,10 +197,12 @@ def test_sync_waits_event_stream_and_worker_stop_conform(gateway):
     headers = {"Authorization": f"Bearer {token}"}
     document = requests.get(server.api("/openapi.json"), timeout=10).json()
     submit = "/v2/api/functions/{name}/jobs"
+    # A function of its own: the fuzzer may have deleted or replaced echo.
+    deploy(server, headers, "echo.py", "sync_echo", "echo")
 
     def run(**params) -> requests.Response:
-        return requests.post(server.api("/functions/echo/jobs"), params=params, json={"value": 1},
-                             headers=headers, timeout=60)
+        return requests.post(server.api("/functions/sync_echo/jobs"), params=params,
+                             json={"value": 1}, headers=headers, timeout=60)
 
     synced = run(force="true")
     assert synced.status_code == 200 and synced.json()["success"] is True, synced.text
@@ -245,3 +270,16 @@ async def test_a_name_ending_in_a_newline_is_refused(aiohttp_client, settings, r
     assert (await response.json())["error"]["code"] == "bad_request"
     names = [c["name"] for c in await (await client.get("/v2/api/contexts")).json()]
     assert body["name"] not in names
+
+
+async def test_a_context_text_field_holding_nul_is_a_400(aiohttp_client, settings, redis_url):
+    """PostgreSQL text cannot hold NUL: runOptions "a\\u0000b" was a 500 there."""
+    client = await aiohttp_client(create_app(settings, redis_url))
+    response = await client.post("/v2/api/contexts",
+                                 json={"name": "nul-options", "runOptions": "a\x00b"})
+    assert response.status == 400, await response.text()
+    error = (await response.json())["error"]
+    assert error["code"] == "invalid_arguments"
+    assert error["details"][0]["field"] == "runOptions"
+    fine = await client.post("/v2/api/contexts", json={"name": "nul-options", "runOptions": "-v"})
+    assert fine.status == 200
