@@ -7,6 +7,7 @@ the API.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,10 +30,26 @@ TIMEOUT_MS = 30_000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
+    """Authentication on: the page and the document are public, the API is not."""
     workdir = tmp_path_factory.mktemp("docs-page")
-    with running_server(workdir, {"SPARKGATE_START_WORKERS": "false"},
+    with running_server(workdir, {"SPARKGATE_START_WORKERS": "false",
+                                  "SPARKGATE_AUTH_ENABLED": "true"},
                         wait_for_worker=False) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def token(server: Server) -> str:
+    out = subprocess.run(["sparkgate", "keys", "create", "--name", "docs", "--role", "admin"],
+                         env=server.env, capture_output=True, text=True, timeout=60, check=True)
+    return out.stdout.strip().splitlines()[0]
+
+
+def save_key(page: Page, token: str) -> None:
+    page.locator("#key-button").click()
+    page.locator("#key-input").fill(token)
+    page.get_by_role("button", name="Save").click()
+    expect(page.locator("#key-dialog")).not_to_be_visible()
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +125,9 @@ def test_the_page_lists_every_operation_of_the_served_document(page: Page, serve
             if method == "head":
                 continue
             card = page.locator(f"section.operation[data-operation-id='{op['operationId']}']")
+            role = op.get("x-sparkgate-role")
+            expect(card.locator("p.security")).to_contain_text(
+                f"role {role}" if role else "Public")
             assert card.locator("xpath=ancestor::section[@data-tag]").get_attribute(
                 "data-tag") == op["tags"][0]
             statuses = card.locator("table.responses tr[data-status]")
@@ -141,10 +161,15 @@ def test_the_submit_operation_shows_its_parameters_body_and_responses(page: Page
     page.screenshot(path=str(SCREENSHOTS / "docs-run-function.png"), full_page=False)
 
 
-def test_try_it_calls_the_api_and_shows_the_answer(page: Page):
+def test_try_it_calls_the_api_and_shows_the_answer(page: Page, token: str):
     open_docs(page)
     status = page.locator("section.operation[data-operation-id='status']")
+    expect(status.locator("p.security")).to_contain_text("role read")
     status.locator("details.try > summary").click()
+    status.get_by_role("button", name="Send").click()
+    expect(status.locator(".try-result [data-status='401']")).to_be_visible()
+    expect(status.locator(".try-result pre")).to_contain_text("unauthenticated")
+    save_key(page, token)
     status.get_by_role("button", name="Send").click()
     expect(status.locator(".try-result [data-status='200']")).to_be_visible()
     expect(status.locator(".try-result pre")).to_contain_text('"mistVersion"')

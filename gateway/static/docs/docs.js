@@ -165,11 +165,11 @@ function responseTable(doc, op) {
 
 function security(op) {
   if (!op.security) return null;
-  if (!op.security.length) return h('p', { class: 'note muted' }, 'Public: no credentials needed.');
+  if (!op.security.length) return h('p', { class: 'note muted security' }, 'Public: no credentials needed.');
   const role = op['x-sparkgate-role'];
   const ways = op.security.map((s) => Object.keys(s)[0]).map((name) =>
     (name === 'accessToken' ? '?access_token=' : 'Authorization: Bearer'));
-  return h('p', { class: 'note' }, `Needs credentials (${ways.join(' or ')})`,
+  return h('p', { class: 'note security' }, `Needs credentials (${ways.join(' or ')})`,
     role ? `, role ${role}.` : '.');
 }
 
