@@ -421,6 +421,15 @@ class Op:
     backed: bool = True
     #: The event streams also take their credentials as ``?access_token=``.
     stream: bool = False
+    #: OpenAPI links from a 200 answer to the operations that take what it names: tools
+    #: (schemathesis's stateful phase) chain calls through them.
+    links: dict[str, Schema] = field(default_factory=dict)
+
+
+def links(expression: str, parameter: str, *operation_ids: str) -> dict[str, Schema]:
+    """One link per operation: its ``parameter`` is the answer's ``expression``."""
+    return {operation_id: {"operationId": operation_id, "parameters": {parameter: expression}}
+            for operation_id in operation_ids}
 
 
 FUNCTION_NAME = path_param("name", "the function's name")
@@ -449,7 +458,9 @@ def _functions() -> list[Op]:
             "400": use("BadRequest")}, parameters=[force], body=definition,
            description="The artifact's source is read (never run) for the function and its "
                        "argument schema. `400` if the name exists, the artifact or context "
-                       "does not, or the artifact lacks the function."),
+                       "does not, or the artifact lacks the function.",
+           links=links("$response.body#/name", "name", "getFunction", "runFunction",
+                       "listFunctionJobs", "deleteFunction")),
         Op("put", "/v2/api/functions", "updateFunction", "functions", "Update a function",
            {"200": ok(ref("FunctionInfo"), "the updated function"), "400": use("BadRequest"),
             "404": use("NotFound")}, parameters=[force], body=definition,
@@ -494,6 +505,7 @@ def _running() -> list[Op]:
         ],
         body=json_body({"type": "object", "description": "the function's arguments"},
                        "the arguments (an empty body is `{}`)", required=False),
+        links=links("$response.body#/id", "id", "getJob", "getJobLogs", "cancelJob"),
     )]
 
 
@@ -535,7 +547,9 @@ def _contexts() -> list[Op]:
            {"200": ok(ref("Context"), "the stored context"), "400": use("BadRequest")},
            body=json_body(ref("ContextDefinition"), "the context; only `name` is required"),
            description="As Mist's: replaces a context of that name. Its workers drain and "
-                       "restart with the new definition."),
+                       "restart with the new definition.",
+           links=links("$response.body#/name", "name", "getContext", "replaceContext",
+                       "deleteContext")),
         Op("put", "/v2/api/contexts/{name}", "replaceContext", "contexts",
            "Replace a context (and repair it)",
            {"200": ok(ref("Context"), "the stored context"), "400": use("BadRequest"),
@@ -592,7 +606,9 @@ def _artifacts() -> list[Op]:
             "400": use("BadRequest"), "409": use("Conflict")},
            parameters=[query_bool("force", "replace an artifact of that name")], body=upload,
            description="Parsed, never run. `409` if the name exists (unless `force=true`); "
-                       "replacing it re-reads the schemas of the functions that use it."),
+                       "replacing it re-reads the schemas of the functions that use it.",
+           links=links("$response.body", "name", "downloadArtifact", "artifactSha",
+                       "deleteArtifact")),
         Op("delete", "/v2/api/artifacts/{name}", "deleteArtifact", "artifacts",
            "Delete an artifact",
            {"200": ok(obj({"name": STRING, "sha1": sha1}), "what was deleted"),
@@ -760,6 +776,10 @@ def _operation(op: Op, role_of: RoleOf | None) -> dict[str, Any]:
             operation["x-sparkgate-role"] = role
             responses.setdefault("401", use("Unauthenticated"))
             responses.setdefault("403", use("Forbidden"))
+    if op.links:
+        ok_response = dict(responses["200"])
+        ok_response["links"] = op.links
+        responses["200"] = ok_response
     operation["responses"] = dict(sorted(responses.items()))
     return operation
 

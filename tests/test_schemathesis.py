@@ -57,6 +57,7 @@ CHECKS = ",".join([
 # Per operation; SGTEST_SCHEMATHESIS_EXAMPLES=300 for a deeper run by hand.
 MAX_EXAMPLES = int(os.environ.get("SGTEST_SCHEMATHESIS_EXAMPLES", "50"))
 MIN_CASES = 2000
+PHASES = os.environ.get("SGTEST_SCHEMATHESIS_PHASES", "examples,coverage,fuzzing,stateful")
 RUN_TIMEOUT_S = max(240, MAX_EXAMPLES * 5)
 REPORTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "schemathesis"
 PINNED = """
@@ -142,7 +143,7 @@ def test_the_api_conforms_to_its_openapi_document(gateway):
         "--checks", CHECKS, "--exclude-path", "/v2/api/events",
         "--header", f"Authorization: Bearer {token}",
         "--max-examples", str(MAX_EXAMPLES), "--workers", "1", "--request-timeout", "30",
-        "--phases", "examples,coverage,fuzzing", "--seed", "20261125",
+        "--phases", PHASES, "--seed", "20261125",
         "--report", "json", "--report-json-path", str(report), "--output-truncate", "true",
     ]
     started = time.monotonic()
