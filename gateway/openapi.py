@@ -193,7 +193,9 @@ _CONTEXT_FIELDS = {
     "downtime": DURATION_VALUE,
     "maxConnFailures": _INT_1_1000,
     "runOptions": {"type": "string", "pattern": "^[^\\x00]*$", "description": "no NUL"},
-    "streamingDuration": {**DURATION_VALUE, "description": "finite"},
+    "streamingDuration": {"anyOf": [{"type": "number", "minimum": 0, "maximum": 2**31 - 1},
+                                    DURATION_TEXT],
+                          "description": "finite, at most 2147483647s (68 years)"},
     "startTimeout": DURATION_VALUE,
     "performTimeout": DURATION_VALUE,
 }

@@ -7,15 +7,42 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 
+import jsonschema
 from openapi_spec_validator import validate
 
 from gateway import auth
 from gateway.app import create_app
 from gateway.openapi import OPENAPI_PATH, build_document
+from jobs.db import make_engine
+from jobs.keys import KeyStore
 from jobs.settings import Settings
+from tests.conftest import free_port
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+
+def assert_conforms(document: dict, method: str, path: str, status: int,
+                    headers: Mapping[str, str], body: bytes) -> None:
+    """What schemathesis checks of an answer, for answers it cannot provoke: a documented
+    status, its required headers, its content type and (JSON) its schema."""
+    operation = document["paths"][path][method]
+    assert str(status) in operation["responses"], (method, path, status)
+    spec = operation["responses"][str(status)]
+    if "$ref" in spec:
+        spec = document["components"]["responses"][spec["$ref"].rsplit("/", 1)[1]]
+    lower = {k.lower(): v for k, v in headers.items()}
+    for name, header in spec.get("headers", {}).items():
+        if header.get("required"):
+            assert name.lower() in lower, (name, dict(headers))
+    content = spec.get("content")
+    if content:
+        media = lower["content-type"].split(";")[0]
+        assert media in content, (media, list(content))
+        if media == "application/json":
+            schema = {**content[media]["schema"], "components": document["components"]}
+            jsonschema.validate(json.loads(body), schema, cls=jsonschema.Draft202012Validator)
 
 
 def app_routes(settings: Settings) -> set[tuple[str, str]]:
@@ -158,3 +185,52 @@ async def test_the_docs_page_and_its_files_are_served(aiohttp_client, settings, 
         missing = await client.get(bad)
         assert missing.status == 404, bad
         assert (await missing.json())["error"]["code"] == "not_found"
+
+
+async def conforms(document: dict, method: str, path: str, response) -> int:
+    assert_conforms(document, method, path, response.status, response.headers,
+                    await response.read())
+    return response.status
+
+
+async def test_answers_schemathesis_cannot_provoke_conform(aiohttp_client, settings, redis_url):
+    """413, 429 (queue cap and submit rate) and 401/403, each as the document says."""
+    strict = dataclasses.replace(settings, max_body_bytes=100, submits_per_second=0.001,
+                                 submit_burst=1)
+    client = await aiohttp_client(create_app(strict, redis_url))
+    document = build_document()
+    big = await client.post("/v2/api/contexts", data=b'{"name": "' + b"x" * 200 + b'"}')
+    assert await conforms(document, "post", "/v2/api/contexts", big) == 413
+    submit = "/v2/api/functions/{name}/jobs"
+    first = await client.post("/v2/api/functions/nope/jobs", json={})
+    assert await conforms(document, "post", submit, first) == 404
+    limited = await client.post("/v2/api/functions/nope/jobs", json={})
+    assert await conforms(document, "post", submit, limited) == 429
+
+    secured = dataclasses.replace(settings, auth_enabled=True)
+    client = await aiohttp_client(create_app(secured, redis_url))
+    document = build_document(role_of=auth.required_role)
+    anonymous = await client.get("/v2/api/jobs")
+    assert await conforms(document, "get", "/v2/api/jobs", anonymous) == 401
+    wrong = await client.get("/v2/api/jobs", headers={"Authorization": "Bearer sgk_nope"})
+    assert await conforms(document, "get", "/v2/api/jobs", wrong) == 401
+    events = await client.get("/v2/api/events")
+    assert await conforms(document, "get", "/v2/api/events", events) == 401
+    engine = make_engine(secured.resolved_database_url)
+    reader = KeyStore(engine).create("reader", "read", None).token
+    engine.dispose()
+    forbidden = await client.post("/v2/api/contexts", json={"name": "x"},
+                                  headers={"Authorization": f"Bearer {reader}"})
+    assert await conforms(document, "post", "/v2/api/contexts", forbidden) == 403
+
+
+async def test_a_lost_database_is_a_documented_503(aiohttp_client, settings, redis_url):
+    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/nothing"
+    client = await aiohttp_client(create_app(dataclasses.replace(settings, database_url=closed),
+                                             redis_url))
+    document = build_document()
+    for method, path, url in (("get", "/v2/api/functions", "/v2/api/functions"),
+                              ("get", "/v2/api/jobs/{id}", "/v2/api/jobs/x"),
+                              ("get", "/health", "/health")):
+        response = await client.request(method.upper(), url)
+        assert await conforms(document, method, path, response) == 503, url
