@@ -15,7 +15,8 @@ How the run stays bounded with real sync submits (``force=true``, ``wait=``):
   "100 years" would undo the bound above; the same parser reads ``performTimeout`` and
   ``wait``, which stay generated) and the worker id of ``DELETE /v2/api/workers/{id}`` (a stop
   would leave no worker; the stop's answer is checked against the document below instead).
-- ``/v2/api/events`` is an endless stream: left out of the fuzzing, checked below by hand.
+- ``GET /v2/api/events`` (operation ``events``) is an endless stream: left out of the fuzzing
+  (its HEAD is in), checked below by hand.
 
 Run by hand against a gateway of your own: see README.md ("Checking the API against its
 OpenAPI document").
@@ -140,7 +141,7 @@ def test_the_api_conforms_to_its_openapi_document(gateway):
     report.unlink(missing_ok=True)
     command = [
         "st", "--config-file", str(config), "run", server.api("/openapi.json"),
-        "--checks", CHECKS, "--exclude-path", "/v2/api/events",
+        "--checks", CHECKS, "--exclude-operation-id", "events",
         "--header", f"Authorization: Bearer {token}",
         "--max-examples", str(MAX_EXAMPLES), "--workers", "1", "--request-timeout", "30",
         "--phases", PHASES, "--seed", "20261125",
