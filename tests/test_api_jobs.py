@@ -128,6 +128,15 @@ async def until_waiting(client, count: int = 1) -> None:
         await asyncio.sleep(0.01)
 
 
+async def until_queued(queue: JobQueue, context: str = "default") -> list[str]:
+    """The ids queued for ``context``, once there is one."""
+    deadline = time.monotonic() + WAIT_S
+    while not (ids := await asyncio.to_thread(queue.queued_ids, context)):
+        assert time.monotonic() < deadline, "no job was queued"
+        await asyncio.sleep(0.01)
+    return ids
+
+
 async def work_one(client, store: Store, redis: Redis, queue: JobQueue,
                    outcome: Callable[[str], Any], context: str = "default") -> str:
     """Take the next job of ``context`` from its queue once a request waits for it, start it,
@@ -513,7 +522,8 @@ async def test_sync_call_of_a_failing_job(client, echo, store, redis, queue):
 async def test_sync_call_of_a_job_cancelled_meanwhile(client, echo, store, queue):
     request = asyncio.create_task(client.post(f"{API}/functions/echo/jobs?force=true", json={}))
     await until_waiting(client)
-    [job_id] = queue.queued_ids("default")
+    # The gateway watches a sync job before submitting it: wait for the job itself too.
+    [job_id] = await until_queued(queue)
 
     assert (await client.delete(f"{API}/jobs/{job_id}")).status == 200
     response = await asyncio.wait_for(request, WAIT_S)
