@@ -64,20 +64,26 @@ _UNITS = ("ms", "s", "sec", "second", "seconds", "m", "min", "minute", "minutes"
 _UNBOUNDED = ("inf", "infinite", "unbounded")
 
 
+# What Python's str.strip() and re's \s take for whitespace, spelled out: a JSON Schema
+# validator's \s (ECMA-262) leaves out \x1c-\x1f and \x85, so the two would disagree.
+WS = ("[\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029"
+      "\\u202f\\u205f\\u3000]")
+
+
 def _any_case(word: str) -> str:
     """Case-insensitive words are spelled out: JSON Schema patterns have no flags."""
     return "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in word)
 
 
 # gateway/params.py: query_bool (stripped, any case; empty is false).
-BOOLEAN_QUERY = (r"^\s*(" + "|".join(_any_case(w) for w in
+BOOLEAN_QUERY = (rf"^{WS}*(" + "|".join(_any_case(w) for w in
                                      ("true", "1", "yes", "on", "false", "0", "no", "off"))
-                 + r")?\s*$")
+                 + rf")?{WS}*$")
 
 
-# jobs/durations.py reads these (\d as Python's re reads it, which is what it uses).
-DURATION_PATTERN = (rf"^\s*(\d+(\.\d+)?\s*({'|'.join(_any_case(u) for u in _UNITS)})?"
-                    rf"|{'|'.join(_any_case(w) for w in _UNBOUNDED)})\s*$")
+# jobs/durations.py reads these.
+DURATION_PATTERN = (rf"^{WS}*([0-9]+(\.[0-9]+)?{WS}*({'|'.join(_any_case(u) for u in _UNITS)})?"
+                    rf"|{'|'.join(_any_case(w) for w in _UNBOUNDED)}){WS}*$")
 DURATION_TEXT: Schema = {
     "type": "string",
     "pattern": DURATION_PATTERN,
@@ -181,7 +187,7 @@ WAIT_PENDING = obj({"id": STRING, "status": {"enum": ["queued", "started", "canc
 _SPARK_CONF_VALUES = {"type": "object",
                       "additionalProperties": {"type": ["string", "number", "boolean"]}}
 _INT_1_1000 = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1000},
-                         {"type": "string", "pattern": r"^\s*[0-9]+\s*$",
+                         {"type": "string", "pattern": rf"^{WS}*[0-9]+{WS}*$",
                           "description": "digits, 1 to 1000"}]}
 _BOOL_VALUE = {"anyOf": [{"type": "boolean"}, {
     "type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"}]}
@@ -316,10 +322,16 @@ def query_duration(name: str, description: str) -> Schema:
     return query(name, DURATION_TEXT, description)
 
 
+# gateway/routes/events.py: query_values splits on commas and strips each value.
+_FILTER_VALUE = rf"{WS}*[^\x00-\x1f\x7f,]*?{WS}*"
+FILTER_VALUES = rf"^{_FILTER_VALUE}(,{_FILTER_VALUE})*$"
+
+
 def query_filter(name: str, description: str) -> Schema:
-    return query(name, array({"type": "string", "maxLength": 255, "pattern": NO_CONTROL}),
-                 f"{description}: repeat it or separate values with commas (at most 100)",
-                 style="form", explode=True)
+    return query(name, array({"type": "string", "pattern": FILTER_VALUES}),
+                 f"{description}: repeat it or separate values with commas (at most 100 "
+                 "values of at most 255 characters each, no control characters; spaces around "
+                 "them are dropped)", style="form", explode=True)
 
 
 _STATUS_WORD = "|".join(MIST_STATUSES)
@@ -330,7 +342,7 @@ PARAMETERS: dict[str, Schema] = {
                                "default": 0}, "jobs to skip"),
     "status": query("status", array({
         "type": "string",
-        "pattern": rf"^\s*({_STATUS_WORD})?\s*(,\s*({_STATUS_WORD})?\s*)*$",
+        "pattern": rf"^{WS}*({_STATUS_WORD})?{WS}*(,{WS}*({_STATUS_WORD})?{WS}*)*$",
     }), "only jobs in these statuses (" + ", ".join(MIST_STATUSES) + "): repeat it or "
         "separate with commas", style="form", explode=True),
     "paginate": query_bool("paginate", "Mist's: answer `{jobs, total}` instead of a bare list"),
