@@ -235,7 +235,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$")
 
 def checked_name(value: Any, field: str) -> str:
     """A name for a function, context or artifact: safe in a URL path and as a file name."""
-    if not isinstance(value, str) or not NAME_PATTERN.match(value) or ".." in value:
+    # fullmatch: with match, $ also matches before a final newline ("abc\n" passed).
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value) or ".." in value:
         raise BadRequest(
             f"{field}: expected a name of letters, digits, '_', '.', '-' (starting with a letter "
             f"or digit, no '..', at most 255 characters), got {value!r}",

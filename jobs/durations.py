@@ -15,7 +15,8 @@ _UNITS_S = {
     "h": 3600.0, "hour": 3600.0, "hours": 3600.0,
     "d": 86400.0, "day": 86400.0, "days": 86400.0,
 }
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+# ASCII digits: \d would also take other scripts' digits ("٣s"), which float() reads.
+_PATTERN = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 _UNBOUNDED = {"inf", "infinite", "unbounded"}
 # Longer is meant as "no limit" (say Inf); the cap keeps milliseconds within a 64-bit column.
 MAX_SECONDS = 100 * 365 * 86400

@@ -116,7 +116,7 @@ def _bool(raw: Any) -> bool:
     raise ValueError("true or false")
 
 
-def _duration(allow_inf: bool):
+def _duration(allow_inf: bool, max_s: int | None = None):
     def convert(raw: Any) -> int | None:
         try:
             seconds = parse_duration(raw)
@@ -126,6 +126,8 @@ def _duration(allow_inf: bool):
             ) from None
         if seconds is None and not allow_inf:
             raise ValueError("a finite duration like 1s")
+        if max_s is not None and seconds is not None and seconds > max_s:
+            raise ValueError(f"a duration of at most {max_s}s")
         return None if seconds is None else max(1, round(seconds))
     return convert
 
@@ -145,8 +147,9 @@ def _worker_mode(raw: Any) -> str:
 
 
 def _text(raw: Any) -> str:
-    if not isinstance(raw, str):
-        raise ValueError("a string")
+    # PostgreSQL text cannot hold NUL: refused here, not a 500 from the database.
+    if not isinstance(raw, str) or "\x00" in raw:
+        raise ValueError("a string without NUL characters")
     return raw
 
 
@@ -158,7 +161,8 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "downtime": ("downtime_s", _duration(allow_inf=True)),
     "maxConnFailures": ("max_conn_failures", _int(1, 1000)),
     "runOptions": ("run_options", _text),
-    "streamingDuration": ("streaming_duration_s", _duration(allow_inf=False)),
+    # Its column is a 32-bit integer of seconds (PostgreSQL refuses more: it was a 500).
+    "streamingDuration": ("streaming_duration_s", _duration(allow_inf=False, max_s=2**31 - 1)),
     "startTimeout": ("start_timeout_s", _duration(allow_inf=True)),
     "performTimeout": ("perform_timeout_s", _duration(allow_inf=True)),
 }
