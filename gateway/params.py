@@ -188,14 +188,15 @@ def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
                      {"field": name, "expected": "true or false", "got": raw})
 
 
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+
+
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
+    # int() would also take "1_0", " 7 " and other scripts' digits; the document says [0-9].
+    value = int(raw) if _INTEGER.fullmatch(raw) else None
     if value is None or not low <= value <= high:
         raise BadRequest(
             f"query parameter {name}: expected an integer from {low} to {high}, got {raw!r}",

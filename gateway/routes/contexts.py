@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -101,7 +102,8 @@ def _show(raw: Any) -> str:
 
 def _int(low: int, high: int):
     def convert(raw: Any) -> int:
-        value = int(raw) if isinstance(raw, str) and raw.strip().isdigit() else raw
+        # ASCII digits only: isdigit() is also true of other scripts' digits and of "²".
+        value = int(raw) if isinstance(raw, str) and re.fullmatch(r"\s*[0-9]+\s*", raw) else raw
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"an integer from {low} to {high}")
         return value
