@@ -10,11 +10,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -147,6 +149,25 @@ def queue(redis: Redis) -> JobQueue:
 def settings(db_url: str, tmp_path: Path, context_defaults: ContextDefaults) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=db_url,
                     redis_url=REDIS_TEST_URL, context=context_defaults)
+
+
+@pytest.fixture
+def make_client(aiohttp_client, settings: Settings, redis_url: str):
+    """A test client of an app built from ``settings`` with some fields replaced."""
+
+    async def make(**overrides: Any):
+        from gateway.app import create_app
+
+        return await aiohttp_client(
+            create_app(dataclasses.replace(settings, **overrides), redis_url))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client):
+    """A test client of the app built from ``settings``."""
+    return await make_client()
 
 
 @pytest.fixture(scope="session")

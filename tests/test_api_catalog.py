@@ -17,7 +17,6 @@ import jsonschema
 import pytest
 from sqlalchemy import delete
 
-from gateway.app import create_app
 from jobs import tables
 from jobs.settings import ContextDefaults
 from tests.api_responses import error_of, json_of
@@ -28,22 +27,6 @@ API = "/v2/api"
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures and helpers
-
-
-@pytest.fixture
-def make_client(aiohttp_client, settings, redis_url):
-    """A test client for an app built from ``settings`` with some fields replaced."""
-
-    async def make(**overrides: Any):
-        return await aiohttp_client(
-            create_app(dataclasses.replace(settings, **overrides), redis_url))
-
-    return make
-
-
-@pytest.fixture
-async def client(make_client):
-    return await make_client()
 
 
 async def upload(client, name: str, content: bytes, query: str = ""):
@@ -659,6 +642,7 @@ async def test_delete_of_a_context_used_by_a_function_is_409(client):
 
 @pytest.mark.parametrize(("field", "value", "expected"), [
     ("maxJobs", "x", "an integer from 1 to 1000"),
+    ("maxJobs", "\u0663", "an integer from 1 to 1000"),  # isdigit() is true of it
     ("maxJobs", 0, "an integer from 1 to 1000"),
     ("maxJobs", True, "an integer from 1 to 1000"),
     ("workerMode", "both", "shared or exclusive"),

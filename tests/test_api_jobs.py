@@ -39,11 +39,6 @@ WAIT_S = 10  # upper bound for anything that should happen at once
 # Fixtures and helpers
 
 
-@pytest.fixture
-async def client(aiohttp_client, settings, redis_url):
-    return await aiohttp_client(create_app(settings, redis_url))
-
-
 async def deploy(client, name: str, file: str, class_name: str | None = None) -> None:
     if (await client.get(f"{API}/artifacts/{file}/sha")).status == 404:
         form = aiohttp.FormData()
@@ -393,6 +388,8 @@ async def test_bad_submit_query_is_400_naming_the_parameter(client, echo, store,
     ("limit=-1", "limit"),
     ("limit=abc", "limit"),
     ("limit=1001", "limit"),
+    ("limit=1_0", "limit"),  # int() would read 10
+    ("limit=%D9%A3", "limit"),  # an Arabic-Indic 3, which int() reads too
     ("offset=x", "offset"),
     ("offset=-3", "offset"),
     ("status=bogus", "status"),

@@ -55,6 +55,7 @@ from jobs.store import NewJob, Store
 from jobs.submission import SubmitRequest, submit
 from jobs.worker_registry import WorkerRegistry
 from tests.conftest import FUNCTIONS_DIR, TEST_SPARK_CONF, free_port
+from tests.server_process import wait_until
 from workers.execution import JobRunner
 from workers.supervisor import CHECK_INTERVAL_S, Supervisor
 
@@ -158,16 +159,6 @@ def _pings(client: Redis) -> bool:
         return bool(client.ping())
     except Exception:
         return False
-
-
-def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {timeout_s}s: {what}"
-        time.sleep(interval_s)
 
 
 @dataclass

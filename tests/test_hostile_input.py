@@ -7,18 +7,15 @@ The real app runs against the real database (SQLite and PostgreSQL) and Redis.
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from gateway.app import create_app
 from jobs import tables
 from tests.api_responses import error_of, json_of
 from tests.conftest import function_source
@@ -39,20 +36,6 @@ COUNTED = (tables.artifacts, tables.artifact_blobs, tables.functions, tables.con
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures and helpers
-
-
-@pytest.fixture
-def make_client(aiohttp_client, settings, redis_url):
-    async def make(**overrides: Any):
-        return await aiohttp_client(
-            create_app(dataclasses.replace(settings, **overrides), redis_url))
-
-    return make
-
-
-@pytest.fixture
-async def client(make_client):
-    return await make_client()
 
 
 # Where the escaping entries of the hostile archives would land if they were ever written.

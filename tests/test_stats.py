@@ -11,7 +11,6 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import event, insert, text
 
-from gateway.app import create_app
 from jobs import tables as t
 from jobs.db import now_ms
 from jobs.store import Store
@@ -146,11 +145,6 @@ def _plan(conn, statement: str, parameters: object) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # The endpoint
-
-
-@pytest.fixture
-async def client(aiohttp_client, settings, redis_url):
-    return await aiohttp_client(create_app(settings, redis_url))
 
 
 async def test_the_last_hour_in_minutes_by_default(client, store: Store):
