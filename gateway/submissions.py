@@ -37,6 +37,9 @@ class Submissions:
     async def submit(self, request: SubmitRequest) -> Job:
         """The queued job (announced on the event channel), or the request's error."""
         future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        # If the client went away, nobody awaits the outcome: mark an error as seen, or asyncio
+        # logs "Future exception was never retrieved" for a 4xx nobody will read.
+        future.add_done_callback(_seen)
         self._waiting.append((request, future))
         if self._in_flight < MAX_IN_FLIGHT:
             self._in_flight += 1
@@ -75,3 +78,8 @@ class Submissions:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
+
+
+def _seen(future: asyncio.Future[Job]) -> None:
+    if not future.cancelled():
+        future.exception()
