@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from jobs.errors import SparkgateError, TooManyRequests, Unauthenticated, Unavailable
+from jobs.errors import RetryLater, SparkgateError, Unauthenticated, Unavailable
 
 log = logging.getLogger("sparkgate.gateway")
 
@@ -43,8 +43,6 @@ def error_response(status: int, code: str, message: str, details: object = None,
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except Unavailable as exc:
-        return _unavailable(exc)
     except SparkgateError as exc:
         return error_response(exc.http_status, exc.code, exc.message, exc.details,
                               headers=_headers_for(exc))
@@ -54,12 +52,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _from_http(request, exc)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         _REDIS_DOWN.note(exc)
-        return _unavailable(Unavailable("the job queue (Redis) is unavailable; retry shortly"))
+        return _retry_later(Unavailable("the job queue (Redis) is unavailable; retry shortly"))
     except DBAPIError as exc:
         if not exc.connection_invalidated and not isinstance(exc, OperationalError):
             raise
         _DATABASE_DOWN.note(exc)
-        return _unavailable(Unavailable("the database is unavailable; retry shortly"))
+        return _retry_later(Unavailable("the database is unavailable; retry shortly"))
 
 
 class _Throttled:
@@ -101,7 +99,7 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> web.Response:
 
 
 def _headers_for(exc: SparkgateError) -> dict[str, str] | None:
-    if isinstance(exc, TooManyRequests):
+    if isinstance(exc, RetryLater):
         return {"Retry-After": str(exc.retry_after_s)}
     if isinstance(exc, Unauthenticated):
         # RFC 6750: the scheme to use; invalid_token when credentials came but were refused.
@@ -111,9 +109,9 @@ def _headers_for(exc: SparkgateError) -> dict[str, str] | None:
     return None
 
 
-def _unavailable(exc: Unavailable) -> web.Response:
-    return error_response(503, exc.code, exc.message, exc.details,
-                          headers={"Retry-After": str(exc.retry_after_s)})
+def _retry_later(exc: RetryLater) -> web.Response:
+    return error_response(exc.http_status, exc.code, exc.message, exc.details,
+                          headers=_headers_for(exc))
 
 
 @web.middleware

@@ -79,15 +79,22 @@ class PayloadTooLarge(SparkgateError):
     http_status = 413
 
 
-class Unavailable(SparkgateError):
+class RetryLater(SparkgateError):
+    """Refused for now, not for good: the answer carries ``Retry-After: retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: int, details: Any = None) -> None:
+        super().__init__(message, details)
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(RetryLater):
     """A dependency (database, Redis) cannot be reached; the client should retry later."""
 
     code = "unavailable"
     http_status = 503
 
     def __init__(self, message: str, retry_after_s: int = 5, details: Any = None) -> None:
-        super().__init__(message, details)
-        self.retry_after_s = retry_after_s
+        super().__init__(message, retry_after_s, details)
 
 
 class ConfigError(SparkgateError):
@@ -110,12 +117,11 @@ class Forbidden(SparkgateError):
     http_status = 403
 
 
-class TooManyRequests(SparkgateError):
+class TooManyRequests(RetryLater):
     """A limit on how much one client or one context may have at once; retry after a while."""
 
     code = "too_many_requests"
     http_status = 429
 
     def __init__(self, message: str, retry_after_s: int = 1, details: Any = None) -> None:
-        super().__init__(message, details)
-        self.retry_after_s = retry_after_s
+        super().__init__(message, retry_after_s, details)
