@@ -24,11 +24,11 @@ async def wait_for_end(hub: EventHub, store: Store, job_id: str, timeout_s: floa
     """The job once it is terminal, or as it is when ``timeout_s`` runs out (None: no limit).
 
     The watch is registered before the first read, so a job that ends between the read and the
-    wait still wakes us: no end is missed, however fast the worker; and a lost event costs at
-    most ``RECHECK_S``. A caller that registered
-    ``watch`` before the job could change (before submitting it) passes the job as it was,
-    ``known``, and saves that read. ``outcome_only``: the caller needs only the status, result
-    and error, which the terminal event carries: the job's row is not read again.
+    wait still wakes us: no end is missed, however fast the worker; a lost event costs at most
+    ``RECHECK_S``. A caller that registered ``watch`` before the job could change (before
+    submitting it) passes the job as it was then, ``known``, and saves that read.
+    ``outcome_only``: the caller needs only the status, result and error, which the terminal
+    event carries, so the job's row is not read again.
     """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with contextlib.ExitStack() as stack:
