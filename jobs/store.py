@@ -146,10 +146,6 @@ class Store:
         return {r["idempotency_key"]: Job.from_row(r)
                 for r in conn.execute(statement).mappings()}
 
-    def find_idempotent(self, key: str) -> Job | None:
-        with self.engine.connect() as conn:
-            return self.jobs_with_keys(conn, [key]).get(key)
-
     def delete_unqueued(self, job_ids: Sequence[str]) -> None:
         """Remove jobs that were never queued (their clients were told so), with their logs."""
         with writing(self.engine) as conn:
