@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 # No internet here: without the background-networking flags Chromium keeps trying to reach
@@ -27,3 +27,16 @@ def chromium() -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+def collect_problems(page: Page) -> list[str]:
+    """A list that fills with the page's uncaught errors and console errors, for the test to
+    assert empty at the end. Responses with an error status (a 400 a test provokes) are logged
+    as "Failed to load resource"; anything else logged as an error (a CSP refusal, a script
+    error) is a bug."""
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
+    page.on("console", lambda message: problems.append(f"console: {message.text}")
+            if message.type == "error" and "Failed to load resource" not in message.text
+            else None)
+    return problems

@@ -18,7 +18,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import SCREENSHOTS, chromium
+from tests.browser import SCREENSHOTS, chromium, collect_problems
 from tests.conftest import TEST_SPARK_CONF
 from tests.server_process import Server, running_server, wait_until
 
@@ -50,13 +50,7 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
     context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 900})
     page = context.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
-    # Responses with an error status (a 400 the test provokes) are logged as "Failed to load
-    # resource"; anything else logged as an error (a CSP refusal, a script error) is a bug.
-    page.on("console", lambda message: problems.append(f"console: {message.text}")
-            if message.type == "error" and "Failed to load resource" not in message.text
-            else None)
+    problems = collect_problems(page)
     yield page
     context.close()
     assert not problems, problems

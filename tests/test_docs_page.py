@@ -14,7 +14,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, Route, expect
 
-from tests.browser import SCREENSHOTS, chromium
+from tests.browser import SCREENSHOTS, chromium, collect_problems
 from tests.server_process import Server, running_server
 
 pytestmark = pytest.mark.slow
@@ -67,11 +67,7 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
     context.route("**/*", offline)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
-    problems: list[str] = []
-    page.on("pageerror", lambda error: problems.append(f"uncaught: {error}"))
-    page.on("console", lambda message: problems.append(f"console: {message.text}")
-            if message.type == "error" and "Failed to load resource" not in message.text
-            else None)
+    problems = collect_problems(page)
     yield page
     context.close()
     assert not elsewhere, f"the page reached beyond the gateway: {elsewhere}"
