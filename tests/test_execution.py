@@ -195,6 +195,10 @@ def test_cancel_of_a_running_spark_job_ends_it_and_spares_its_neighbour(
     assert store.get_job(victim).status is JobStatus.CANCELLED
     assert store.get_job(neighbour).status is JobStatus.FINISHED
     assert store.get_job(neighbour).result == 45
+    # The log says why it stopped, not the Java traceback Spark's cancel raised in it.
+    last = logs_of(store, victim)[-1]
+    assert last.startswith("cancelled after ") and last.endswith(" ms"), last
+    assert not any("Py4JJavaError" in line for line in logs_of(store, victim))
 
 
 def test_a_job_cancelled_while_queued_is_never_run(runner, catalog, store, queue):
@@ -242,6 +246,9 @@ def test_perform_timeout_fails_a_spark_job_and_spares_the_worker(runner, catalog
     assert job.status is JobStatus.FAILED
     assert job.error.startswith("performTimeout exceeded: the job ran longer than its 500 ms")
     assert time.monotonic() - started < 15
+    last = logs_of(store, job_id)[-1]
+    assert last.startswith("failed after ") and last.endswith(
+        "performTimeout exceeded: the job ran longer than its 500 ms and was cancelled"), last
 
 
 def _wait_for(condition, timeout_s: float = 30.0) -> None:

@@ -122,10 +122,8 @@ class JobRunner:
             except BaseException as exc:
                 outcome = Outcome(error=_describe(exc))
             elapsed_ms = round((time.perf_counter() - started) * 1000)
-            if outcome.error is None:
-                self.capture.add(job.id, "INFO", f"finished in {elapsed_ms} ms")
-            else:
-                self.capture.add(job.id, "ERROR", f"failed after {elapsed_ms} ms: {outcome.error}")
+            why = self.watchdog.interruption(job.id) if outcome.error is not None else None
+            self.capture.add(job.id, *_end_line(job, outcome, why, elapsed_ms))
         # The job's last lines are stored with its end, in one transaction: its logs are
         # complete before its end is announced, for the price of one commit.
         return outcome
@@ -195,6 +193,20 @@ class JobRunner:
                 raise
             return self.store.transition(job_id, JobStatus.CANCELLED, logs=lines, **fields)
 
+
+
+def _end_line(job: Job, outcome: Outcome, why: Interruption | None,
+              elapsed_ms: int) -> tuple[str, str]:
+    """The job's last log line. An interrupted job ends with the error Spark's cancel raised
+    in it (a Java traceback), which says nothing about why it stopped: the line says why."""
+    if outcome.error is None:
+        return "INFO", f"finished in {elapsed_ms} ms"
+    if why is Interruption.CANCEL:
+        return "INFO", f"cancelled after {elapsed_ms} ms"
+    if why is Interruption.TIMEOUT:
+        return "ERROR", (f"failed after {elapsed_ms} ms: "
+                         f"{perform_timeout_message(job.perform_timeout_ms)}")
+    return "ERROR", f"failed after {elapsed_ms} ms: {outcome.error}"
 
 
 def _describe(exc: BaseException) -> str:
