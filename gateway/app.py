@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.auth import auth_middleware
+from gateway.browsers import browser_middleware, cors_headers
 from gateway.errors import error_middleware, path_middleware, unexpected_middleware
 from gateway.resources import (
     REDIS_URL,
@@ -35,14 +36,16 @@ ROUTE_TABLES = (artifacts.routes, contexts.routes, functions.routes, jobs.routes
 def create_app(settings: Settings, redis_url: str) -> web.Application:
     # Uploads are checked against their own limit as they stream; this only caps aiohttp.
     app = web.Application(
-        # auth after error_middleware, so its 401/403 take the common error shape.
-        middlewares=[unexpected_middleware, error_middleware, auth_middleware(settings),
-                     path_middleware],
+        # auth after error_middleware, so its 401/403 take the common error shape; browsers
+        # before auth, since a CORS preflight carries no credentials.
+        middlewares=[unexpected_middleware, error_middleware, browser_middleware(settings),
+                     auth_middleware(settings), path_middleware],
         client_max_size=max(settings.max_body_bytes, settings.max_artifact_bytes) + 65536,
     )
     app[SETTINGS] = settings
     app[REDIS_URL] = redis_url
     app.cleanup_ctx.extend([executor_ctx, database_ctx, redis_ctx])
+    app.on_response_prepare.append(cors_headers(settings))
     app.on_shutdown.append(events.end_streams)
     for table in ROUTE_TABLES:
         app.router.add_routes(table)

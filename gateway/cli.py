@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -71,6 +72,8 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
 
     settings = _load(config_path)
     host = host or settings.host
+    # The app answers requests for the address it listens on (gateway/browsers.py).
+    settings = dataclasses.replace(settings, host=host)
     if not settings.auth_enabled and not _is_loopback(host):
         if not insecure:
             raise click.ClickException(

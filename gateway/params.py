@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.browsers import from_browser
 from jobs.durations import parse_duration
 from jobs.errors import BadRequest, PayloadTooLarge
 
@@ -76,6 +77,14 @@ async def json_body(request: web.Request, default: Any = None, limit: int | None
 
 
 def _check_json_content_type(request: web.Request) -> None:
+    # A page may make a browser send the loose labels to any site without asking it first; only
+    # application/json needs the site's consent (CORS), so that is all browsers may send.
+    if from_browser(request) and not _labelled_json(request):
+        raise BadRequest(
+            f"request body: a browser must send JSON as Content-Type: application/json, got "
+            f"{request.headers.get('Content-Type', 'no Content-Type')}",
+            {"field": "Content-Type", "expected": "application/json",
+             "got": request.headers.get("Content-Type")})
     if "Content-Type" not in request.headers:
         return
     kind = request.content_type.lower()
@@ -86,6 +95,12 @@ def _check_json_content_type(request: web.Request) -> None:
             f"{request.content_type}", {"field": "Content-Type", "expected": "application/json",
                                         "got": request.content_type},
         )
+
+
+def _labelled_json(request: web.Request) -> bool:
+    kind = request.content_type.lower()
+    return "Content-Type" in request.headers and (kind == "application/json"
+                                                  or kind.endswith("+json"))
 
 
 async def _read_body(request: web.Request, limit: int | None) -> bytes:

@@ -117,6 +117,26 @@ class Forbidden(SparkgateError):
     http_status = 403
 
 
+class CrossSiteRequest(Forbidden):
+    """A page of another site asked a browser to change something here."""
+
+    code = "cross_site_request"
+
+
+class MisdirectedRequest(SparkgateError):
+    """A Host name this gateway does not answer: a DNS-rebinding page, or a name to allow."""
+
+    code = "misdirected_request"
+    http_status = 421
+
+
+class UnsupportedMediaType(SparkgateError):
+    """A body in a form the gateway does not read (a Content-Encoding other than gzip, deflate)."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
 class TooManyRequests(RetryLater):
     """A limit on how much one client or one context may have at once; retry after a while."""
 

@@ -63,6 +63,11 @@ class Settings:
     redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 2004
+    # Host names (the Host header without its port) the gateway answers besides the loopback
+    # names and ``host`` (when it names one): "*" any, ".example.com" that domain and below.
+    allowed_hosts: tuple[str, ...] = ()
+    # Origins (scheme://host[:port]) of other sites whose pages may call the API (CORS).
+    allowed_origins: tuple[str, ...] = ()
     deploy_examples: bool = True
     start_workers: bool = True
     max_body_bytes: int = 10 * 1024 * 1024
@@ -118,6 +123,12 @@ class Settings:
         _check(self.submits_per_second >= 0, "submits_per_second", "0 (no limit) or more",
                self.submits_per_second)
         _check(self.submit_burst >= 1, "submit_burst", "at least 1", self.submit_burst)
+        for name in self.allowed_hosts:
+            _check(bool(name) and not set(name) & set("/@ \t"), "allowed_hosts",
+                   'host names (e.g. "gw.example.com", ".example.com", "*")', name)
+        for origin in self.allowed_origins:
+            _check(_is_origin(origin), "allowed_origins",
+                   'origins like "https://app.example.com" or "http://localhost:3000"', origin)
         if self.mqtt_url is not None:
             self._check_mqtt()
 
@@ -165,6 +176,17 @@ def redact_url(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
+def _is_origin(text: str) -> bool:
+    """scheme://host[:port] and nothing more: what a browser sends as Origin."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 - raises for a port that is not a number in range
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname)
+            and text == f"{parts.scheme}://{parts.netloc}" and "@" not in parts.netloc)
 
 
 def _check(ok: bool, name: str, expected: str, got: Any) -> None:
@@ -255,12 +277,25 @@ def _convert(base: Any, raw: Any) -> Any:
         return raw
     if base is Path and isinstance(raw, (str, Path)):
         return Path(raw)
+    if origin is tuple:
+        return _string_list(raw)
     if origin is dict:
         mapping = json.loads(raw) if isinstance(raw, str) else raw
         if not isinstance(mapping, dict):
             raise TypeError(f"expected a table of strings, got {raw!r}")
         return {str(k): str(v) for k, v in mapping.items()}
     raise TypeError(f"expected {getattr(base, '__name__', base)}, got {raw!r}")
+
+
+def _string_list(raw: Any) -> tuple[str, ...]:
+    """A TOML array of strings; in the environment a JSON array or comma-separated names."""
+    if isinstance(raw, str):
+        items = json.loads(raw) if raw.lstrip().startswith("[") else raw.split(",")
+    else:
+        items = raw
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise TypeError(f"expected a list of strings, got {raw!r}")
+    return tuple(i.strip() for i in items if i.strip())
 
 
 def _to_bool(raw: Any) -> bool:
