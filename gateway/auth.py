@@ -4,20 +4,26 @@
 role it needs. A route without a rule is refused to everyone, admins included, and
 tests/test_auth_routes.py fails for it: a new endpoint cannot ship unprotected by accident.
 
-Roles, weakest first (each includes the ones before it):
+Roles, weakest first (each may call the routes of the ones before it):
 
-- ``read``: the GETs that show jobs, functions, contexts, workers, statistics, events.
-- ``submit``: also run functions and cancel jobs; a key may be limited to some functions
-  (runs of others, and cancels of their jobs, are refused).
-- ``admin``: everything, including code (artifacts), functions, contexts and workers.
+- ``read``: the GETs that show jobs, functions, contexts, workers, statistics, events; it sees
+  every owner's jobs (operators, dashboards).
+- ``submit``: also run functions and cancel jobs, but it sees, follows and cancels only the
+  jobs it submitted (another owner's job is "not found"); a key may be limited to some
+  functions (runs of others are refused).
+- ``admin``: everything, including code (artifacts), functions, contexts and workers, every
+  owner's jobs, and Spark settings that look secret (redacted for everyone else).
+
+Which jobs a role sees is jobs/keys.py's ``SEES_ALL_JOBS``; the handlers apply it through
+``Identity`` (``visible``, ``owner_scope``). docs/security.md, "Tenancy", has the table.
 
 Credentials: ``Authorization: Bearer <token>``, an API key (``sgk_...``, see jobs/keys.py)
 or, when ``jwt_issuer`` is set, a JWT (gateway/jwt_tokens.py). Browsers cannot set headers on a
 WebSocket or an EventSource, so the event routes alone also take ``?access_token=``; the
 access log never shows it (``redact_access_tokens``).
 
-With ``auth_enabled`` off every request acts as admin, submitting as ``anonymous``; the rules
-still apply to routes (an unruled one is refused all the same).
+With ``auth_enabled`` off every request acts as admin, submitting as ``anonymous`` and seeing
+everything; the rules still apply to routes (an unruled one is refused all the same).
 """
 
 from __future__ import annotations
@@ -35,8 +41,18 @@ from gateway.blocking import blocking
 from gateway.jwt_tokens import JwtVerifier
 from gateway.resources import STORE
 from jobs.errors import Forbidden, Unauthenticated
-from jobs.keys import RANK, TOKEN_START, ApiKey, KeyStore, secret_hash
+from jobs.keys import (
+    CANCELS_ALL_JOBS,
+    RANK,
+    SEES_ALL_JOBS,
+    SEES_SECRETS,
+    TOKEN_START,
+    ApiKey,
+    KeyStore,
+    secret_hash,
+)
 from jobs.settings import Settings
+from jobs.store import Job, job_not_found
 
 log = logging.getLogger("sparkgate.auth")
 
@@ -56,9 +72,9 @@ class Rule:
     role: str
     # Event streams only: ``?access_token=`` is accepted as well as the header.
     token_in_query: bool = False
-    # How a key limited to some functions is checked: "path" (the route's {name} is the
-    # function; checked here) or "job" (the job's function; the handler checks it with
-    # ``require_function`` once it has read the job).
+    # "path": a key limited to some functions may call it only for those (the route's {name}
+    # is the function). Cancels need no such check: a submit key cancels only its own jobs,
+    # which are all of functions it may run.
     function: str | None = None
 
 
@@ -95,7 +111,7 @@ RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/v2/api/jobs"): _READ,
     ("GET", "/v2/api/jobs/{id}"): _READ,
     ("GET", "/v2/api/jobs/{id}/logs"): _READ,
-    ("DELETE", "/v2/api/jobs/{id}"): Rule("submit", function="job"),
+    ("DELETE", "/v2/api/jobs/{id}"): _SUBMIT,
     # Contexts
     ("GET", "/v2/api/contexts"): _READ,
     ("GET", "/v2/api/contexts/{name}"): _READ,
@@ -139,16 +155,38 @@ def required_role(method: str, canonical: str) -> str | None:
 class Identity:
     # Recorded on the jobs it submits: "key:<name>", "jwt:<subject>" or "anonymous".
     submitter: str
-    # None: authenticated, but holding no sparkgate role (a JWT without one).
+    # The strongest role held; None: authenticated, but holding no sparkgate role (a JWT
+    # without one).
     role: str | None
     # A submit key's allowed functions; None: any.
     functions: frozenset[str] | None = None
+    # Every role held, when more than ``role``: a JWT may list several, and what each lets
+    # its holder see adds up (read + submit: submits, and sees every job).
+    roles: frozenset[str] = frozenset()
 
     def has(self, role: str) -> bool:
         return self.role is not None and RANK[self.role] >= RANK[role]
 
     def may_run(self, function: str) -> bool:
         return self.functions is None or function in self.functions
+
+    @property
+    def owner_scope(self) -> str | None:
+        """The submitter whose jobs alone this identity sees; None: every owner's."""
+        return None if self._holds(SEES_ALL_JOBS) else self.submitter
+
+    @property
+    def sees_secrets(self) -> bool:
+        return self._holds(SEES_SECRETS)
+
+    def sees(self, job: Job) -> bool:
+        return self.owner_scope is None or job.submitter == self.submitter
+
+    def cancels(self, job: Job) -> bool:
+        return self._holds(CANCELS_ALL_JOBS) or job.submitter == self.submitter
+
+    def _holds(self, any_of: frozenset[str]) -> bool:
+        return self.role in any_of or not self.roles.isdisjoint(any_of)
 
 
 ANONYMOUS = Identity("anonymous", "admin")
@@ -161,8 +199,25 @@ def identity(request: web.Request) -> Identity:
     return request[IDENTITY]
 
 
+def visible(request: web.Request, job: Job) -> Job:
+    """The job, if the caller may see it; otherwise the very answer a job that does not exist
+    gets, so that an id reveals nothing of another owner's jobs."""
+    if not request[IDENTITY].sees(job):
+        raise job_not_found(job.id)
+    return job
+
+
+def require_cancel(request: web.Request, job: Job) -> None:
+    """Forbidden unless the caller may cancel ``job`` (which it can see)."""
+    who = request[IDENTITY]
+    if not who.cancels(job):
+        raise Forbidden(f"{who.submitter} may cancel only its own jobs: job {job.id} was "
+                        f"submitted by {job.submitter or 'an unrecorded submitter'}",
+                        {"submitter": who.submitter, "jobId": job.id})
+
+
 def require_function(request: web.Request, function: str) -> None:
-    """Forbidden unless the caller may run (and so cancel jobs of) ``function``."""
+    """Forbidden unless the caller may run ``function``."""
     who = request[IDENTITY]
     if not who.may_run(function):
         raise Forbidden(
@@ -195,7 +250,8 @@ class Authenticator:
             raise _unauthenticated(f"expected an API key ({TOKEN_START}...); JWTs are not "
                                    "accepted here (jwt_issuer is not set)")
         claims = self.jwt.verify(token)
-        return Identity(f"jwt:{claims.subject}", claims.roles[-1] if claims.roles else None)
+        return Identity(f"jwt:{claims.subject}", claims.roles[-1] if claims.roles else None,
+                        roles=frozenset(claims.roles))
 
     async def _key(self, request: web.Request, token: str) -> ApiKey | None:
         digest = secret_hash(token)

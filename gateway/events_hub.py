@@ -40,10 +40,11 @@ ORIGINS_CAPACITY = 20_000
 
 @dataclass(frozen=True, slots=True)
 class Origin:
-    """Where a job belongs: what filters by function or context test."""
+    """Where a job belongs: what filters by function, context or owner test."""
 
     function: str
     context: str
+    submitter: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +315,10 @@ class EventHub:
         if job_id is not None:
             function, context = data.get("function"), data.get("context")
             if isinstance(function, str) and isinstance(context, str):
-                self.origins.remember(job_id, Origin(sys.intern(function), sys.intern(context)))
+                submitter = data.get("submitter")
+                self.origins.remember(job_id, Origin(
+                    sys.intern(function), sys.intern(context),
+                    sys.intern(submitter) if isinstance(submitter, str) else None))
             origin = self.origins.get(job_id)
         self._seq += 1
         return HubEvent(self._seq, name, job_id, data, text, origin)

@@ -235,7 +235,9 @@ WORKER = obj({
     "startedAt": TIME_MS,
     "uptimeMs": INT,
     "heartbeatAt": TIME_MS,
-    "runningJobs": array(STRING),
+    "runningJobs": {**array(STRING), "description": "the running jobs the caller may see "
+                    "(a submit key: its own)"},
+    "runningJobCount": {**INT, "description": "every running job, the caller's or not"},
     "jobsDone": INT,
     "state": {"enum": ["running", "draining"]},
     "drainReason": {"type": ["string", "null"]},

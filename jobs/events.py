@@ -43,6 +43,9 @@ def initialized_event(job: Job) -> dict[str, Any]:
         "function": job.function,
         "context": job.context,
         "externalId": job.external_id,
+        # sparkgate's own: whose job it is, so that streams of callers who see only their own
+        # jobs can place its later events without reading the database.
+        "submitter": job.submitter,
     }
 
 

@@ -30,6 +30,14 @@ from jobs.ids import uuid7
 #: Weakest first: a rule needing a role is met by that role or a stronger one.
 ROLES = ("read", "submit", "admin")
 RANK = {role: rank for rank, role in enumerate(ROLES, start=1)}
+#: Whose jobs a role sees, apart from the routes it may call: ``read`` is the operators' and
+#: dashboards' role (every job, nothing changed); ``submit`` is a client's (its own jobs only:
+#: one client must not read another's arguments and results, nor cancel its jobs).
+SEES_ALL_JOBS = frozenset({"read", "admin"})
+#: Roles that cancel every owner's jobs; ``submit`` cancels its own.
+CANCELS_ALL_JOBS = frozenset({"admin"})
+#: Roles shown secret-looking Spark settings as they are (gateway/redaction.py).
+SEES_SECRETS = frozenset({"admin"})
 TOKEN_START = "sgk_"
 #: last_used_at is written at most this often per key (it is for people, not for billing).
 LAST_USED_RESOLUTION_MS = 60_000

@@ -22,6 +22,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 
@@ -101,6 +102,8 @@ class JobQuery:
     context: str | None = None
     worker_id: str | None = None
     external_id: str | None = None
+    # Only the jobs of this submitter (a caller who sees only its own); None: everyone's.
+    submitter: str | None = None
     limit: int = 25
     offset: int = 0
 
@@ -179,7 +182,7 @@ class Store:
                     select(t.jobs.c.status).where(t.jobs.c.id == job_id)
                 ).scalar()
                 if current is None:
-                    raise NotFound(f"job {job_id} does not exist", {"jobId": job_id})
+                    raise job_not_found(job_id)
                 raise IllegalTransition(job_id, current, target.value)
             if logs:
                 conn.execute(insert(t.job_logs), _log_rows(job_id, logs))
@@ -194,8 +197,17 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
         if row is None:
-            raise NotFound(f"job {job_id} does not exist", {"jobId": job_id})
+            raise job_not_found(job_id)
         return Job.from_row(row)
+
+    def submitted_by(self, job_ids: Sequence[str], submitter: str) -> set[str]:
+        """Those of ``job_ids`` that ``submitter`` submitted."""
+        if not job_ids:
+            return set()
+        statement = select(t.jobs.c.id).where(t.jobs.c.id.in_(list(job_ids)),
+                                              t.jobs.c.submitter == submitter)
+        with self.engine.connect() as conn:
+            return set(conn.execute(statement).scalars())
 
     def list_jobs(self, query: JobQuery, count: bool = False) -> tuple[list[Job], int | None]:
         """Newest first. ``count`` adds the number of matching jobs (see ``count_jobs``)."""
@@ -258,7 +270,7 @@ class Store:
                 for i, context, status, created, worker, timeout, started in rows]
 
     def job_stats(self, since_ms: int, until_ms: int, bucket_ms: int,
-                  run_lookback_ms: int) -> dict[str, Any]:
+                  run_lookback_ms: int, submitter: str | None = None) -> dict[str, Any]:
         """Jobs of the window ``[since_ms, until_ms)`` cut into buckets of ``bucket_ms`` (bucket
         ``i`` starts at ``since_ms + i * bucket_ms``), aggregated in SQL:
 
@@ -269,13 +281,16 @@ class Store:
           in the window; nearest-rank percentiles, from window functions (SQLite and PostgreSQL);
         - ``active``: ``{status: n}`` of the jobs not ended, whatever their age.
 
+        ``submitter``: only that submitter's jobs; None: everyone's.
+
         Every read of a window is bounded by create_time, so it is a range of the (create_time)
         index however many jobs there are: a job that ended in the window counts if it was
         created at most ``run_lookback_ms`` before the window.
         """
         c = t.jobs.c
+        owned = true() if submitter is None else c.submitter == submitter
         ended = and_(c.create_time >= since_ms - run_lookback_ms, c.create_time < until_ms,
-                     c.end_time >= since_ms, c.end_time < until_ms)
+                     c.end_time >= since_ms, c.end_time < until_ms, owned)
         end_bucket = ((c.end_time - since_ms) // bucket_ms).label("bucket")
         create_bucket = ((c.create_time - since_ms) // bucket_ms).label("bucket")
         runs = (select(end_bucket, (c.end_time - c.start_time).label("ms"))
@@ -298,7 +313,7 @@ class Store:
 
         statements = {
             "submitted": select(create_bucket, func.count())
-            .where(c.create_time >= since_ms, c.create_time < until_ms)
+            .where(c.create_time >= since_ms, c.create_time < until_ms, owned)
             .group_by(create_bucket),
             "ended": select(end_bucket, c.status, func.count()).where(ended)
             .group_by(end_bucket, c.status),
@@ -307,7 +322,7 @@ class Store:
             "runTime": select(func.count(), *(nearest_rank(r.rn_all, r.n_all, p)
                                               for p in (50, 90, 95, 99)), func.max(r.ms)),
             "active": select(c.status, func.count())
-            .where(c.status.in_([s.value for s in JobStatus if not s.terminal]))
+            .where(c.status.in_([s.value for s in JobStatus if not s.terminal]), owned)
             .group_by(c.status),
         }
         with self.engine.connect() as conn:
@@ -343,6 +358,10 @@ class Store:
             return [LogLine(**r) for r in conn.execute(statement).mappings()]
 
 
+def job_not_found(job_id: str) -> NotFound:
+    return NotFound(f"job {job_id} does not exist", {"jobId": job_id})
+
+
 def _log_rows(job_id: str, lines: Sequence[LogLine]) -> list[dict[str, Any]]:
     return [{"job_id": job_id, "ts_ms": line.ts_ms, "level": line.level, "message": line.message}
             for line in lines]
@@ -375,6 +394,7 @@ def _conditions(query: JobQuery) -> list[Any]:
         (c.context, query.context),
         (c.worker_id, query.worker_id),
         (c.external_id, query.external_id),
+        (c.submitter, query.submitter),
     ):
         if value is not None:
             conditions.append(column == value)

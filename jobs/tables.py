@@ -131,6 +131,8 @@ jobs = Table(
     Index(None, "function", "create_time", "id"),
     Index(None, "context", "create_time", "id"),
     Index(None, "worker_id", "create_time", "id"),
+    # A submit key lists only its own jobs, on top of any other filter.
+    Index(None, "submitter", "create_time", "id"),
     Index(None, "external_id"),
     Index(None, "idempotency_key", unique=True),
 )

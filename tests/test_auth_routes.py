@@ -85,7 +85,7 @@ def test_rules_name_known_roles_and_scopes():
     for (method, _path), rule in auth.RULES.items():
         assert method in {"GET", "POST", "PUT", "DELETE"}
         assert rule.role == auth.PUBLIC or rule.role in RANK
-        assert rule.function in (None, "path", "job")
+        assert rule.function in (None, "path")
         assert not rule.token_in_query or (method == "GET" and rule.role != auth.PUBLIC)
 
 

@@ -7,11 +7,13 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.auth import identity
 from gateway.blocking import blocking
 from gateway.params import checked_name, json_body, json_object, json_type
+from gateway.redaction import REDACTED
 from gateway.render import context_info
 from gateway.resources import CATALOG, SETTINGS
-from jobs.catalog import Catalog, Context, Health
+from jobs.catalog import Context, Health
 from jobs.durations import parse_duration
 from jobs.errors import BadRequest, InvalidArguments
 
@@ -25,12 +27,14 @@ async def list_contexts(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     contexts = await blocking(catalog.list_contexts)
     health = await blocking(catalog.all_health)
-    return web.json_response([context_info(c, health.get(c.name, Health())) for c in contexts])
+    reveal = identity(request).sees_secrets
+    return web.json_response([context_info(c, health.get(c.name, Health()), reveal)
+                              for c in contexts])
 
 
 @routes.get("/v2/api/contexts/{name}")
 async def get_context(request: web.Request) -> web.Response:
-    return await _answer(request.app[CATALOG], request.match_info["name"])
+    return await _answer(request, request.match_info["name"])
 
 
 @routes.post("/v2/api/contexts")
@@ -40,7 +44,7 @@ async def create_context(request: web.Request) -> web.Response:
     context = _context_from(body, checked_name(body.get("name"), "name"), request)
     catalog = request.app[CATALOG]
     await blocking(catalog.save_context, context)
-    return await _answer(catalog, context.name)
+    return await _answer(request, context.name)
 
 
 @routes.put("/v2/api/contexts/{name}")
@@ -51,19 +55,20 @@ async def update_context(request: web.Request) -> web.Response:
         raise BadRequest(f"name: the body says {body['name']!r} but the path says {name!r}",
                          {"field": "name"})
     await blocking(request.app[CATALOG].update_context, _context_from(body, name, request))
-    return await _answer(request.app[CATALOG], name)
+    return await _answer(request, name)
 
 
 @routes.delete("/v2/api/contexts/{name}")
 async def delete_context(request: web.Request) -> web.Response:
     deleted = await blocking(request.app[CATALOG].delete_context, request.match_info["name"])
-    return web.json_response(context_info(deleted, Health()))
+    return web.json_response(context_info(deleted, Health(), identity(request).sees_secrets))
 
 
-async def _answer(catalog: Catalog, name: str) -> web.Response:
+async def _answer(request: web.Request, name: str) -> web.Response:
+    catalog = request.app[CATALOG]
     context = await blocking(catalog.get_context, name)
     health = await blocking(catalog.health, name)
-    return web.json_response(context_info(context, health))
+    return web.json_response(context_info(context, health, identity(request).sees_secrets))
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -139,6 +144,10 @@ def _spark_conf(raw: Any) -> dict[str, str]:
         raise ValueError("an object of Spark settings, e.g. {\"spark.executor.memory\": \"2g\"}")
     if any(isinstance(v, (dict, list)) or v is None for v in raw.values()):
         raise ValueError("an object whose values are strings, numbers or booleans")
+    pasted = sorted(str(k) for k, v in raw.items() if v == REDACTED)
+    if pasted:
+        raise ValueError(f"real values, not the redaction marker {REDACTED!r} that callers "
+                         f"other than admins are shown (in {', '.join(pasted)})")
     return {str(k): (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in raw.items()}
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
+from gateway.auth import identity, visible
 from gateway.blocking import blocking
 from gateway.events_hub import STREAM_QUEUE_SIZE, EventHub, HubEvent, Notice, Origin, Stream
 from gateway.params import query_bool
@@ -76,10 +77,12 @@ class EventFilter:
     jobs: frozenset[str] | None = None
     functions: frozenset[str] | None = None
     contexts: frozenset[str] | None = None
+    # Not the client's choice: the submitter whose jobs alone its identity sees.
+    owner: str | None = None
 
     @property
     def by_origin(self) -> bool:
-        return self.functions is not None or self.contexts is not None
+        return self.functions is not None or self.contexts is not None or self.owner is not None
 
     def admits(self, event: HubEvent) -> bool:
         """In the hub, at once: rejects what can be told without a lookup."""
@@ -92,7 +95,8 @@ class EventFilter:
         if origin is None:
             return False
         return ((self.functions is None or origin.function in self.functions)
-                and (self.contexts is None or origin.context in self.contexts))
+                and (self.contexts is None or origin.context in self.contexts)
+                and (self.owner is None or origin.submitter == self.owner))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,11 +105,12 @@ class EventFilter:
 
 @routes.get("/v2/api/ws/all")
 async def ws_all(request: web.Request) -> web.StreamResponse:
-    events = EventFilter(with_logs=query_bool(request, "withLogs"))
+    events = EventFilter(with_logs=query_bool(request, "withLogs"),
+                         owner=identity(request).owner_scope)
     with request.app[HUB].subscribe(events.admits, limit=_limits(request).queue_size) as stream:
         ws = _websocket()
         await ws.prepare(request)
-        await _serve_ws(request, ws, stream, None)
+        await _serve_ws(request, ws, stream, events, None)
         return ws
 
 
@@ -117,7 +122,8 @@ async def ws_job(request: web.Request) -> web.StreamResponse:
     # Subscribed before the read: an end that comes after it is in the stream.
     with request.app[HUB].subscribe(events.admits, jobs=(job_id,),
                                     limit=_limits(request).queue_size) as stream:
-        job = await blocking(store.get_job, job_id)  # an unknown job is a 404, not a socket
+        # An unknown job, or another owner's, is a 404, not a socket.
+        job = visible(request, await blocking(store.get_job, job_id))
         ws = _websocket()
         await ws.prepare(request)
         if job.status.terminal:
@@ -125,7 +131,7 @@ async def ws_job(request: web.Request) -> web.StreamResponse:
                 await ws.send_str(encode(final_event(job)))
             await ws.close()
             return ws
-        await _serve_ws(request, ws, stream, store)
+        await _serve_ws(request, ws, stream, events, store)
         return ws
 
 
@@ -143,10 +149,10 @@ def final_event(job: Job) -> dict[str, Any]:
 
 
 async def _serve_ws(request: web.Request, ws: web.WebSocketResponse, stream: Stream,
-                    store: Store | None) -> None:
+                    events: EventFilter, store: Store | None) -> None:
     """Send the stream until it ends or the client leaves; the client's messages are read
     (so its close and pings are answered) and ignored."""
-    sender = asyncio.create_task(_send_ws(request, ws, stream, store))
+    sender = asyncio.create_task(_send_ws(request, ws, stream, events, store))
     try:
         async for _message in ws:
             pass
@@ -157,12 +163,12 @@ async def _serve_ws(request: web.Request, ws: web.WebSocketResponse, stream: Str
 
 
 async def _send_ws(request: web.Request, ws: web.WebSocketResponse, stream: Stream,
-                   store: Store | None) -> None:
+                   events: EventFilter, store: Store | None) -> None:
     """``store`` is given for a job's own socket, which ends with the job. However this ends,
     the socket is closed (which also ends the reading loop of ``_serve_ws``)."""
     code, message = WSCloseCode.OK, b""
     try:
-        code, message = await _pump_ws(request, ws, stream, store)
+        code, message = await _pump_ws(request, ws, stream, events, store)
     except ConnectionError:
         pass  # the client left, or was cut off
     except Exception:
@@ -173,7 +179,7 @@ async def _send_ws(request: web.Request, ws: web.WebSocketResponse, stream: Stre
 
 
 async def _pump_ws(request: web.Request, ws: web.WebSocketResponse, stream: Stream,
-                   store: Store | None) -> tuple[int, bytes]:
+                   events: EventFilter, store: Store | None) -> tuple[int, bytes]:
     """Send until the stream ends; returns how to close the socket."""
     limits = _limits(request)
     async for item in _paced(stream, limits.ws_keepalive_s):
@@ -183,6 +189,8 @@ async def _pump_ws(request: web.Request, ws: web.WebSocketResponse, stream: Stre
             if store is not None and stream.queue.empty() and await _ended(ws, store, request):
                 break
         elif isinstance(item, HubEvent):
+            if not await _placed(request, events, item):
+                continue
             await _send(request, limits, ws.send_str(item.text))
             if store is not None and item.name in TERMINAL_EVENTS:
                 break
@@ -218,6 +226,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
         jobs=query_values(request, "job"),
         functions=query_values(request, "function"),
         contexts=query_values(request, "context"),
+        owner=identity(request).owner_scope,
     )
     if request.method == "HEAD":  # aiohttp would send a stream's bytes after HEAD's headers
         return web.Response(headers=SSE_HEADERS)
@@ -229,7 +238,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
             await response.prepare(request)
             # Also sends the headers (aiohttp holds them until the first bytes).
             await _send(request, limits, response.write(b": connected\n\n"))
-            await _send_sse(request, response, stream, events, hub)
+            await _send_sse(request, response, stream, events)
             await response.write_eof()
         except ConnectionError:
             pass  # the client left, or was cut off
@@ -243,15 +252,13 @@ async def sse(request: web.Request) -> web.StreamResponse:
 
 
 async def _send_sse(request: web.Request, response: web.StreamResponse, stream: Stream,
-                    events: EventFilter, hub: EventHub) -> None:
+                    events: EventFilter) -> None:
     limits = _limits(request)
-    store = request.app[STORE]
     async for item in _paced(stream, limits.sse_keepalive_s):
         if item is None:
             await _send(request, limits, response.write(b": keep-alive\n\n"))
         elif isinstance(item, HubEvent):
-            if events.by_origin and item.origin is None and not await _origin_matches(
-                    hub, store, events, item):
+            if not await _placed(request, events, item):
                 continue
             await _send(request, limits, response.write(sse_message(item)))
         elif item is Notice.DROPPED:
@@ -269,6 +276,14 @@ def sse_message(event: HubEvent) -> bytes:
         data = encode(event.data)
     name = event.name if "\n" not in event.name and "\r" not in event.name else "message"
     return f"id: {event.seq}\nevent: {name}\ndata: {data}\n\n".encode()
+
+
+async def _placed(request: web.Request, events: EventFilter, event: HubEvent) -> bool:
+    """Whether the stream takes an event that the hub let through unplaced (its job's origin
+    was unknown when it came), once its origin is known."""
+    if not events.by_origin or event.origin is not None:
+        return True
+    return await _origin_matches(request.app[HUB], request.app[STORE], events, event)
 
 
 async def _origin_matches(hub: EventHub, store: Store, events: EventFilter,
@@ -289,7 +304,7 @@ async def _origin_of(store: Store, job_id: str) -> Origin | None:
         job = await blocking(store.get_job, job_id)
     except NotFound:
         return None
-    return Origin(job.function, job.context)
+    return Origin(job.function, job.context, job.submitter)
 
 
 def query_values(request: web.Request, name: str) -> frozenset[str] | None:

@@ -8,7 +8,7 @@ import dataclasses
 
 from aiohttp import web
 
-from gateway.auth import identity, require_function
+from gateway.auth import identity, require_cancel, visible
 from gateway.blocking import blocking
 from gateway.params import (
     json_body,
@@ -28,7 +28,7 @@ from jobs.events import lifecycle_event
 from jobs.ids import uuid7
 from jobs.logs import format_mist_line
 from jobs.state import MIST_STATUSES
-from jobs.store import JobQuery
+from jobs.store import Job, JobQuery
 from jobs.submission import SubmitRequest
 
 routes = web.RouteTableDef()
@@ -94,15 +94,13 @@ async def list_worker_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/v2/api/jobs/{id}")
 async def get_job(request: web.Request) -> web.Response:
-    job = await blocking(request.app[STORE].get_job, request.match_info["id"])
-    return web.json_response(job_details(job))
+    return web.json_response(job_details(await _visible_job(request)))
 
 
 @routes.get("/v2/api/jobs/{id}/logs")
 async def job_logs(request: web.Request) -> web.Response:
     store = request.app[STORE]
-    job_id = request.match_info["id"]
-    await blocking(store.get_job, job_id)
+    job_id = (await _visible_job(request)).id
     lines = await blocking(store.job_logs, job_id)
     text = "".join(format_mist_line(job_id, line) + "\n" for line in lines)
     return web.Response(text=text, content_type="text/plain")
@@ -111,12 +109,15 @@ async def job_logs(request: web.Request) -> web.Response:
 @routes.delete("/v2/api/jobs/{id}")
 async def cancel_job(request: web.Request) -> web.Response:
     app = request.app
-    job_id = request.match_info["id"]
-    if identity(request).functions is not None:  # a key limited to some functions
-        require_function(request, (await blocking(app[STORE].get_job, job_id)).function)
-    job = await blocking(cancellation.cancel, app[STORE], app[QUEUE], job_id)
+    require_cancel(request, await _visible_job(request))
+    job = await blocking(cancellation.cancel, app[STORE], app[QUEUE], request.match_info["id"])
     await publish(app, lifecycle_event(job))
     return web.json_response(job_details(job))
+
+
+async def _visible_job(request: web.Request) -> Job:
+    return visible(request, await blocking(request.app[STORE].get_job,
+                                           request.match_info["id"]))
 
 
 async def _list(request: web.Request, base: JobQuery) -> web.Response:
@@ -131,7 +132,7 @@ async def _list(request: web.Request, base: JobQuery) -> web.Response:
         )
     query = JobQuery(
         statuses=statuses, function=base.function or query_str(request, "function"),
-        worker_id=base.worker_id,
+        worker_id=base.worker_id, submitter=identity(request).owner_scope,
         context=query_str(request, "context"), external_id=query_str(request, "externalId"),
         limit=query_int(request, "limit", 25, 0, MAX_LIMIT),
         offset=query_int(request, "offset", 0, 0, 10**9),

@@ -7,8 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.auth import identity
 from gateway.blocking import blocking
-from gateway.resources import AREDIS, WORKERS
+from gateway.redaction import spark_conf_shown
+from gateway.resources import AREDIS, STORE, WORKERS
 from jobs.cancellation import control_channel
 from jobs.db import now_ms
 from jobs.errors import NotFound
@@ -19,12 +21,16 @@ routes = web.RouteTableDef()
 @routes.get("/v2/api/workers")
 async def list_workers(request: web.Request) -> web.Response:
     records = await blocking(request.app[WORKERS].live)
-    return web.json_response([worker_info(r) for r in records])
+    owned = await _owned_running_jobs(request, records)
+    reveal = identity(request).sees_secrets
+    return web.json_response([worker_info(r, reveal, owned) for r in records])
 
 
 @routes.get("/v2/api/workers/{id}")
 async def get_worker(request: web.Request) -> web.Response:
-    return web.json_response(worker_info(await _live(request)))
+    record = await _live(request)
+    owned = await _owned_running_jobs(request, [record])
+    return web.json_response(worker_info(record, identity(request).sees_secrets, owned))
 
 
 @routes.delete("/v2/api/workers/{id}")
@@ -34,7 +40,8 @@ async def stop_worker(request: web.Request) -> web.Response:
     record = await _live(request)
     await request.app[AREDIS].publish(control_channel(record["id"]),
                                       json.dumps({"stop": True}))
-    return web.json_response({**worker_info(record), "state": "draining"})
+    return web.json_response({**worker_info(record, identity(request).sees_secrets),
+                              "state": "draining"})
 
 
 async def _live(request: web.Request) -> dict[str, Any]:
@@ -45,21 +52,36 @@ async def _live(request: web.Request) -> dict[str, Any]:
     return record
 
 
-def worker_info(record: dict[str, Any]) -> dict[str, Any]:
-    """Mist's WorkerLink (``name``, ``address``, ``sparkUi``, ``initInfo``) plus live state."""
+async def _owned_running_jobs(request: web.Request,
+                              records: list[dict[str, Any]]) -> set[str] | None:
+    """The running jobs of ``records`` that the caller may see; None: all of them."""
+    owner = identity(request).owner_scope
+    if owner is None:
+        return None
+    running = [job_id for r in records for job_id in r["runningJobs"]]
+    return await blocking(request.app[STORE].submitted_by, running, owner)
+
+
+def worker_info(record: dict[str, Any], reveal_secrets: bool,
+                visible_jobs: set[str] | None = None) -> dict[str, Any]:
+    """Mist's WorkerLink (``name``, ``address``, ``sparkUi``, ``initInfo``) plus live state.
+    ``visible_jobs``: the running jobs the caller may see (None: all)."""
+    running = record["runningJobs"]
     return {
         "name": record["id"],
         "address": f"{record['host']}:{record['pid']}",
         "context": record["context"],
         "initInfo": {
-            "sparkConf": record["sparkConf"],
+            "sparkConf": spark_conf_shown(record["sparkConf"], reveal_secrets),
             "maxJobs": record["maxJobs"],
             "workerMode": record["workerMode"],
         },
         "startedAt": record["startedAt"],
         "uptimeMs": now_ms() - record["startedAt"],
         "heartbeatAt": record["heartbeatAt"],
-        "runningJobs": record["runningJobs"],
+        "runningJobs": [j for j in running if visible_jobs is None or j in visible_jobs],
+        # sparkgate's own: every running job, the caller's or not (how busy the worker is).
+        "runningJobCount": len(running),
         "jobsDone": record["jobsDone"],
         "state": record.get("state", "running"),
         "drainReason": record.get("drainReason"),

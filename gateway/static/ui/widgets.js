@@ -1,6 +1,8 @@
 // Small pieces several pages use: status badges, progress bars, JSON blocks, buttons.
 
 import { h } from './dom.js';
+import { shortId } from './format.js';
+import { jobLink } from './router.js';
 
 export function statusBadge(status) {
   return h('span', { class: `badge status-${status}`, 'data-status': status }, status);
@@ -128,4 +130,16 @@ export function facts(pairs) {
   return h('dl', { class: 'facts' }, pairs.filter(Boolean).map(([label, value]) => [
     h('dt', {}, label), h('dd', { 'data-fact': label }, value ?? '—'),
   ]));
+}
+
+// A worker's running jobs: links to those the key may see, and how many others it runs (a
+// submit key sees only its own jobs). Null when the worker is idle.
+export function runningJobs(worker) {
+  if (!worker.runningJobCount) return null;
+  const links = worker.runningJobs.map((id, i) => [i ? ', ' : '',
+    h('a', { href: jobLink(id), class: 'mono', title: id }, shortId(id))]);
+  const others = worker.runningJobCount - worker.runningJobs.length;
+  return [links, others > 0
+    ? h('span', { class: 'muted' }, `${links.length ? ' + ' : ''}${others} of other owners`)
+    : null];
 }

@@ -6,7 +6,7 @@ import { h, replace } from '../dom.js';
 import { shortId } from '../format.js';
 import { every } from '../live.js';
 import { jobLink, route } from '../router.js';
-import { confirmButton, errorBox, facts, stateBadge } from '../widgets.js';
+import { confirmButton, errorBox, facts, runningJobs, stateBadge } from '../widgets.js';
 
 const REFRESH_MS = 3000;
 // The fields of a context definition, as PUT takes them.
@@ -80,8 +80,8 @@ export async function mount(root) {
       workers.length ? h('ul', { class: 'worker-list' }, workers.map((w) => h('li', { 'data-worker': w.name },
         h('a', { href: route('workers', { highlight: w.name }) }, w.name), ' ',
         stateBadge(w.state),
-        w.runningJobs.length
-          ? [' running ', w.runningJobs.map((id, i) => [i ? ', ' : '', h('a', { href: jobLink(id), class: 'mono', title: id }, shortId(id))])]
+        w.runningJobCount
+          ? [' running ', runningJobs(w)]
           : h('span', { class: 'muted' }, ' idle'))))
         : h('p', { class: 'muted' }, 'None: one starts when a job is queued for this context.'));
   }

@@ -5,7 +5,7 @@ import { h, replace } from '../dom.js';
 import { formatAgo, formatDuration, formatTime, shortId } from '../format.js';
 import { every } from '../live.js';
 import { jobLink, route } from '../router.js';
-import { confirmButton, errorBox, stateBadge } from '../widgets.js';
+import { confirmButton, errorBox, runningJobs, stateBadge } from '../widgets.js';
 
 const REFRESH_MS = 2000;
 
@@ -47,11 +47,10 @@ export async function mount(root, { params }) {
       h('td', { class: 'time' }, formatTime(w.startedAt)),
       h('td', { class: 'num' }, formatDuration(w.uptimeMs)),
       h('td', { class: 'num' }, formatAgo(w.heartbeatAt, now)),
-      h('td', { 'data-cell': 'running' }, w.runningJobs.length
-        ? w.runningJobs.map((id, i) => [i ? ', ' : '', h('a', { href: jobLink(id), class: 'mono', title: id }, shortId(id))])
-        : h('span', { class: 'muted' }, 'idle')),
+      h('td', { 'data-cell': 'running' },
+        runningJobs(w) ?? h('span', { class: 'muted' }, 'idle')),
       h('td', { class: 'num' }, w.jobsDone),
-      h('td', { class: 'num' }, `${w.runningJobs.length}/${w.initInfo?.maxJobs ?? '?'}`),
+      h('td', { class: 'num' }, `${w.runningJobCount}/${w.initInfo?.maxJobs ?? '?'}`),
       h('td', { class: 'actions' }, w.state === 'running' ? confirmButton({
         label: 'Stop', confirm: 'Confirm stop', armed, id: w.name, className: 'danger',
         action: async () => {
