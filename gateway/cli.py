@@ -208,7 +208,8 @@ def keys() -> None:
 @config_option
 @click.option("--name", required=True, help="Unique name; jobs record it as key:<name>.")
 @click.option("--role", required=True, type=click.Choice(ROLES),
-              help="read: GETs; submit: also run and cancel jobs; admin: everything.")
+              help="read: GETs, every owner's jobs; submit: also run jobs, and see and "
+                   "cancel its own jobs only; admin: everything (docs/security.md, Tenancy).")
 @click.option("--function", "functions", multiple=True,
               help="Limit a submit key to this function (repeat for several).")
 def keys_create(config_path: Path | None, name: str, role: str,
