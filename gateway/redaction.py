@@ -1,9 +1,10 @@
 """Spark settings that look secret are shown to admins only.
 
 A context's sparkConf often holds credentials (``spark.hadoop.fs.s3a.secret.key``, a key
-store's password, an Azure account key). Settings whose key matches ``SECRET_CONF_KEY`` are
-shown as ``REDACTED`` (the marker the Spark UI shows) to every caller but admins, wherever
-sparkConf appears: contexts, and the workers' ``initInfo``. The pattern is Spark's own default
+store's password, an Azure account key, a connection URL with a password in it). Settings
+whose key matches ``SECRET_CONF_KEY``, or whose value matches ``SECRET_CONF_VALUE``, are shown
+as ``REDACTED`` (the marker the Spark UI shows) to every caller but admins, wherever sparkConf
+appears: contexts, and the workers' ``initInfo``. The key pattern is Spark's own default
 ``spark.redaction.regex`` (secret, password, token, access key), widened to other credentials
 that Spark and Hadoop settings carry; a false positive hides a harmless value, nothing more.
 
@@ -21,6 +22,9 @@ SECRET_CONF_KEY = re.compile(
     r"secret|passw(or)?d|token|credential|private|jaas"
     r"|(access|account|api|encryption)[._-]?key",
     re.IGNORECASE)
+#: A value with credentials in it whatever its key: a URL's user:password@ (MongoDB, Redis,
+#: JDBC URLs) or a password parameter (JDBC's ?user=...&password=...).
+SECRET_CONF_VALUE = re.compile(r"://[^/@\s]*:[^/@\s]*@|passw(or)?d=", re.IGNORECASE)
 REDACTED = "*********(redacted)"
 
 
@@ -28,5 +32,8 @@ def spark_conf_shown(conf: Mapping[str, str], reveal: bool) -> dict[str, str]:
     """``conf`` as a caller sees it: as it is when ``reveal``, else with secrets redacted."""
     if reveal:
         return dict(conf)
-    return {key: REDACTED if SECRET_CONF_KEY.search(key) else value
-            for key, value in conf.items()}
+    return {key: REDACTED if _looks_secret(key, value) else value for key, value in conf.items()}
+
+
+def _looks_secret(key: str, value: str) -> bool:
+    return bool(SECRET_CONF_KEY.search(key) or SECRET_CONF_VALUE.search(value))

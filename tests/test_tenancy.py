@@ -38,6 +38,8 @@ SECRET_CONF = {
     "spark.hadoop.fs.s3a.secret.key": "s3-secret-value",
     "spark.ssl.keyStorePassword": "hunter2",
     "spark.hadoop.fs.azure.account.key.acct.blob.core.windows.net": "azure-key",
+    "spark.mongodb.read.connection.uri": "mongodb://app:pw@db:27017/sales",
+    "spark.sql.catalog.pg.url": "jdbc:postgresql://db/sales?user=app&password=pw",
     "spark.executor.memory": "1g",
 }
 PUBLIC_CONF = {"spark.executor.memory": "1g"}
