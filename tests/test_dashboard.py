@@ -454,7 +454,7 @@ def auth_server(tmp_path_factory) -> Iterator[tuple[Server, dict[str, str]]]:
     cli_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")},
                "SPARKGATE_DATA_DIR": str(workdir / "data")}
     tokens = {}
-    for name, role in (("ops", "admin"), ("viewer", "read")):
+    for name, role in (("ops", "admin"), ("viewer", "read"), ("client", "submit")):
         made = subprocess.run(["sparkgate", "keys", "create", "--name", name, "--role", role],
                               env=cli_env, cwd=workdir, capture_output=True, text=True,
                               timeout=60)
@@ -522,5 +522,37 @@ def test_with_auth_on_the_dashboard_asks_for_a_key(browser: Browser, auth_server
     expect(dialog).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('sparkgate.apiKey')") is None
     expect(page.get_by_role("button", name="Sign out")).to_be_hidden()
+    context.close()
+    assert not problems, problems
+
+
+def test_with_a_submit_key_the_dashboard_shows_that_keys_own_jobs(browser: Browser,
+                                                                    auth_server):
+    server, tokens = auth_server
+
+    def submit(token: str) -> str:
+        made = requests.post(server.api("/functions/pi/jobs"), json={"samples": 10},
+                             headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert made.status_code == 200, made.text
+        return made.json()["id"]
+
+    others, own = submit(tokens["ops"]), submit(tokens["client"])
+    context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    problems = collect_problems(page)
+    page.goto("/ui/#/jobs")
+    page.locator("#key-input").fill(tokens["client"])
+    page.get_by_role("button", name="Save").click()
+    expect(job_row(page, own)).to_be_visible()
+    expect(page.locator("#live")).to_have_text("live")
+    expect(job_row(page, others)).to_have_count(0)
+
+    open_ui(page, "#/")
+    expect(page.locator("main .page")).not_to_contain_text("This key may not do that")
+    # Another owner's job is not found, exactly as an id that does not exist.
+    open_ui(page, f"#/jobs/{others}")
+    expect(page.locator("main .page")).to_contain_text(f"job {others} does not exist")
+    screenshot(page, "auth-submit-key-other-owners-job")
     context.close()
     assert not problems, problems
