@@ -712,12 +712,18 @@ def operations() -> list[Op]:
 TAGS = [
     {"name": "functions", "description": "Named Python callables in artifacts, with their "
                                          "argument schema"},
-    {"name": "jobs", "description": "Running functions and following their jobs"},
-    {"name": "contexts", "description": "Spark settings and worker policy per context"},
+    {"name": "jobs", "description": "Running functions and following their jobs. With "
+                                    "authentication on, a submit key sees, follows and cancels "
+                                    "only its own jobs (another owner's is `404`, as if it did "
+                                    "not exist); read and admin see every job"},
+    {"name": "contexts", "description": "Spark settings and worker policy per context. "
+                                        "Settings that look secret read "
+                                        "`*********(redacted)` for all but admins"},
     {"name": "workers", "description": "Live workers, each holding a warm SparkSession"},
     {"name": "artifacts", "description": "The code functions run"},
     {"name": "status", "description": "Versions, counters, health"},
-    {"name": "events", "description": "Live job events: Mist's WebSockets and SSE"},
+    {"name": "events", "description": "Live job events: Mist's WebSockets and SSE; a submit "
+                                      "key's streams carry only its own jobs' events"},
     {"name": "pages", "description": "The dashboard, this documentation and this document"},
 ]
 
