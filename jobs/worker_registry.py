@@ -1,5 +1,8 @@
 """Live workers, as each announces itself in Redis: a JSON record with a TTL, renewed by the
 worker's heartbeat. A record that expired is a worker that stopped beating (dead or hung).
+
+Also the requests of draining workers for a successor: a set of context names that the
+supervisors take from.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from typing import Any
 from redis import Redis
 
 WORKERS_SET = "sparkgate:workers"
+SUCCESSORS_SET = "sparkgate:successor-requests"
 
 
 def worker_key(worker_id: str) -> str:
@@ -47,3 +51,20 @@ class WorkerRegistry:
     def get(self, worker_id: str) -> dict[str, Any] | None:
         raw = self.redis.get(worker_key(worker_id))
         return None if raw is None else json.loads(raw)
+
+    def request_successor(self, context: str) -> None:
+        """Ask for a new worker for ``context`` now. Unanswered (no supervisor runs), the
+        request lapses after a record's TTL, so a supervisor started later is not misled."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(SUCCESSORS_SET, context)
+            pipe.pexpire(SUCCESSORS_SET, self.ttl_ms)
+            pipe.execute()
+
+    def take_successor_requests(self) -> set[str]:
+        """The contexts asked for since the last take, taken at once: of several supervisors,
+        one starts each successor."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.smembers(SUCCESSORS_SET)
+            pipe.delete(SUCCESSORS_SET)
+            members, _ = pipe.execute()
+        return {m.decode() if isinstance(m, bytes) else m for m in members}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis import Redis
@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 from jobs.db import now_ms
 from jobs.errors import IllegalTransition, NotFound
 from jobs.events import CHANNEL, encode, lifecycle_event, logs_event, worker_assigned_event
-from jobs.logs import LogLine
+from jobs.logs import LogLine, mist_level
 from jobs.queue import JobQueue
 from jobs.settings import Settings
 from jobs.state import JobStatus
@@ -40,6 +40,7 @@ RECORD_RETRY_DELAYS_S = (0.5, 1, 2, 4, 8, 15, 30)
 class Outcome:
     result: Any = None
     error: str | None = None
+    elapsed_ms: int | None = None  # how long the function ran; None: it never did
 
 
 class JobRunner:
@@ -121,12 +122,9 @@ class JobRunner:
                 outcome = Outcome(result=checked_result(value, self.max_result_bytes))
             except BaseException as exc:
                 outcome = Outcome(error=_describe(exc))
-            elapsed_ms = round((time.perf_counter() - started) * 1000)
-            why = self.watchdog.interruption(job.id) if outcome.error is not None else None
-            self.capture.add(job.id, *_end_line(job, outcome, why, elapsed_ms))
         # The job's last lines are stored with its end, in one transaction: its logs are
         # complete before its end is announced, for the price of one commit.
-        return outcome
+        return replace(outcome, elapsed_ms=round((time.perf_counter() - started) * 1000))
 
     def _handle(self, kind: str) -> Any:
         if kind == "context":
@@ -141,11 +139,17 @@ class JobRunner:
         """Write the job's end with its last log lines, retrying while the database is
         unreachable: a job whose end is lost would stay started for ever (the reconciler
         catches it if we give up)."""
-        if self.watchdog.ended(job.id) is Interruption.TIMEOUT:
+        why = self.watchdog.ended(job.id)
+        if why is Interruption.TIMEOUT:
             # Bounded means bounded: a result that comes after the deadline does not count.
-            outcome = Outcome(error=perform_timeout_message(job.perform_timeout_ms))
+            outcome = Outcome(error=perform_timeout_message(job.perform_timeout_ms),
+                              elapsed_ms=outcome.elapsed_ms)
         fields = {"end_time": now_ms(), "progress": self.progress.unwatch(job.id)}
         lines = self.capture.take_remaining(job.id)
+        if outcome.elapsed_ms is not None:
+            # Written once the outcome is final, never through the capture (whose flusher
+            # could store it first): a job that ends otherwise must not read "finished".
+            lines.append(_end_line(job, outcome, why))
         for delay_s in RECORD_RETRY_DELAYS_S:
             try:
                 self._write_end(job, outcome, fields, lines)
@@ -168,10 +172,10 @@ class JobRunner:
                                               logs=lines, **fields)
             else:
                 final = self._fail_or_cancel(job.id, outcome.error, fields, lines)
-        except IllegalTransition:
-            # Someone else ended it (reconciler, stop): their outcome stands; the lines are
-            # stored apart.
-            self.capture.give_back(job.id, lines)
+        except IllegalTransition as exc:
+            # Someone else ended it (the reconciler's "worker lost", a stop): their outcome
+            # stands, and the lines are stored apart, without a closing line that belies it.
+            self.capture.give_back(job.id, _overruled(lines, outcome, exc.current))
             return
         events = ([logs_event(job.id, lines)] if lines else []) + [lifecycle_event(final)]
         try:
@@ -195,10 +199,15 @@ class JobRunner:
 
 
 
-def _end_line(job: Job, outcome: Outcome, why: Interruption | None,
-              elapsed_ms: int) -> tuple[str, str]:
+def _end_line(job: Job, outcome: Outcome, why: Interruption | None) -> LogLine:
     """The job's last log line. An interrupted job ends with the error Spark's cancel raised
     in it (a Java traceback), which says nothing about why it stopped: the line says why."""
+    level, message = _end_message(job, outcome, why)
+    return LogLine(now_ms(), mist_level(level), message)
+
+
+def _end_message(job: Job, outcome: Outcome, why: Interruption | None) -> tuple[str, str]:
+    elapsed_ms = outcome.elapsed_ms
     if outcome.error is None:
         return "INFO", f"finished in {elapsed_ms} ms"
     if why is Interruption.CANCEL:
@@ -207,6 +216,16 @@ def _end_line(job: Job, outcome: Outcome, why: Interruption | None,
         return "ERROR", (f"failed after {elapsed_ms} ms: "
                          f"{perform_timeout_message(job.perform_timeout_ms)}")
     return "ERROR", f"failed after {elapsed_ms} ms: {outcome.error}"
+
+
+def _overruled(lines: list[LogLine], outcome: Outcome, status: str | None) -> list[LogLine]:
+    """A job's last lines when its end was recorded by someone else first: the closing line
+    (the last one, for a job that ran) says its outcome was discarded."""
+    if outcome.elapsed_ms is None:
+        return lines
+    note = (f"its function ended after {outcome.elapsed_ms} ms, but the job was already "
+            f"{status}: that outcome is discarded")
+    return [*lines[:-1], LogLine(now_ms(), "WARN", note)]
 
 
 def _describe(exc: BaseException) -> str:

@@ -112,22 +112,39 @@ class Worker:
         self.draining = threading.Event()
         self.stopped = threading.Event()
         self._lock = threading.Condition()
+        # One record write at a time: one read before a drain must not land after the drain's.
+        self._announcing = threading.Lock()
         self._redis_outage = Outage(f"worker {self.id}: Redis", log)
         self._db_outage = Outage(f"worker {self.id}: the database", log)
 
-    def drain(self, reason: str, bounded: bool = False) -> None:
+    def drain(self, reason: str, bounded: bool = False, successor: bool = False) -> None:
         """Take no new job; the main loop lets the running ones finish, then the worker exits.
 
         ``bounded`` (a stop, a replacement): jobs still running after ``worker_stop_grace_s``
         are failed. Otherwise (done, idle, recycled) running jobs take the time they need.
+        ``successor`` (a replacement, a recycling): a successor is asked for now, so the next
+        job of a shared context finds it warm.
         """
         with self._lock:
-            if self.drain_reason is None:
+            first = self.drain_reason is None
+            if first:
                 self.drain_reason = reason
                 log.info("worker %s: draining: %s", self.id, reason)
             if bounded:
                 self.drain_grace_s = self.settings.worker_stop_grace_s
         self.draining.set()
+        if first and successor and self.context.worker_mode == "shared":
+            self._request_successor()
+
+    def _request_successor(self) -> None:
+        # The record says draining first: a supervisor that sees the request must not take
+        # this worker for a live one of its context.
+        try:
+            self._announce()
+            self.registry.request_successor(self.context.name)
+        except RedisError as exc:  # the next queued job starts a worker all the same
+            self._redis_outage.failed(exc)
+
 
     # -- life --------------------------------------------------------------------------------
 
@@ -272,11 +289,12 @@ class Worker:
     def _maybe_recycle(self) -> None:
         limit_jobs = self.settings.worker_max_jobs
         if limit_jobs and self.jobs_done >= limit_jobs:
-            self.drain(f"recycled after {self.jobs_done} jobs (worker_max_jobs)")
+            self.drain(f"recycled after {self.jobs_done} jobs (worker_max_jobs)", successor=True)
             return
         limit_mb = self.settings.worker_max_rss_mb
         if limit_mb and (rss_mb := resident_mb()) > limit_mb:
-            self.drain(f"recycled at {rss_mb} MB resident (worker_max_rss_mb {limit_mb})")
+            self.drain(f"recycled at {rss_mb} MB resident (worker_max_rss_mb {limit_mb})",
+                       successor=True)
 
     def _wait_for_running_jobs(self) -> None:
         """Let running jobs finish; fail those still running after a bounded drain's grace."""
@@ -304,7 +322,8 @@ class Worker:
             reason = (f"cancelled; the function ignored Spark's cancel for "
                       f"{self.settings.cancel_grace_s}s, so its worker was replaced")
         self._end_abandoned(job_id, reason)
-        self.drain(f"replaced: job {job_id} did not stop after its {why.value}", bounded=True)
+        self.drain(f"replaced: job {job_id} did not stop after its {why.value}", bounded=True,
+                   successor=True)
 
     def _end_abandoned(self, job_id: str, reason: str) -> None:
         with self._lock:
@@ -336,11 +355,16 @@ class Worker:
                 log.exception("worker %s: heartbeat failed", self.id)
 
     def _beat(self, rq_worker: rq.Worker) -> None:
-        record = self.record()
-        self.registry.beat(record)
+        record = self._announce()
         # What `rq info` shows: this worker as busy or idle.
         rq_worker.set_state("busy" if record["runningJobs"] else "idle")
         rq_worker.heartbeat(timeout=int(self.settings.worker_ttl_s) + 1)
+
+    def _announce(self) -> dict[str, Any]:
+        with self._announcing:
+            record = self.record()
+            self.registry.beat(record)
+        return record
 
     def record(self) -> dict[str, Any]:
         # The time is taken before the list is read: the reconciler relies on every job

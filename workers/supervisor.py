@@ -9,11 +9,19 @@
   and updating the context repairs it.
 - a worker whose context was updated or deleted is drained, so the next one uses the new
   settings.
+- a worker that stops heart-beating for a record's TTL (``worker_ttl_s``) while its process
+  still exists (SIGSTOP, a deadlock, a host swapping to death) is frozen: it is killed with its
+  JVM (its whole process group), which counts as a failure of its context, and replaced. The
+  reconciler fails its jobs as lost meanwhile.
+- a worker that drains to be replaced (it abandoned a job that ignored its cancel, or it is
+  recycled) asks for a successor, which starts at once, queued jobs or not: the next job
+  finds a warm worker.
 Workers on other hosts count: a context served by a live remote worker gets no local one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -68,6 +76,11 @@ class _Process:
     log_path: Path
     context_version: int  # the context's updated_at when it was started
     draining: bool = False
+    # The heartbeatAt of its record last seen (None: not announced yet, Spark still starting),
+    # and when (time.monotonic()) that value was first seen.
+    beat: int | None = None
+    beat_seen_at: float = 0.0
+    killed_because: str | None = None
 
 
 @dataclass
@@ -95,6 +108,8 @@ class Supervisor:
         self._warm = set(warm)
         self._retry_at: dict[str, float] = {}
         self._host = socket.gethostname()
+        # Set by a failed check: heartbeats went unseen for a while, through no worker's fault.
+        self._beats_unseen = False
 
     @classmethod
     def for_settings(cls, settings: Settings, redis_url: str, config_path: Path | None,
@@ -115,6 +130,7 @@ class Supervisor:
             try:
                 self.check()
             except Exception as exc:
+                self._beats_unseen = True
                 if not failing:
                     log.warning("supervisor check failed (%s: %s); trying again every %ss",
                                 type(exc).__name__, exc, CHECK_INTERVAL_S, exc_info=True)
@@ -126,7 +142,10 @@ class Supervisor:
             self.stopping.wait(CHECK_INTERVAL_S)
 
     def check(self) -> None:
+        # Taken before the workers are read: a worker's record says it drains before it asks.
+        self._warm |= self.registry.take_successor_requests()
         view = self._look()
+        self._kill_frozen(view)
         self._reap(view)
         for name, context in view.contexts.items():
             health = view.health.get(name, Health())
@@ -151,7 +170,8 @@ class Supervisor:
 
     def _serving(self, context: str, view: _View, with_draining: bool = False) -> int:
         """Workers that take this context's jobs now or soon: live ones that are not draining
-        (or all, ``with_draining``), anywhere, plus local ones still starting."""
+        (or all, ``with_draining``), anywhere, plus local ones with no record (still starting,
+        or between a Redis flush and their next beat; a frozen one until it is killed)."""
         live = [w for w in view.live if w["context"] == context]
         running = sum(1 for w in live if with_draining or w.get("state") != "draining")
         registered = {w["pid"] for w in live if w["host"] == self._host}
@@ -162,9 +182,12 @@ class Supervisor:
     # -- keeping workers ---------------------------------------------------------------------
 
     def _keep_shared(self, context: Context, view: _View) -> None:
+        if self._serving(context.name, view) > 0:
+            self._warm.discard(context.name)  # warm already: a warm-up asked for is done
+            return
         wanted = (context.precreated or context.name in self._warm
                   or view.queued.get(context.name, 0) > 0)
-        if wanted and self._serving(context.name, view) == 0 and self._may_start(context.name):
+        if wanted and self._may_start(context.name):
             self._warm.discard(context.name)
             self._spawn(context, one_job=False)
 
@@ -209,6 +232,39 @@ class Supervisor:
 
     # -- failures ----------------------------------------------------------------------------
 
+    def _kill_frozen(self, view: _View) -> None:
+        """Kill local workers whose heartbeat has not moved for a record's TTL. Such a process
+        still exists, so it would count as serving its context for ever while its jobs are
+        failed as lost and its queue grows. A worker whose record is missing only for a
+        moment (Redis flushed) beats again long before that."""
+        now = time.monotonic()
+        if self._beats_unseen:  # Redis or a check was down: every worker gets a whole TTL again
+            for process in self.processes:
+                process.beat_seen_at = now
+            self._beats_unseen = False
+        beats = {w["pid"]: w["heartbeatAt"] for w in view.live if w["host"] == self._host}
+        ttl_s = self.registry.ttl_ms / 1000
+        for process in self.processes:
+            beat = beats.get(process.popen.pid)
+            if beat is not None and beat != process.beat:
+                process.beat, process.beat_seen_at = beat, now
+            elif (process.beat is not None and process.killed_because is None
+                  and now - process.beat_seen_at >= ttl_s):
+                self._kill(process, f"it sent no heartbeat for {ttl_s:g}s (frozen or hung)")
+
+    def _kill(self, process: _Process, why: str) -> None:
+        if process.popen.poll() is not None:
+            return
+        log.warning("killing worker pid %d for context %s, with its JVM: %s", process.popen.pid,
+                    process.context, why)
+        process.killed_because = f"worker killed: {why}"
+        # Its process group (its own session, see _spawn): the JVM too, which would otherwise
+        # run on without its driver.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.popen.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # reaped by a later check then
+            process.popen.wait(timeout=5)
+
     def _reap(self, view: _View) -> None:
         for process in [p for p in self.processes if p.popen.poll() is not None]:
             self.processes.remove(process)
@@ -218,7 +274,9 @@ class Supervisor:
                 continue
             context = view.contexts.get(process.context)
             if context is not None:
-                self._count_failure(context, code, process.log_path)
+                reason = (process.killed_because
+                          or f"worker exited with code {code}: {_last_line(process.log_path)}")
+                self._count_failure(context, reason)
 
     def _forget(self, process: _Process, view: _View) -> None:
         """A dead worker's presence record goes now, not when its TTL runs out: it stops
@@ -228,8 +286,7 @@ class Supervisor:
             self.registry.remove(record["id"])
             view.live.remove(record)
 
-    def _count_failure(self, context: Context, code: int, log_path: Path) -> None:
-        reason = f"worker exited with code {code}: {_last_line(log_path)}"
+    def _count_failure(self, context: Context, reason: str) -> None:
         health = self.catalog.record_failure(context.name, reason, context.max_conn_failures)
         log.warning("worker for context %s failed (%d in a row, limit %d): %s", context.name,
                     health.failures, context.max_conn_failures, reason)

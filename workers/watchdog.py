@@ -59,12 +59,6 @@ class Watchdog:
             watch = self._watches.pop(job_id, None)
         return watch.interrupted if watch else None
 
-    def interruption(self, job_id: str) -> Interruption | None:
-        """Why a job still watched was interrupted, if it was (it stays watched)."""
-        with self._lock:
-            watch = self._watches.get(job_id)
-        return watch.interrupted if watch else None
-
     def cancel(self, job_id: str) -> bool:
         """Interrupt a job on request; False if it is not running here."""
         return self._interrupt(job_id, Interruption.CANCEL)
