@@ -46,6 +46,7 @@ def create_app(settings: Settings, redis_url: str) -> web.Application:
     app[REDIS_URL] = redis_url
     app.cleanup_ctx.extend([executor_ctx, database_ctx, redis_ctx])
     app.on_response_prepare.append(cors_headers(settings))
+    app.on_startup.append(status.read_installation)
     app.on_shutdown.append(events.end_streams)
     for table in ROUTE_TABLES:
         app.router.add_routes(table)

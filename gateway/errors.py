@@ -9,7 +9,6 @@ that leaks no internals.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -17,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from gateway.log_throttle import LogThrottle
 from jobs.errors import RetryLater, SparkgateError, Unauthenticated, Unavailable
 
 log = logging.getLogger("sparkgate.gateway")
@@ -51,38 +51,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         return _from_http(request, exc)
     except (RedisConnectionError, RedisTimeoutError) as exc:
-        _REDIS_DOWN.note(exc)
+        _OUTAGES.log(logging.WARNING, "redis", "redis unavailable, answering 503: %s", exc)
         return _retry_later(Unavailable("the job queue (Redis) is unavailable; retry shortly"))
     except DBAPIError as exc:
         if not exc.connection_invalidated and not isinstance(exc, OperationalError):
             raise
-        _DATABASE_DOWN.note(exc)
+        _OUTAGES.log(logging.WARNING, "database", "database unavailable, answering 503: %s", exc)
         return _retry_later(Unavailable("the database is unavailable; retry shortly"))
 
 
-class _Throttled:
-    """At most one warning per ``every_s`` for a dependency that is down, with the number of
-    503s since the last one: an outage under load is a few log lines, not one per request."""
-
-    def __init__(self, what: str, every_s: float = 10.0) -> None:
-        self.what = what
-        self.every_s = every_s
-        self.last = -float("inf")  # time.monotonic()
-        self.since = 0
-
-    def note(self, exc: BaseException) -> None:
-        self.since += 1
-        now = time.monotonic()
-        if now - self.last < self.every_s:
-            return
-        more = f" ({self.since - 1} more 503s since the last warning)" if self.since > 1 else ""
-        log.warning("%s unavailable, answering 503: %s%s", self.what, exc, more)
-        self.last = now
-        self.since = 0
-
-
-_REDIS_DOWN = _Throttled("redis")
-_DATABASE_DOWN = _Throttled("database")
+#: One warning per 10 s for each dependency that is down, with the 503s left out counted: an
+#: outage under load is a few log lines, not one per request.
+_OUTAGES = LogThrottle(log, every_s=10.0, burst=1)
 
 
 def _from_http(request: web.Request, exc: web.HTTPException) -> web.Response:

@@ -6,10 +6,13 @@ Two kinds of listener share it:
   event; they then re-read the database, which stays the source of truth. When the subscription
   drops and comes back every waiter is woken too, since events may have been missed meanwhile.
 - Streams (WebSocket and SSE clients) get every event they admit, each through a bounded queue
-  of its own. A stream whose queue is full is dropped: it gets :attr:`Notice.DROPPED` after what
-  it already holds and nothing more, so one slow client costs neither memory nor the others'
-  latency. Each event is decoded once, whatever the number of streams; its published JSON text
-  is handed on as is, so a stream forwards it without encoding it again.
+  of its own. A stream whose queue is full, or whose unsent bytes (queued, plus written to its
+  connection and not yet taken by the client) would exceed its byte limit, is dropped: it gets
+  :attr:`Notice.DROPPED` after what it already holds and nothing more, so one slow client costs
+  neither memory nor the others' latency. Each client (API key, or address with authentication
+  off) may hold a limited number of streams at once (:meth:`EventHub.client_slot`).
+  Each event is decoded once, whatever the number of streams; its published JSON text is
+  handed on as is, so a stream forwards it without encoding it again.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import contextlib
 import enum
 import logging
 import sys
-from collections import OrderedDict, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +30,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.log_throttle import LogThrottle
+from jobs.errors import TooManyRequests
 from jobs.events import CHANNEL, TERMINAL_EVENTS, decode
 
 log = logging.getLogger("sparkgate.events")
@@ -36,6 +41,10 @@ RECONNECT_DELAY_S = 0.5
 STREAM_QUEUE_SIZE = 1000
 #: Jobs whose function and context the hub remembers (ended jobs are forgotten at once).
 ORIGINS_CAPACITY = 20_000
+#: What a client at its stream limit is told to wait before it tries again.
+STREAM_RETRY_AFTER_S = 5
+
+_DROPS = LogThrottle(log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,25 +91,42 @@ class Notice(enum.Enum):
 Admit = Callable[[HubEvent], bool]
 
 
+def _nothing_unsent() -> int:
+    return 0
+
+
 class Stream:
     """A stream's end of the hub: :meth:`get` the next event or notice, in arrival order."""
 
-    def __init__(self, admit: Admit | None, jobs: frozenset[str] | None, limit: int) -> None:
+    def __init__(self, admit: Admit | None, jobs: frozenset[str] | None, limit: int,
+                 max_bytes: int) -> None:
         self.admit = admit
         self.jobs = jobs
         self.limit = limit
+        self.max_bytes = max_bytes
         # One slot more than the limit: the final notice always fits.
         self.queue: asyncio.Queue[HubEvent | Notice] = asyncio.Queue(maxsize=limit + 1)
+        self.queued_bytes = 0
+        # Bytes written to the client's connection that it has not taken yet: the route sets
+        # this once its response has begun (a client that stops reading grows it, not us).
+        self.unsent: Callable[[], int] = _nothing_unsent
         self.ended: Notice | None = None
 
     async def get(self) -> HubEvent | Notice:
-        return await self.queue.get()
+        item = await self.queue.get()
+        if isinstance(item, HubEvent):
+            self.queued_bytes -= len(item.text)
+        return item
 
     def _offer(self, item: HubEvent | Notice) -> bool:
-        """False when the stream holds its limit already (the caller drops it)."""
-        if self.queue.qsize() >= self.limit:
+        """False when the stream holds its limit of events or of bytes already (the caller
+        drops it). One event, however large, always fits a stream that has nothing unsent."""
+        size = len(item.text) if isinstance(item, HubEvent) else 0
+        backlog = self.queued_bytes + self.unsent()
+        if self.queue.qsize() >= self.limit or (backlog and backlog + size > self.max_bytes):
             return False
         self.queue.put_nowait(item)
+        self.queued_bytes += size
         return True
 
     def _end(self, notice: Notice) -> None:
@@ -162,6 +188,7 @@ class EventHub:
         self._waiters: dict[str, set[JobWatch]] = defaultdict(set)
         self._streams: set[Stream] = set()  # those that take every job's events
         self._job_streams: dict[str, set[Stream]] = defaultdict(set)
+        self._per_client: Counter[str] = Counter()
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
@@ -203,15 +230,34 @@ class EventHub:
 
     @contextlib.contextmanager
     def subscribe(self, admit: Admit | None = None, jobs: Iterable[str] | None = None,
-                  limit: int = STREAM_QUEUE_SIZE) -> Iterator[Stream]:
+                  limit: int = STREAM_QUEUE_SIZE, *, max_bytes: int) -> Iterator[Stream]:
         """A stream of the events that ``admit`` accepts (all when None), of the ``jobs``
         given (all jobs when None), from now until the ``with`` block ends."""
-        stream = Stream(admit, None if jobs is None else frozenset(jobs), limit)
+        stream = Stream(admit, None if jobs is None else frozenset(jobs), limit, max_bytes)
         self._add(stream)
         try:
             yield stream
         finally:
             self._remove(stream)
+
+    @contextlib.contextmanager
+    def client_slot(self, client: str, limit: int) -> Iterator[None]:
+        """One of ``client``'s at most ``limit`` streams (0: no limit) in this gateway, for
+        the ``with`` block; TooManyRequests (429, Retry-After) when it holds them all."""
+        held = self._per_client[client]
+        if limit and held >= limit:
+            raise TooManyRequests(
+                f"{client} has {held} event streams open in this gateway, its limit "
+                f"(max_streams_per_client); close one, or retry in {STREAM_RETRY_AFTER_S} s",
+                retry_after_s=STREAM_RETRY_AFTER_S,
+                details={"client": client, "open": held, "limit": limit})
+        self._per_client[client] += 1
+        try:
+            yield
+        finally:
+            self._per_client[client] -= 1
+            if not self._per_client[client]:
+                del self._per_client[client]
 
     @property
     def streaming(self) -> int:
@@ -247,7 +293,8 @@ class EventHub:
 
     def _deliver(self, stream: Stream, item: HubEvent | Notice) -> None:
         if not stream._offer(item):
-            log.warning("dropping an event stream that fell %d events behind", stream.limit)
+            _DROPS.log(logging.WARNING, "dropped", "dropping an event stream whose client fell "
+                       "behind (%d events, or %d bytes, unsent)", stream.limit, stream.max_bytes)
             self._remove(stream)
             stream._end(Notice.DROPPED)
 

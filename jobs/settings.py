@@ -108,6 +108,17 @@ class Settings:
     # Per API key (or JWT subject): sustained submits per second and burst; 0: no limit.
     submits_per_second: float = 0.0
     submit_burst: int = 100
+    # Slow and stalled clients (gateway/connections.py): a request's line and headers must
+    # arrive within header_timeout_s; an idle keep-alive connection is closed after
+    # idle_timeout_s; connections beyond max_connections get 503 at once.
+    header_timeout_s: float = 10.0
+    idle_timeout_s: float = 75.0
+    max_connections: int = 4096
+    # Event streams (WebSocket, SSE) one API key (auth off: one client address) may hold open
+    # in one gateway at once; 0: no limit. A stream whose unsent bytes exceed
+    # stream_buffer_max_bytes (the client stopped reading) is ended.
+    max_streams_per_client: int = 100
+    stream_buffer_max_bytes: int = 1024 * 1024
     context: ContextDefaults = field(default_factory=ContextDefaults)
 
     def __post_init__(self) -> None:
@@ -129,6 +140,13 @@ class Settings:
         for origin in self.allowed_origins:
             _check(_is_origin(origin), "allowed_origins",
                    'origins like "https://app.example.com" or "http://localhost:3000"', origin)
+        _check(self.header_timeout_s > 0, "header_timeout_s", "more than 0s", self.header_timeout_s)
+        _check(self.idle_timeout_s > 0, "idle_timeout_s", "more than 0s", self.idle_timeout_s)
+        _check(self.max_connections >= 1, "max_connections", "at least 1", self.max_connections)
+        _check(self.max_streams_per_client >= 0, "max_streams_per_client",
+               "0 (no limit) or more", self.max_streams_per_client)
+        _check(self.stream_buffer_max_bytes > 0, "stream_buffer_max_bytes",
+               "a positive number of bytes", self.stream_buffer_max_bytes)
         if self.mqtt_url is not None:
             self._check_mqtt()
 

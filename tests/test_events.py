@@ -379,7 +379,7 @@ async def test_a_subscriber_that_falls_behind_is_dropped_and_the_others_are_not(
                                                                                  aredis):
     hub = client.app[HUB]
     ws = await client.ws_connect(f"{API}/ws/all")
-    with hub.subscribe(limit=5) as slow:  # never read while the events come
+    with hub.subscribe(limit=5, max_bytes=1 << 20) as slow:  # never read while the events come
         job = new_job(store)
         published = job_events(store, job)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -44,7 +45,7 @@ from redis.retry import Retry
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from gateway.errors import _Throttled
+from gateway.log_throttle import LogThrottle
 from jobs.catalog import Catalog
 from jobs.db import make_engine
 from jobs.deployment import build_function, upload_artifact
@@ -637,12 +638,12 @@ def test_the_supervisor_logs_an_outage_once_not_every_check(tmp_path, caplog):
 
 
 def test_503_warnings_are_throttled(caplog):
-    throttled = _Throttled("database", every_s=60)
+    throttled = LogThrottle(logging.getLogger("sparkgate.gateway"), every_s=60, burst=1)
     with caplog.at_level("WARNING", logger="sparkgate.gateway"):
         for _ in range(50):
-            throttled.note(ConnectionRefusedError("down"))
+            throttled.log(logging.WARNING, "database", "database unavailable: %s",
+                          ConnectionRefusedError("down"))
     assert len(caplog.records) == 1
-    assert throttled.since == 49
 
 
 def start_worker(postgres: PrivatePostgres, redis_server: PrivateRedis,

@@ -4,8 +4,10 @@ Server-Sent Events (``/v2/api/events``), all fed by the gateway's one subscripti
 Every message is a job event exactly as published (jobs/events.py): ``initialized``, ``queued``,
 ``worker-assigned``, ``started``, ``cancelling``, ``cancelled``, ``finished``, ``failed``,
 ``logs`` (only with ``withLogs=true``) and sparkgate's ``progress``; plus, from the stream
-itself, ``keep-alive`` and the final ``dropped`` notice (a client too slow to keep up).
-A stream is live from the moment its response starts: nothing is replayed.
+itself, ``keep-alive`` and the final ``dropped`` notice (a client too slow to keep up: more
+than ``stream_buffer_max_bytes`` unsent). A stream is live from the moment its response starts:
+nothing is replayed. One client holds at most ``max_streams_per_client`` streams at once per
+gateway: an API key (or JWT subject) with authentication on, an address with it off.
 
 Filters by function or context need each event's job's function and context, which events from
 workers do not carry (a worker's log and progress paths know only the job id). The hub learns
@@ -19,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +32,7 @@ from gateway.auth import identity, visible
 from gateway.blocking import blocking
 from gateway.events_hub import STREAM_QUEUE_SIZE, EventHub, HubEvent, Notice, Origin, Stream
 from gateway.params import query_bool
-from gateway.resources import HUB, STORE
+from gateway.resources import HUB, SETTINGS, STORE
 from jobs.db import now_ms
 from jobs.errors import BadRequest, NotFound
 from jobs.events import TERMINAL_EVENTS, encode, lifecycle_event
@@ -107,9 +110,10 @@ class EventFilter:
 async def ws_all(request: web.Request) -> web.StreamResponse:
     events = EventFilter(with_logs=query_bool(request, "withLogs"),
                          owner=identity(request).owner_scope)
-    with request.app[HUB].subscribe(events.admits, limit=_limits(request).queue_size) as stream:
+    with _stream(request, events) as stream:
         ws = _websocket()
         await ws.prepare(request)
+        _count_unsent(request, stream)
         await _serve_ws(request, ws, stream, events, None)
         return ws
 
@@ -120,12 +124,12 @@ async def ws_job(request: web.Request) -> web.StreamResponse:
     events = EventFilter(with_logs=query_bool(request, "withLogs"))
     store = request.app[STORE]
     # Subscribed before the read: an end that comes after it is in the stream.
-    with request.app[HUB].subscribe(events.admits, jobs=(job_id,),
-                                    limit=_limits(request).queue_size) as stream:
+    with _stream(request, events, jobs=(job_id,)) as stream:
         # An unknown job, or another owner's, is a 404, not a socket.
         job = visible(request, await blocking(store.get_job, job_id))
         ws = _websocket()
         await ws.prepare(request)
+        _count_unsent(request, stream)
         if job.status.terminal:
             with contextlib.suppress(ConnectionError):
                 await ws.send_str(encode(final_event(job)))
@@ -230,12 +234,12 @@ async def sse(request: web.Request) -> web.StreamResponse:
     )
     if request.method == "HEAD":  # aiohttp would send a stream's bytes after HEAD's headers
         return web.Response(headers=SSE_HEADERS)
-    hub = request.app[HUB]
     limits = _limits(request)
-    with hub.subscribe(events.admits, jobs=events.jobs, limit=limits.queue_size) as stream:
+    with _stream(request, events, jobs=events.jobs) as stream:
         response = web.StreamResponse(headers=SSE_HEADERS)
         try:
             await response.prepare(request)
+            _count_unsent(request, stream)
             # Also sends the headers (aiohttp holds them until the first bytes).
             await _send(request, limits, response.write(b": connected\n\n"))
             await _send_sse(request, response, stream, events)
@@ -337,6 +341,40 @@ async def end_streams(app: web.Application) -> None:
     """``on_shutdown``: streams end at once instead of holding the shutdown for its timeout."""
     if HUB in app:
         app[HUB].end_streams()
+
+
+@contextlib.contextmanager
+def _stream(request: web.Request, events: EventFilter,
+            jobs: Iterable[str] | None = None) -> Iterator[Stream]:
+    """The client's stream of ``events``: one of its limited slots, and a queue bounded in
+    events and in bytes."""
+    settings = request.app[SETTINGS]
+    hub = request.app[HUB]
+    with (hub.client_slot(stream_client(request), settings.max_streams_per_client),
+          hub.subscribe(events.admits, jobs=jobs, limit=_limits(request).queue_size,
+                        max_bytes=settings.stream_buffer_max_bytes) as stream):
+        yield stream
+
+
+def stream_client(request: web.Request) -> str:
+    """Whose stream this is, for max_streams_per_client: with authentication off every
+    caller is the same anonymous admin, so its address tells clients apart."""
+    if request.app[SETTINGS].auth_enabled:
+        return identity(request).submitter
+    return f"address:{request.remote}"
+
+
+def _count_unsent(request: web.Request, stream: Stream) -> None:
+    """The stream's unsent bytes include what its connection holds for the client; and the
+    kernel's send buffer, which a stalled client fills first, gets the same bound (else it
+    grows to megabytes per client, in memory the whole host shares)."""
+    transport = request.transport
+    if transport is None:
+        return
+    stream.unsent = transport.get_write_buffer_size
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, stream.max_bytes)
 
 
 def _limits(request: web.Request) -> StreamLimits:

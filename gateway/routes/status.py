@@ -44,10 +44,24 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def read_installation(app: web.Application) -> None:
+    """``on_startup``: the versions /status reports are read here, once. Read per call, each
+    opened a package's metadata file: a cost per call, and a 500 once a flood of connections
+    had used up the process's file descriptors."""
+    await blocking(_installation)
+
+
+def _installation() -> None:
+    sparkgate_version()
+    _package_version("pyspark")
+    java_version()
+
+
 def sparkgate_version() -> str:
     return _package_version("sparkgate")
 
 
+@functools.cache
 def _package_version(name: str) -> str:
     try:
         return version(name)
