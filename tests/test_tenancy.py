@@ -23,8 +23,9 @@ from redis import Redis
 
 from gateway.app import create_app
 from gateway.redaction import REDACTED
-from jobs.events import CHANNEL, encode, progress_event
+from jobs.events import CHANNEL, encode, logs_event, progress_event
 from jobs.keys import KeyStore
+from jobs.logs import LogLine
 from jobs.state import JobStatus
 from jobs.store import NewJob, Store
 from jobs.worker_registry import WorkerRegistry
@@ -256,8 +257,17 @@ async def next_events(receive, until_id: str) -> list[dict[str, Any]]:
                 return seen
 
 
+def unseen_job(store: Store, submitter: str) -> str:
+    """A job whose ``initialized`` event the gateway never saw (another gateway's, or from
+    before this one started): its events carry only its id, so its owner must be looked up."""
+    return store.create_job(NewJob(function="echo", context="default", arguments={},
+                                   file_path="echo.py", class_name="echo", artifact_sha1=None,
+                                   submitter=submitter)).id
+
+
 async def test_events_of_other_owners_jobs_never_reach_a_submit_key(client, people: People,
-                                                                     redis_url: str):
+                                                                     redis_url: str,
+                                                                     store: Store):
     ws = await client.ws_connect(f"{API}/ws/all", params={"access_token": people.alice})
     sse = await client.get(f"{API}/events", params={"access_token": people.alice,
                                                     "withLogs": "true"})
@@ -268,9 +278,12 @@ async def test_events_of_other_owners_jobs_never_reach_a_submit_key(client, peop
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await client.ws_connect(f"{API}/ws/jobs/{theirs}", params={"access_token": people.alice})
     assert refused.value.status == 404
-    # As a worker publishes it: the job's id only, so the gateway must look the owner up.
+    their_unseen, my_unseen = unseen_job(store, "key:bob"), unseen_job(store, "key:alice")
+    # As a worker publishes them: the job's id only.
     with Redis.from_url(redis_url) as redis:
-        redis.publish(CHANNEL, encode(progress_event(theirs, {"tasksDone": 1})))
+        for job_id in (theirs, their_unseen, my_unseen):
+            redis.publish(CHANNEL, encode(progress_event(job_id, {"tasksDone": 1})))
+        redis.publish(CHANNEL, encode(logs_event(their_unseen, [LogLine(1, "INFO", "psst")])))
     await json_of(await client.delete(f"{API}/jobs/{theirs}", headers=bearer(people.bob)))
     mine = await submit(client, people.alice)
     await json_of(await client.delete(f"{API}/jobs/{mine}", headers=bearer(people.alice)))
@@ -285,11 +298,11 @@ async def test_events_of_other_owners_jobs_never_reach_a_submit_key(client, peop
 
     for receive in (lambda: from_ws(ws), from_sse):
         events = await next_events(receive, mine)
-        assert {e["id"] for e in events} == {mine}, events
-        assert [e["event"] for e in events] == ["initialized", "queued", "cancelled"]
+        assert [(e["id"], e["event"]) for e in events] == [
+            (my_unseen, "progress"), (mine, "initialized"), (mine, "queued"),
+            (mine, "cancelled")], events
     everyone = await next_events(lambda: from_ws(reader_ws), mine)
-    assert {e["id"] for e in everyone} == {theirs, mine}
-    assert "progress" in [e["event"] for e in everyone if e["id"] == theirs]
+    assert {e["id"] for e in everyone} == {theirs, their_unseen, my_unseen, mine}
     for stream in (ws, reader_ws):
         await stream.close()
     sse.close()
