@@ -9,8 +9,9 @@ than ``stream_buffer_max_bytes`` unsent). A stream is live from the moment its r
 nothing is replayed. One client holds at most ``max_streams_per_client`` streams at once per
 gateway: an API key (or JWT subject) with authentication on, an address with it off.
 
-Filters by function or context need each event's job's function and context, which events from
-workers do not carry (a worker's log and progress paths know only the job id). The hub learns
+Filters by function or context need each event's job's function and context, and a caller who
+sees only its own jobs (a submit key: docs/security.md, Tenancy) needs its owner; events from
+workers carry none of them (a worker's log and progress paths know only the job id). The hub learns
 them from ``initialized`` events and the rest are looked up once in the database; adding the
 fields to every published event would need the worker's log and progress capture to carry them
 too, for a saving of one read per job per gateway, and only for jobs that began before it.
