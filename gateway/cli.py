@@ -8,6 +8,7 @@ import ipaddress
 import json
 import logging
 import signal
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
 from jobs.db import make_engine
-from jobs.errors import ConfigError, SparkgateError
+from jobs.errors import ConfigError, Conflict, SparkgateError
 from jobs.keys import ROLES, KeyStore
 from jobs.migrate import current, upgrade
 from jobs.settings import Settings, load_settings
@@ -84,19 +85,21 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
     if settings.auth_enabled and not settings.jwt_issuer:
         _warn_if_no_keys(settings)
     try:
-        run_server(settings, host, port or settings.port, config_path)
-    except ConfigError as exc:
+        status = run_server(settings, host, port or settings.port, config_path)
+    except (ConfigError, Conflict) as exc:  # Conflict: the port or the data folder is taken
         raise click.ClickException(exc.message) from None
+    sys.exit(status)
 
 
 @main.command()
 @config_option
 @click.option("--context", "context_name", default="default", show_default=True)
 @click.option("--one-job", is_flag=True, help="Exit after one job (exclusive contexts).")
-@click.option("--supervised", is_flag=True,
-              help="Stop (draining) when the parent process, a supervisor, goes away.")
+@click.option("--supervisor-pid", type=int,
+              help="Stop at once when this process (the supervisor that started the worker, "
+                   "its parent) is gone.")
 def worker(config_path: Path | None, context_name: str, one_job: bool,
-           supervised: bool) -> None:
+           supervisor_pid: int | None) -> None:
     """Run a worker: one warm SparkSession for CONTEXT's jobs. Needs the database and Redis.
 
     \b
@@ -111,7 +114,7 @@ def worker(config_path: Path | None, context_name: str, one_job: bool,
                                    "settings file): the Redis its gateway uses")
     try:
         Worker(settings, settings.redis_url, context_name,
-               max_jobs_total=1 if one_job else None, supervised=supervised).run()
+               max_jobs_total=1 if one_job else None, supervisor_pid=supervisor_pid).run()
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
 

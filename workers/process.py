@@ -6,6 +6,9 @@ still running after ``worker_stop_grace_s``) when it is stopped (SIGTERM, the wo
 idle for the context's ``downtime``, done with its one job (exclusive contexts), due for
 recycling, or replaced because a job ignored its cancel. It exits 0 in all these cases; any
 other exit is a failure, which the supervisor counts against the context.
+
+A worker stops at once (running jobs fail, the JVM ends, its scratch folder goes) on a second
+SIGTERM or SIGINT, and when the supervisor that started it is gone, however that ended.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from workers.artifacts import FunctionLoader
 from workers.execution import JobRunner
 from workers.joblogs import JobLogCapture
 from workers.progress import ProgressTracker
+from workers.scratch import remove_scratch, scratch_dir, use_scratch
 from workers.session import build_session, check_java, spark_conf_for, write_pools_file
 from workers.watchdog import Interruption, Watchdog
 
@@ -53,6 +57,12 @@ log = logging.getLogger("sparkgate.worker")
 POP_TIMEOUT_S = 1
 # While Redis or the database is unreachable: how long a slot waits before it tries again.
 OUTAGE_PAUSE_S = 1.0
+# How often a supervised worker looks for its supervisor: it acts within a second of its end.
+PARENT_CHECK_S = 0.5
+# Stopping at once: how long the running jobs' ends may take to be recorded (the database may
+# be the thing that hangs), and how long the JVM gets to run its shutdown hooks.
+STOP_NOW_RECORD_S = 3.0
+CHILDREN_STOP_S = 3.0
 
 
 class Outage:
@@ -88,10 +98,12 @@ def new_worker_id(context: str) -> str:
 class Worker:
     def __init__(self, settings: Settings, redis_url: str, context_name: str,
                  worker_id: str | None = None, max_jobs_total: int | None = None,
-                 supervised: bool = False) -> None:
+                 supervisor_pid: int | None = None) -> None:
         """``max_jobs_total``: stop after that many jobs (1 for an exclusive context).
-        ``supervised``: drain and stop when the parent (a supervisor) is gone, so a killed
-        ``serve`` leaves no worker behind."""
+        ``supervisor_pid``: stop at once when that process (the supervisor that started this
+        one) is gone, so a killed ``serve`` leaves no worker behind. Its pid is given, not
+        read from getppid() here: a parent killed while this process started would go
+        unnoticed."""
         self.settings = settings
         self.redis = Redis.from_url(redis_url)
         engine = make_engine(settings.resolved_database_url)
@@ -101,7 +113,8 @@ class Worker:
         self.context: Context = self.catalog.get_context(context_name)
         self.id = worker_id or new_worker_id(context_name)
         self.max_jobs_total = max_jobs_total
-        self.parent_pid = os.getppid() if supervised else None
+        self.supervisor_pid = supervisor_pid
+        self.scratch = scratch_dir(settings.data_dir, os.getpid())
         self.registry = WorkerRegistry(self.redis, settings.worker_ttl_s)
         self.started_ms = now_ms()
         self.running: dict[str, int] = {}
@@ -109,7 +122,9 @@ class Worker:
         self.jobs_done = 0
         self.drain_reason: str | None = None
         self.drain_grace_s: float | None = None
+        self.signalled = False
         self.draining = threading.Event()
+        self._stopping_now = threading.Lock()
         self.stopped = threading.Event()
         self._lock = threading.Condition()
         # One record write at a time: one read before a drain must not land after the drain's.
@@ -145,18 +160,19 @@ class Worker:
         except RedisError as exc:  # the next queued job starts a worker all the same
             self._redis_outage.failed(exc)
 
-
     # -- life --------------------------------------------------------------------------------
 
     def run(self) -> None:
+        if self.supervisor_pid is not None:  # first: Spark's start can take a minute
+            threading.Thread(target=self._watch_supervisor, name="supervisor-watch",
+                             daemon=True).start()
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        use_scratch(self.scratch)
         check_java()
-        signal.signal(signal.SIGTERM, lambda *_: self.drain("stopped (SIGTERM)", bounded=True))
-        signal.signal(signal.SIGINT, lambda *_: self.drain("stopped (SIGINT)", bounded=True))
         log.info("worker %s: starting Spark for context %s", self.id, self.context.name)
-        pools = write_pools_file(
-            self.settings.data_dir / "workers" / f"{self.id}-pools.xml", self.context.max_jobs
-        )
-        spark = build_session(self.context, pools)
+        pools = write_pools_file(self.scratch / "pools.xml", self.context.max_jobs)
+        spark = build_session(self.context, pools, self.scratch)
         sc = spark.sparkContext
         capture = JobLogCapture(self._ship_logs)
         capture.install()
@@ -187,15 +203,15 @@ class Worker:
             with contextlib.suppress(RedisError):  # Redis down: the records expire anyway
                 self.registry.remove(self.id)
                 rq_worker.register_death()
-            pools.unlink(missing_ok=True)
             log.info("worker %s: stopped after %d job(s): %s", self.id, self.jobs_done,
                      self.drain_reason)
         if self.abandoned:
             # Their threads never return: don't wait for them (nor for Spark, which may be
-            # inside one). The JVM exits when this process goes.
-            logging.shutdown()
-            os._exit(0)
+            # inside one).
+            self._exit_now()
         spark.stop()
+        end_children()
+        remove_scratch(self.scratch)
 
     def _loop(self, runner: JobRunner) -> None:
         slots: queue.Queue[int] = queue.Queue()
@@ -309,6 +325,47 @@ class Worker:
             self._end_abandoned(job_id, f"its worker {self.id} stopped before the job ended "
                                         f"({self.drain_reason})")
 
+    # -- stopping at once --------------------------------------------------------------------
+
+    def _on_stop_signal(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if not self.signalled:
+            self.signalled = True
+            self.drain(f"stopped ({name})", bounded=True)
+            return
+        # Not in the handler: it interrupts the main thread, which may hold our locks.
+        threading.Thread(target=self.stop_now, args=(f"stopped at once (a second {name})",),
+                         daemon=True).start()
+
+    def _watch_supervisor(self) -> None:
+        while os.getppid() == self.supervisor_pid:
+            time.sleep(PARENT_CHECK_S)
+        self.stop_now(f"its supervisor (pid {self.supervisor_pid}) is gone")
+
+    def stop_now(self, reason: str) -> None:
+        """Fail the running jobs, end the JVM and anything else this process started, remove
+        the scratch folder and exit, all within seconds: nothing of ours outlives this."""
+        if not self._stopping_now.acquire(blocking=False):
+            return  # already under way
+        log.warning("worker %s: %s: stopping now", self.id, reason)
+        recording = threading.Thread(target=self._fail_running, args=(reason,), daemon=True)
+        recording.start()
+        recording.join(STOP_NOW_RECORD_S)
+        self._exit_now()
+
+    def _fail_running(self, reason: str) -> None:
+        with self._lock:
+            running = set(self.running) - self.abandoned
+        for job_id in running:
+            self._end_abandoned(job_id, f"its worker {self.id} stopped before the job ended "
+                                        f"({reason})")
+
+    def _exit_now(self) -> None:
+        end_children()
+        remove_scratch(self.scratch)
+        logging.shutdown()
+        os._exit(0)
+
     # -- jobs that would not stop ------------------------------------------------------------
 
     def _on_overdue(self, job_id: str, why: Interruption) -> None:
@@ -345,8 +402,6 @@ class Worker:
     def _heartbeat(self, rq_worker: rq.Worker) -> None:
         # Beats on while draining: jobs still running must not look like a lost worker's.
         while not self.stopped.wait(self.settings.worker_heartbeat_s):
-            if self.parent_pid is not None and os.getppid() != self.parent_pid:
-                self.drain("its supervisor is gone", bounded=True)
             try:
                 self._beat(rq_worker)
             except RedisError as exc:
@@ -428,6 +483,20 @@ class Worker:
             self.redis.publish(CHANNEL, encode(event))
         except RedisError as exc:
             self._redis_outage.failed(exc)
+
+
+def end_children() -> None:
+    """SIGTERM every process this one started (the JVM, Spark's Python workers), SIGKILL those
+    still running after ``CHILDREN_STOP_S``. SIGTERM lets the JVM run its shutdown hooks."""
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=CHILDREN_STOP_S)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(alive, timeout=CHILDREN_STOP_S)
 
 
 def resident_mb() -> int:

@@ -60,10 +60,14 @@ def write_pools_file(path: Path, slots: int) -> Path:
     return path
 
 
-def build_session(context: Context, pools_file: Path):
+def build_session(context: Context, pools_file: Path, scratch: Path):
+    """The session, the JVM's temp files in ``scratch``: Spark's too, as ``spark.local.dir``
+    defaults to the JVM's temp folder (a context's sparkConf may still set it)."""
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.config("spark.scheduler.allocation.file", str(pools_file))
+    builder = (SparkSession.builder
+               .config("spark.scheduler.allocation.file", str(pools_file))
+               .config("spark.driver.defaultJavaOptions", f'"-Djava.io.tmpdir={scratch}"'))
     for key, value in spark_conf_for(context).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

@@ -46,11 +46,15 @@ from jobs.state import JobStatus
 from jobs.store import Store
 from jobs.submission import broken_message
 from jobs.worker_registry import WorkerRegistry
+from workers.scratch import sweep_scratch
 
 log = logging.getLogger("sparkgate.supervisor")
 
 CHECK_INTERVAL_S = 0.5
-STOP_GRACE_S = 45.0
+# On stop, beyond the workers' own grace (worker_stop_grace_s): their Spark's stop.
+STOP_MARGIN_S = 15.0
+# After stop_now(): how long workers get to record their jobs' ends and end their JVM.
+STOP_NOW_S = 5.0
 MAX_BACKOFF_S = 10.0
 
 
@@ -96,7 +100,8 @@ class _View:
 class Supervisor:
     def __init__(self, catalog: Catalog, store: Store, queue: JobQueue,
                  registry: WorkerRegistry, worker_env: dict[str, str], log_dir: Path,
-                 warm: tuple[str, ...] = ()) -> None:
+                 warm: tuple[str, ...] = (), stop_grace_s: float = 30.0 + STOP_MARGIN_S
+                 ) -> None:
         self.catalog = catalog
         self.store = store
         self.queue = queue
@@ -105,6 +110,8 @@ class Supervisor:
         self.log_dir = log_dir
         self.processes: list[_Process] = []
         self.stopping = threading.Event()
+        self.stop_grace_s = stop_grace_s
+        self._now = threading.Event()
         self._warm = set(warm)
         self._retry_at: dict[str, float] = {}
         self._host = socket.gethostname()
@@ -119,7 +126,8 @@ class Supervisor:
         return cls(Catalog(engine, settings.context), Store(engine), JobQueue(redis),
                    WorkerRegistry(redis, settings.worker_ttl_s),
                    worker_environment(settings, redis_url, config_path),
-                   settings.data_dir / "logs", warm)
+                   settings.data_dir / "logs", warm,
+                   stop_grace_s=settings.worker_stop_grace_s + STOP_MARGIN_S)
 
     def run(self) -> None:
         """A check every ``CHECK_INTERVAL_S`` until stopped. While the database or Redis is
@@ -208,7 +216,10 @@ class Supervisor:
     def _spawn(self, context: Context, one_job: bool) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"worker-{context.name}.log"
-        command = [sys.executable, "-m", "workers", "--context", context.name, "--supervised"]
+        # Workers killed meanwhile (frozen, crashed) left theirs.
+        sweep_scratch(Path(self.worker_env["SPARKGATE_DATA_DIR"]))
+        command = [sys.executable, "-m", "workers", "--context", context.name,
+                   "--supervisor-pid", str(os.getpid())]
         if one_job:
             command.append("--one-job")
         with log_path.open("ab") as out:
@@ -309,20 +320,49 @@ class Supervisor:
     # -- stopping ----------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Ask every worker to drain and stop; kill those still running after the grace."""
+        """Ask every worker to drain and stop (SIGTERM); after ``stop_now()``, to stop at once
+        (a second SIGTERM: their running jobs fail). Kill those still running after the
+        grace, with their JVM, and remove the scratch folders they could not."""
         self.stopping.set()
-        for process in self.processes:
-            if process.popen.poll() is None:
+        for process in self._alive():
+            if not process.draining:  # one already draining would take it for the second
                 process.popen.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for process in self.processes:
-            try:
-                process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("worker pid %d did not stop in %ss; killing it", process.popen.pid,
-                            STOP_GRACE_S)
+        self._wait_for_workers(self.stop_grace_s, interruptible=True)
+        if self._now.is_set():
+            for process in self._alive():
+                process.popen.send_signal(signal.SIGTERM)
+            self._wait_for_workers(STOP_NOW_S)
+        for process in self._alive():
+            log.warning("worker pid %d did not stop; killing it with its JVM", process.popen.pid)
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.popen.pid, signal.SIGKILL)
-                process.popen.wait()
+            process.popen.wait()
+        sweep_scratch(Path(self.worker_env["SPARKGATE_DATA_DIR"]))
+
+    def stop_now(self) -> None:
+        """Cut a ``stop()`` under way short: its workers stop at once. Any thread may call it."""
+        self._now.set()
+
+    def running_jobs(self) -> int:
+        """How many jobs this supervisor's workers are running. The database says it, not
+        their records, which tell it only at their next heartbeat."""
+        pids = {process.popen.pid for process in self._alive()}
+        ours = {w["id"] for w in self.registry.live()
+                if w["host"] == self._host and w["pid"] in pids}
+        running = self.store.jobs_in([JobStatus.STARTED, JobStatus.CANCELLING])
+        return sum(1 for job in running if job.worker_id in ours)
+
+    def _alive(self) -> list[_Process]:
+        return [process for process in self.processes if process.popen.poll() is None]
+
+    def _wait_for_workers(self, timeout_s: float, interruptible: bool = False) -> None:
+        """Until every worker has exited or ``timeout_s`` has passed (or, ``interruptible``,
+        ``stop_now()`` is called)."""
+        deadline = time.monotonic() + timeout_s
+        while self._alive() and time.monotonic() < deadline:
+            if interruptible and self._now.is_set():
+                return
+            time.sleep(0.1)
 
 
 def _last_line(path: Path) -> str:
