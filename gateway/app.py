@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.auth import auth_middleware
 from gateway.browsers import browser_middleware, cors_headers
 from gateway.errors import error_middleware, path_middleware, unexpected_middleware
+from gateway.memory import trim_after_big_bodies
 from gateway.resources import (
     REDIS_URL,
     SETTINGS,
@@ -46,6 +47,7 @@ def create_app(settings: Settings, redis_url: str) -> web.Application:
     app[REDIS_URL] = redis_url
     app.cleanup_ctx.extend([executor_ctx, database_ctx, redis_ctx])
     app.on_response_prepare.append(cors_headers(settings))
+    app.on_response_prepare.append(trim_after_big_bodies())
     app.on_startup.append(status.read_installation)
     app.on_shutdown.append(events.end_streams)
     for table in ROUTE_TABLES:

@@ -157,7 +157,9 @@ JOB_DETAILS = obj({
     "jobId": STRING,
     "function": STRING,
     "context": STRING,
-    "params": obj({"filePath": STRING, "className": STRING, "arguments": ANY,
+    "params": obj({"filePath": STRING, "className": STRING,
+                   "arguments": {"description": "the arguments; in a listing, a `Truncated` "
+                                 "marker instead when larger than listing_value_max_bytes"},
                    "action": {"const": "execute"}}),
     "status": {"enum": list(JOB_STATUSES)},
     "source": {"type": "string", "description": "`Http`, `Cli`, `Async mqtt`, `Async ws`"},
@@ -167,13 +169,25 @@ JOB_DETAILS = obj({
     "startTime": TIME_MS,
     "endTime": TIME_MS,
     "workerId": STRING,
-    "jobResult": {"description": "the result when finished; the error text when failed"},
+    "jobResult": {"description": "the result when finished; the error text when failed; "
+                  "in a listing, a `Truncated` marker instead when larger than "
+                  "listing_value_max_bytes"},
     "progress": ref("Progress"),
     "startTimeout": {"type": "integer", "description": "milliseconds"},
     "performTimeout": {"type": "integer", "description": "milliseconds"},
     "submitter": {"type": "string", "description": "*sparkgate*: who submitted it: "
                   "`key:<name>`, `jwt:<subject>`, `mqtt` or `anonymous`"},
+    "truncated": {"type": "array", "uniqueItems": True,
+                  "items": {"enum": ["params.arguments", "jobResult"]},
+                  "description": "*sparkgate*, listings only: the fields holding a `Truncated` "
+                                 "marker"},
 }, description="Mist's JobDetails; fields other than the first seven are left out while empty")
+
+TRUNCATED = obj({"truncated": {"const": True}, "bytes": {"type": "integer", "minimum": 0},
+                 "url": STRING},
+                description="*sparkgate*: stands in, in a listing, for a job's arguments or "
+                            "result too big to list: `bytes`, the size of its JSON; `url`, the "
+                            "job, which has it in full")
 
 JOB_PAGE = obj({"jobs": array(ref("JobDetails")), "total": {"type": "integer", "minimum": 0},
                 "totalExact": {"type": "boolean", "description": "*sparkgate*: false when, "
@@ -281,6 +295,7 @@ SCHEMAS: dict[str, Schema] = {
     "FunctionDefinition": FUNCTION_DEFINITION,
     "Progress": PROGRESS,
     "JobDetails": JOB_DETAILS,
+    "Truncated": TRUNCATED,
     "JobPage": JOB_PAGE,
     "JobId": JOB_ID,
     "SyncResult": SYNC_RESULT,

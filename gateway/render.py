@@ -11,7 +11,7 @@ from jobs.catalog import Context, Function, Health
 from jobs.durations import format_duration
 from jobs.signatures import Signature
 from jobs.state import JobStatus
-from jobs.store import Job
+from jobs.store import Job, oversized_marker
 
 MIST_SOURCES = {"http": "Http", "cli": "Cli", "mqtt": "Async mqtt", "ws": "Async ws"}
 
@@ -48,7 +48,25 @@ def job_details(job: Job) -> dict[str, Any]:
         details["jobResult"] = job.result
     elif job.error is not None:
         details["jobResult"] = job.error
+    if job.oversized:
+        _mark_oversized(details, job)
     return details
+
+
+def _mark_oversized(details: dict[str, Any], job: Job) -> None:
+    """Put a marker where each value a listing left out would be: an object (what Mist's
+    clients expect of ``params.arguments``), and sparkgate's ``truncated`` naming the fields
+    that hold markers, so a client never mistakes a marker for a value of that shape."""
+    marked = []
+    if "arguments" in job.oversized:
+        details["params"]["arguments"] = oversized_marker(job.id, job.oversized["arguments"])
+        marked.append("params.arguments")
+    outcome = "result" if job.status is JobStatus.FINISHED else "error"
+    if outcome in job.oversized:
+        details["jobResult"] = oversized_marker(job.id, job.oversized[outcome])
+        marked.append("jobResult")
+    if marked:
+        details["truncated"] = marked
 
 
 def sync_response(job: Job) -> dict[str, Any]:

@@ -46,7 +46,8 @@ async def wait_for_end(hub: EventHub, store: Store, job_id: str, timeout_s: floa
                 await asyncio.wait_for(watch.wait(), min(remaining or RECHECK_S, RECHECK_S))
             ended = watch.ended_with
             watch.clear()
-            if outcome_only and ended is not None:
+            # An event whose result was too big to carry has a marker in its place.
+            if outcome_only and ended is not None and "truncated" not in ended:
                 return _ended(job, ended)
             job = await blocking(store.get_job, job_id)
     return job

@@ -13,7 +13,7 @@ from typing import Any
 from jobs.db import now_ms
 from jobs.logs import LogLine
 from jobs.state import JobStatus
-from jobs.store import Job
+from jobs.store import Job, oversized_marker
 
 CHANNEL = "sparkgate:events"
 
@@ -66,8 +66,33 @@ def logs_event(job_id: str, lines: list[LogLine]) -> dict[str, Any]:
     }
 
 
+# Events carry job values (params, result, error) up to this many bytes of JSON.
+VALUE_MAX_BYTES = 64 * 1024
+_VALUE_FIELDS = ("params", "result", "error")
+
+
 def encode(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"), default=str)
+    """The event as published. Its params, result or error, when larger than
+    ``VALUE_MAX_BYTES``, is replaced by a marker (``oversized_marker``, and the event's
+    ``truncated`` names the fields): every gateway decodes every event on its loop and hands
+    it to every stream, so megabytes there would stall them all; the job has the value."""
+    return _dumps(_capped(event))
+
+
+def _capped(event: dict[str, Any]) -> dict[str, Any]:
+    capped = event
+    for name in _VALUE_FIELDS:
+        if name not in event:
+            continue
+        size = len(_dumps(event[name]))  # ASCII (json.dumps escapes the rest): chars = bytes
+        if size > VALUE_MAX_BYTES:
+            capped = {**capped, name: oversized_marker(event["id"], size),
+                      "truncated": [*capped.get("truncated", ()), name]}
+    return capped
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 def decode(raw: bytes | str) -> dict[str, Any]:

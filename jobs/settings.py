@@ -103,6 +103,9 @@ class Settings:
     jwt_subject_claim: str = "sub"
     # A result whose JSON is larger fails its job (with both sizes in the error).
     max_result_bytes: int = 16 * 1024 * 1024
+    # Job listings carry each job's arguments, result and error only up to this size (as
+    # JSON); larger ones are replaced by {"truncated": true, "bytes": N, "url": ...}.
+    listing_value_max_bytes: int = 64 * 1024
     # Submits to a context with this many jobs queued get 429 with Retry-After; 0: no limit.
     max_queued_per_context: int = 10_000
     # Per API key (or JWT subject): sustained submits per second and burst; 0: no limit.
@@ -125,7 +128,8 @@ class Settings:
         _check(1 <= self.port <= 65535, "port", "1 to 65535", self.port)
         _check(self.log_level.upper() in _LOG_LEVELS, "log_level", " or ".join(_LOG_LEVELS),
                self.log_level)
-        for name in ("max_body_bytes", "max_artifact_bytes", "max_result_bytes"):
+        for name in ("max_body_bytes", "max_artifact_bytes", "max_result_bytes",
+                     "listing_value_max_bytes"):
             _check(getattr(self, name) > 0, name, "a positive number of bytes", getattr(self, name))
         _check(self.worker_heartbeat_s < self.worker_ttl_s, "worker_heartbeat_s",
                "shorter than worker_ttl_s", self.worker_heartbeat_s)

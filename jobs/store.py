@@ -7,14 +7,15 @@ winner gets the job's new row in the same round trip.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
-    RowMapping,
     and_,
     case,
     delete,
@@ -23,8 +24,11 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
     update,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from jobs import tables as t
 from jobs.db import now_ms, writing
@@ -57,9 +61,12 @@ class Job:
     progress: dict[str, Any] | None = None
     submitter: str | None = None
     idempotency_key: str | None = None
+    # Values a listing left out for their size (they are None here): column name -> size of
+    # its JSON (or text) in bytes. Empty for a job read in full.
+    oversized: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, row: RowMapping) -> Job:
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
         values = dict(row)
         values["status"] = JobStatus(values["status"])
         return cls(**values)
@@ -209,10 +216,20 @@ class Store:
         with self.engine.connect() as conn:
             return set(conn.execute(statement).scalars())
 
-    def list_jobs(self, query: JobQuery, count: bool = False) -> tuple[list[Job], int | None]:
-        """Newest first. ``count`` adds the number of matching jobs (see ``count_jobs``)."""
+    def list_jobs(self, query: JobQuery, count: bool = False,
+                  value_max_bytes: int | None = None) -> tuple[list[Job], int | None]:
+        """Newest first. ``count`` adds the number of matching jobs (see ``count_jobs``).
+
+        ``value_max_bytes``: arguments, results and errors larger than this are not read at
+        all (the database sends only their size, in ``Job.oversized``), so a page of jobs
+        with megabytes of arguments each costs no more than a page of small ones."""
+        columns: list[Any] = [t.jobs]
+        read: Callable[[Mapping[str, Any]], Job] = Job.from_row
+        if value_max_bytes is not None:
+            columns = _capped_columns(value_max_bytes)
+            read = functools.partial(_capped_job, max_bytes=value_max_bytes)
         statement = (
-            select(t.jobs)
+            select(*columns)
             .where(*_conditions(query))
             .order_by(t.jobs.c.create_time.desc(), t.jobs.c.id.desc())
             .limit(query.limit)
@@ -220,7 +237,7 @@ class Store:
         )
         with self.engine.connect() as conn:
             rows = conn.execute(statement).mappings().all()
-        return [Job.from_row(r) for r in rows], self.count_jobs(query).total if count else None
+        return [read(r) for r in rows], self.count_jobs(query).total if count else None
 
     def count_jobs(self, query: JobQuery, exact_up_to: int = EXACT_COUNT_UP_TO) -> JobCount:
         """How many jobs match ``query``: exact up to ``exact_up_to``; beyond, on PostgreSQL,
@@ -356,6 +373,58 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [LogLine(**r) for r in conn.execute(statement).mappings()]
+
+
+_BIG_COLUMNS = ("arguments", "result", "error")
+
+
+class _stored_bytes(FunctionElement[int]):
+    """The size in bytes of a JSON or text column as stored, computed by the database."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(_stored_bytes)
+def _stored_bytes_postgresql(element: _stored_bytes, compiler: Any, **kw: Any) -> str:
+    return f"octet_length(CAST({compiler.process(element.clauses, **kw)} AS TEXT))"
+
+
+@compiles(_stored_bytes, "sqlite")
+def _stored_bytes_sqlite(element: _stored_bytes, compiler: Any, **kw: Any) -> str:
+    # length() of text counts characters; of a blob, bytes (SQLite has no octet_length
+    # before 3.43).
+    return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
+
+
+def _capped_columns(max_bytes: int) -> list[Any]:
+    """Every column of ``jobs``, with each big one replaced by its value only when it is at
+    most ``max_bytes`` (NULL otherwise), plus its size as ``<name>_bytes``."""
+    columns: list[Any] = []
+    for column in t.jobs.c:
+        if column.name not in _BIG_COLUMNS:
+            columns.append(column)
+            continue
+        size = _stored_bytes(column)
+        columns.append(type_coerce(case((size <= max_bytes, column)), column.type)
+                       .label(column.name))
+        columns.append(size.label(f"{column.name}_bytes"))
+    return columns
+
+
+def _capped_job(row: Mapping[str, Any], max_bytes: int) -> Job:
+    values = dict(row)
+    oversized = {}
+    for name in _BIG_COLUMNS:
+        size = values.pop(f"{name}_bytes")
+        if size is not None and size > max_bytes:
+            oversized[name] = size
+    return Job.from_row({**values, "oversized": oversized})
+
+
+def oversized_marker(job_id: str, size: int) -> dict[str, Any]:
+    """What stands in, on the wire, for a value of the job left out for its size."""
+    return {"truncated": True, "bytes": size, "url": f"/v2/api/jobs/{job_id}"}
 
 
 def job_not_found(job_id: str) -> NotFound:

@@ -5,6 +5,8 @@ logs, cancel.
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import Any
 
 from aiohttp import web
 
@@ -28,7 +30,7 @@ from jobs.events import lifecycle_event
 from jobs.ids import uuid7
 from jobs.logs import format_mist_line
 from jobs.state import MIST_STATUSES
-from jobs.store import Job, JobQuery
+from jobs.store import Job, JobQuery, Store
 from jobs.submission import SubmitRequest
 
 routes = web.RouteTableDef()
@@ -69,7 +71,7 @@ async def run_function(request: web.Request) -> web.Response:
     if force:
         return web.json_response(sync_response(job))
     if job.status.terminal:
-        return web.json_response(job_details(job))
+        return await _job_response(job)
     return web.json_response(
         {"id": job.id, "status": job.status.value, "url": f"/v2/api/jobs/{job.id}"},
         status=202, headers={"Location": f"/v2/api/jobs/{job.id}"},
@@ -94,7 +96,7 @@ async def list_worker_jobs(request: web.Request) -> web.Response:
 
 @routes.get("/v2/api/jobs/{id}")
 async def get_job(request: web.Request) -> web.Response:
-    return web.json_response(job_details(await _visible_job(request)))
+    return await _job_response(await _visible_job(request))
 
 
 @routes.get("/v2/api/jobs/{id}/logs")
@@ -112,7 +114,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     require_cancel(request, await _visible_job(request))
     job = await blocking(cancellation.cancel, app[STORE], app[QUEUE], request.match_info["id"])
     await publish(app, lifecycle_event(job))
-    return web.json_response(job_details(job))
+    return await _job_response(job)
 
 
 async def _visible_job(request: web.Request) -> Job:
@@ -137,12 +139,28 @@ async def _list(request: web.Request, base: JobQuery) -> web.Response:
         limit=query_int(request, "limit", 25, 0, MAX_LIMIT),
         offset=query_int(request, "offset", 0, 0, 10**9),
     )
-    paginate = query_bool(request, "paginate")
-    jobs, _ = await blocking(request.app[STORE].list_jobs, query)
-    body = [job_details(j) for j in jobs]
-    if paginate:
-        counted = await blocking(request.app[STORE].count_jobs, query)
-        # totalExact (sparkgate's): false when the total is PostgreSQL's estimate.
-        return web.json_response({"jobs": body, "total": counted.total,
-                                  "totalExact": counted.exact})
-    return web.json_response(body)
+    body = await blocking(_listing, request.app[STORE], query, query_bool(request, "paginate"),
+                          request.app[SETTINGS].listing_value_max_bytes)
+    return web.Response(body=body, content_type="application/json")
+
+
+def _listing(store: Store, query: JobQuery, paginate: bool, value_max_bytes: int) -> bytes:
+    """The page as JSON, read, rendered and encoded on a blocking thread: a page of big jobs
+    never holds the event loop (nor its values the gateway's memory: see list_jobs)."""
+    jobs, _ = store.list_jobs(query, value_max_bytes=value_max_bytes)
+    page = [job_details(j) for j in jobs]
+    if not paginate:
+        return _encode(page)
+    counted = store.count_jobs(query)
+    # totalExact (sparkgate's): false when the total is PostgreSQL's estimate.
+    return _encode({"jobs": page, "total": counted.total, "totalExact": counted.exact})
+
+
+async def _job_response(job: Job) -> web.Response:
+    """A job in full: its arguments or result may be megabytes, encoded off the loop."""
+    return web.Response(body=await blocking(_encode, job_details(job)),
+                        content_type="application/json")
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value).encode()
