@@ -23,9 +23,11 @@ from redis import Redis
 
 from gateway.app import create_app
 from gateway.redaction import REDACTED
+from jobs.errors import ConfigError
 from jobs.events import CHANNEL, encode, logs_event, progress_event
 from jobs.keys import KeyStore
 from jobs.logs import LogLine
+from jobs.settings import Settings
 from jobs.state import JobStatus
 from jobs.store import NewJob, Store
 from jobs.worker_registry import WorkerRegistry
@@ -369,3 +371,23 @@ async def test_a_submit_key_sees_only_its_own_running_jobs_on_a_worker(client, p
     assert worker["runningJobCount"] == 2
     worker = await json_of(await client.get(f"{API}/workers/w-1", headers=bearer(people.reader)))
     assert worker["runningJobs"] == sorted([mine, theirs])
+
+
+async def test_more_secret_settings_can_be_named(aiohttp_client, settings, redis_url,
+                                                 engine):
+    on = dataclasses.replace(settings, auth_enabled=True,
+                             secret_spark_conf_keys=r"^spark\.myco\.|\.apiCode$")
+    client = await aiohttp_client(create_app(on, redis_url))
+    keys = KeyStore(engine)
+    admin, reader = keys.create("admin", "admin").token, keys.create("reader", "read").token
+    conf = {"spark.myco.endpoint": "https://x", "spark.other.apiCode": "c0de",
+            "spark.executor.memory": "1g", "spark.hadoop.fs.s3a.secret.key": "s"}
+    await json_of(await client.post(f"{API}/contexts", headers=bearer(admin),
+                                    json={"name": "own", "sparkConf": conf}))
+    shown = await json_of(await client.get(f"{API}/contexts/own", headers=bearer(reader)))
+    assert shown["sparkConf"] == {**{k: REDACTED for k in conf}, **PUBLIC_CONF}
+
+
+def test_a_pattern_that_is_not_a_regular_expression_stops_the_start():
+    with pytest.raises(ConfigError, match="secret_spark_conf_keys"):
+        Settings(secret_spark_conf_keys="spark.(")

@@ -7,10 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import identity
 from gateway.blocking import blocking
 from gateway.params import checked_name, json_body, json_object, json_type
-from gateway.redaction import REDACTED
+from gateway.redaction import REDACTED, redaction_for
 from gateway.render import context_info
 from gateway.resources import CATALOG, SETTINGS
 from jobs.catalog import Context, Health
@@ -27,8 +26,8 @@ async def list_contexts(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     contexts = await blocking(catalog.list_contexts)
     health = await blocking(catalog.all_health)
-    reveal = identity(request).sees_secrets
-    return web.json_response([context_info(c, health.get(c.name, Health()), reveal)
+    redaction = redaction_for(request)
+    return web.json_response([context_info(c, health.get(c.name, Health()), redaction)
                               for c in contexts])
 
 
@@ -61,14 +60,14 @@ async def update_context(request: web.Request) -> web.Response:
 @routes.delete("/v2/api/contexts/{name}")
 async def delete_context(request: web.Request) -> web.Response:
     deleted = await blocking(request.app[CATALOG].delete_context, request.match_info["name"])
-    return web.json_response(context_info(deleted, Health(), identity(request).sees_secrets))
+    return web.json_response(context_info(deleted, Health(), redaction_for(request)))
 
 
 async def _answer(request: web.Request, name: str) -> web.Response:
     catalog = request.app[CATALOG]
     context = await blocking(catalog.get_context, name)
     health = await blocking(catalog.health, name)
-    return web.json_response(context_info(context, health, identity(request).sees_secrets))
+    return web.json_response(context_info(context, health, redaction_for(request)))
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.auth import identity
 from gateway.blocking import blocking
-from gateway.redaction import spark_conf_shown
+from gateway.redaction import Redaction, redaction_for
 from gateway.resources import AREDIS, STORE, WORKERS
 from jobs.cancellation import control_channel
 from jobs.db import now_ms
@@ -22,15 +22,15 @@ routes = web.RouteTableDef()
 async def list_workers(request: web.Request) -> web.Response:
     records = await blocking(request.app[WORKERS].live)
     owned = await _owned_running_jobs(request, records)
-    reveal = identity(request).sees_secrets
-    return web.json_response([worker_info(r, reveal, owned) for r in records])
+    redaction = redaction_for(request)
+    return web.json_response([worker_info(r, redaction, owned) for r in records])
 
 
 @routes.get("/v2/api/workers/{id}")
 async def get_worker(request: web.Request) -> web.Response:
     record = await _live(request)
     owned = await _owned_running_jobs(request, [record])
-    return web.json_response(worker_info(record, identity(request).sees_secrets, owned))
+    return web.json_response(worker_info(record, redaction_for(request), owned))
 
 
 @routes.delete("/v2/api/workers/{id}")
@@ -40,7 +40,7 @@ async def stop_worker(request: web.Request) -> web.Response:
     record = await _live(request)
     await request.app[AREDIS].publish(control_channel(record["id"]),
                                       json.dumps({"stop": True}))
-    return web.json_response({**worker_info(record, identity(request).sees_secrets),
+    return web.json_response({**worker_info(record, redaction_for(request)),
                               "state": "draining"})
 
 
@@ -62,7 +62,7 @@ async def _owned_running_jobs(request: web.Request,
     return await blocking(request.app[STORE].submitted_by, running, owner)
 
 
-def worker_info(record: dict[str, Any], reveal_secrets: bool,
+def worker_info(record: dict[str, Any], redaction: Redaction,
                 visible_jobs: set[str] | None = None) -> dict[str, Any]:
     """Mist's WorkerLink (``name``, ``address``, ``sparkUi``, ``initInfo``) plus live state.
     ``visible_jobs``: the running jobs the caller may see (None: all)."""
@@ -72,7 +72,7 @@ def worker_info(record: dict[str, Any], reveal_secrets: bool,
         "address": f"{record['host']}:{record['pid']}",
         "context": record["context"],
         "initInfo": {
-            "sparkConf": spark_conf_shown(record["sparkConf"], reveal_secrets),
+            "sparkConf": redaction.shown(record["sparkConf"]),
             "maxJobs": record["maxJobs"],
             "workerMode": record["workerMode"],
         },
