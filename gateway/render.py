@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.redaction import spark_conf_shown
+from gateway.redaction import Redaction
 from jobs.catalog import Context, Function, Health
 from jobs.durations import format_duration
 from jobs.signatures import Signature
@@ -93,10 +93,10 @@ def function_info(function: Function) -> dict[str, Any]:
     }
 
 
-def context_info(context: Context, health: Health, reveal_secrets: bool) -> dict[str, Any]:
+def context_info(context: Context, health: Health, redaction: Redaction) -> dict[str, Any]:
     return {
         "name": context.name,
-        "sparkConf": spark_conf_shown(context.spark_conf, reveal_secrets),
+        "sparkConf": redaction.shown(context.spark_conf),
         "maxJobs": context.max_jobs,
         "workerMode": context.worker_mode,
         "precreated": context.precreated,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tomllib
 import types
 import typing
@@ -101,6 +102,9 @@ class Settings:
     jwt_jwks_file: Path | None = None
     jwt_roles_claim: str = "roles"
     jwt_subject_claim: str = "sub"
+    # sparkConf keys (a regular expression, any case) whose values only admins see, beyond
+    # the built-in pattern of gateway/redaction.py; "": those only.
+    secret_spark_conf_keys: str = ""
     # A result whose JSON is larger fails its job (with both sizes in the error).
     max_result_bytes: int = 16 * 1024 * 1024
     # Job listings carry each job's arguments, result and error only up to this size (as
@@ -138,6 +142,8 @@ class Settings:
         _check(self.submits_per_second >= 0, "submits_per_second", "0 (no limit) or more",
                self.submits_per_second)
         _check(self.submit_burst >= 1, "submit_burst", "at least 1", self.submit_burst)
+        _check(_is_regex(self.secret_spark_conf_keys), "secret_spark_conf_keys",
+               "a regular expression (Python syntax)", self.secret_spark_conf_keys)
         for name in self.allowed_hosts:
             _check(bool(name) and not set(name) & set("/@ \t"), "allowed_hosts",
                    'host names (e.g. "gw.example.com", ".example.com", "*")', name)
@@ -198,6 +204,14 @@ def redact_url(url: str) -> str:
         return url
     host = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
+def _is_regex(text: str) -> bool:
+    try:
+        re.compile(text)
+    except re.error:
+        return False
+    return True
 
 
 def _is_origin(text: str) -> bool:
