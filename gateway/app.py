@@ -42,6 +42,8 @@ def create_app(settings: Settings, redis_url: str) -> web.Application:
         middlewares=[unexpected_middleware, error_middleware, browser_middleware(settings),
                      auth_middleware(settings), path_middleware],
         client_max_size=max(settings.max_body_bytes, settings.max_artifact_bytes) + 65536,
+        # Bodies are decoded by gateway/content_coding.py, which refuses bad streams with 400.
+        handler_args={"auto_decompress": False},
     )
     app[SETTINGS] = settings
     app[REDIS_URL] = redis_url

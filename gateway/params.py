@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.blocking import blocking
 from gateway.browsers import from_browser
+from gateway.content_coding import body_decoder
 from jobs.durations import parse_duration
 from jobs.errors import BadRequest, PayloadTooLarge
 
@@ -85,7 +86,40 @@ def _parse_json(raw: bytes) -> Any:
     if value is _TOO_DEEP or _depth_exceeds(value, MAX_JSON_DEPTH):
         raise BadRequest(f"request body: JSON nested deeper than {MAX_JSON_DEPTH} levels",
                          {"limit": MAX_JSON_DEPTH})
+    _refuse_lone_surrogates(raw, value)
     return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _refuse_lone_surrogates(raw: bytes, value: Any) -> None:
+    """JSON can escape half of a UTF-16 pair alone ("\\ud800"), which is no character: no UTF-8
+    text (PostgreSQL, logs, the JVM) can hold it, so storing or passing it on failed later with
+    a 500. Only a body that escapes a surrogate at all is walked."""
+    if not _SURROGATE_ESCAPE.search(raw):
+        return
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                stack.extend(((key, where), (child, f"{where}.{key}".lstrip("."))))
+        elif isinstance(item, list):
+            stack.extend((child, f"{where}[{i}]") for i, child in enumerate(item))
+        elif isinstance(item, str) and not item.isascii() and _has_lone_surrogate(item):
+            raise BadRequest(
+                f"request body: {where or 'the document'}: expected text, got a lone UTF-16 "
+                f"surrogate ({item!r}), which is not a character",
+                {"field": where or None, "expected": "Unicode text"})
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _check_json_content_type(request: web.Request) -> None:
@@ -116,19 +150,21 @@ def _labelled_json(request: web.Request) -> bool:
 
 
 async def _read_body(request: web.Request, limit: int | None) -> bytes:
-    """The body, refused as soon as it is known to be over ``limit`` (by its Content-Length, or
-    while it is read: a compressed body is counted as it is decompressed)."""
-    if limit is None:
-        return await request.read()
+    """The body, decoded, refused as soon as it is known to be over ``limit`` (by its
+    Content-Length, or while it is read: a compressed body is counted as it is decompressed)."""
+    decoder = body_decoder(request)
+    limit = request.client_max_size if limit is None else limit
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(request.content_length, limit)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
+        piece = decoder.feed(chunk, limit - size)
+        size += len(piece)
         if size > limit:
             raise _too_large(size, limit, at_least=True)
-        chunks.append(chunk)
+        chunks.append(piece)
+    decoder.finish()
     return b"".join(chunks)
 
 

@@ -251,6 +251,21 @@ def test_perform_timeout_fails_a_spark_job_and_spares_the_worker(runner, catalog
         "performTimeout exceeded: the job ran longer than its 500 ms and was cancelled"), last
 
 
+@pytest.mark.parametrize("perform_timeout_ms", [0, 1])
+def test_a_job_that_ends_past_its_deadline_timed_out_however_short(runner, catalog, store,
+                                                                   queue, perform_timeout_ms):
+    """A job that ended between two watchdog ticks counted as finished: performTimeout=0 was
+    not enforced for short jobs, while startTimeout=0 is."""
+    deploy(catalog, "behaviours.py", "sleep_python")
+    job_id = enqueue(catalog, store, queue, "sleep_python", {"seconds": 0.02},
+                     perform_timeout_ms=perform_timeout_ms)
+    run_next(runner, queue)
+    job = store.get_job(job_id)
+    assert job.status is JobStatus.FAILED, job
+    assert job.error.startswith("performTimeout exceeded: the job ran longer than its "
+                                f"{perform_timeout_ms} ms")
+
+
 def _wait_for(condition, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():

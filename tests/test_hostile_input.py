@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import zipfile
+import zlib
 from pathlib import Path
 
 import aiohttp
@@ -334,4 +335,127 @@ async def test_huge_integers_for_a_float_argument_are_invalid_arguments(client, 
     assert [d["field"] for d in error["details"]] == ["ratio", "weights.a"]
     assert error["details"][0]["expected"] == "finite number"
     assert error["details"][0]["got"].startswith("number 1000000000")
+    footprint.unchanged()
+
+
+# ---------------------------------------------------------------------------------------------
+# Compressed bodies (Content-Encoding)
+
+ARGUMENTS = b'{"value": 5}'
+PACKED = gzip.compress(ARGUMENTS)
+BROKEN_STREAMS = {
+    "gzip_corrupt": ("gzip", PACKED[:10] + bytes(b ^ 0x5A for b in PACKED[10:]),
+                     "the compressed data is corrupt"),
+    "gzip_header_only": ("gzip", PACKED[:10], "ends before its end marker"),
+    "gzip_no_trailer": ("gzip", PACKED[:-8], "ends before its end marker"),
+    "gzip_not_gzip": ("gzip", ARGUMENTS, "the compressed data is corrupt"),
+    "deflate_corrupt": ("deflate", b"\x78\x9c" + b"\xff" * 20, "the compressed data is corrupt"),
+    "deflate_cut": ("deflate", zlib.compress(ARGUMENTS)[:6], "ends before its end marker"),
+    "deflate_trailing": ("deflate", zlib.compress(ARGUMENTS) + b"junk",
+                         "4 bytes follow the end of the compressed stream"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BROKEN_STREAMS))
+async def test_a_broken_compressed_body_is_a_400_and_runs_nothing(client, engine, tmp_path,
+                                                                  kind):
+    """A corrupt stream was a 500 with a traceback; one cut after its header read as {} and
+    the job ran with its defaults."""
+    await deploy_echo(client)
+    footprint = Footprint(engine, tmp_path)
+    coding, body, text = BROKEN_STREAMS[kind]
+    response = await client.post(f"{API}/functions/echo/jobs", data=body, headers={
+        "Content-Type": "application/json", "Content-Encoding": coding})
+    error = await error_of(response, 400, "bad_request")
+    assert error["message"].startswith(f"request body: Content-Encoding {coding}: ")
+    assert text in error["message"], error
+    assert error["details"] == {"field": "Content-Encoding", "got": coding}
+    footprint.unchanged()
+
+
+@pytest.mark.parametrize("coding", ["br", "zstd", "compress", "gzip, br"])
+async def test_an_unsupported_content_encoding_is_a_415_in_the_error_shape(client, footprint,
+                                                                           coding):
+    response = await client.post(f"{API}/contexts", data=b"\x28\xb5\x2f\xfd not decodable",
+                                 headers={"Content-Type": "application/json",
+                                          "Content-Encoding": coding})
+    error = await error_of(response, 415, "unsupported_media_type")
+    assert error["message"] == (f"request body: Content-Encoding {coding} is not accepted; send "
+                                "the body uncompressed, or compressed with gzip or deflate")
+    footprint.unchanged()
+
+
+async def test_a_compressed_upload_is_a_415(client, footprint):
+    body, content_type = raw_multipart('filename="ok.py"', OK)
+    response = await client.post(f"{API}/artifacts", data=gzip.compress(body),
+                                 headers={"Content-Type": content_type,
+                                          "Content-Encoding": "gzip"})
+    error = await error_of(response, 415, "unsupported_media_type")
+    assert error["message"] == "upload: Content-Encoding gzip is not accepted here; send it " \
+                               "uncompressed"
+    footprint.unchanged()
+
+
+@pytest.mark.parametrize(("coding", "body"), [
+    ("gzip", PACKED),
+    ("x-gzip", PACKED),
+    ("gzip", gzip.compress(ARGUMENTS[:5]) + gzip.compress(ARGUMENTS[5:])),  # two members
+    ("deflate", zlib.compress(ARGUMENTS)),
+    ("deflate", zlib.compress(ARGUMENTS)[2:-4]),  # the raw stream some clients send
+    ("identity", ARGUMENTS),
+], ids=["gzip", "x-gzip", "two-members", "zlib", "raw-deflate", "identity"])
+async def test_well_compressed_bodies_are_read(client, coding, body):
+    await deploy_echo(client)
+    job = await json_of(await client.post(f"{API}/functions/echo/jobs", data=body, headers={
+        "Content-Type": "application/json", "Content-Encoding": coding}))
+    described = await json_of(await client.get(f"{API}/jobs/{job['id']}"))
+    assert described["params"]["arguments"] == {"value": 5}
+
+
+# ---------------------------------------------------------------------------------------------
+# Text that is not text
+
+LONE_SURROGATES = [
+    ("/contexts", b'{"name": "s", "runOptions": "-v \\ud800"}', "runOptions"),
+    ("/contexts", b'{"name": "s", "sparkConf": {"spark.x": "\\udfff"}}', "sparkConf.spark.x"),
+    ("/contexts", b'{"name": "s", "sparkConf": {"spark.\\ud800": "1"}}', "sparkConf"),
+    ("/functions/echo/jobs", b'{"value": ["ok", "a\\uDBFFb"]}', "value[1]"),
+    ("/functions", b'{"name": "f\\ud800", "path": "echo.py", "className": "echo"}', "name"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), LONE_SURROGATES,
+                         ids=[field for _, _, field in LONE_SURROGATES])
+async def test_a_lone_surrogate_is_a_400_on_every_route(client, engine, tmp_path, path, body,
+                                                        field):
+    """Half a UTF-16 pair is no character: in runOptions it was a 500."""
+    await deploy_echo(client)
+    footprint = Footprint(engine, tmp_path)
+    response = await client.post(f"{API}{path}", data=body,
+                                 headers={"Content-Type": "application/json"})
+    error = await error_of(response, 400, "bad_request")
+    assert error["message"].startswith(f"request body: {field}: expected text, got a lone "
+                                       "UTF-16 surrogate")
+    assert error["details"]["field"] == field
+    footprint.unchanged()
+
+
+async def test_a_surrogate_pair_is_a_character(client):
+    response = await client.post(f"{API}/contexts", data=b'{"name": "s", "runOptions": '
+                                 b'"\\ud83d\\ude00"}', headers={"Content-Type": "application/json"})
+    assert (await json_of(response))["runOptions"] == "\U0001f600"
+
+
+@pytest.mark.parametrize(("conf", "expected"), [
+    ({"spark.a\x00b": "1"}, "Spark setting names without control characters"),
+    ({"spark.a\nb": "1"}, "Spark setting names without control characters"),
+    ({"": "1"}, "Spark setting names without control characters"),
+    ({"spark.app.name": "a\x00b"}, "Spark setting values without NUL characters"),
+])
+async def test_spark_settings_hold_no_nul_or_control_characters(client, footprint, conf,
+                                                                expected):
+    response = await client.post(f"{API}/contexts", json={"name": "nul", "sparkConf": conf})
+    error = await error_of(response, 400, "invalid_arguments")
+    assert error["details"][0]["field"] == "sparkConf"
+    assert error["details"][0]["expected"].startswith(expected)
     footprint.unchanged()

@@ -54,10 +54,17 @@ class Watchdog:
             self._watches[job_id] = _Watch(deadline)
 
     def ended(self, job_id: str) -> Interruption | None:
-        """Stop watching; why the job was interrupted, if it was."""
+        """Stop watching; why the job was interrupted, if it was. A job that ends past its
+        deadline timed out, though it ended before a tick noticed (performTimeout=0 always)."""
+        now = time.monotonic()
         with self._lock:
             watch = self._watches.pop(job_id, None)
-        return watch.interrupted if watch else None
+        if watch is None:
+            return None
+        if watch.interrupted is None and watch.perform_deadline is not None \
+                and now >= watch.perform_deadline:
+            return Interruption.TIMEOUT
+        return watch.interrupted
 
     def cancel(self, job_id: str) -> bool:
         """Interrupt a job on request; False if it is not running here."""

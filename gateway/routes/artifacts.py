@@ -7,6 +7,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from gateway.blocking import blocking
+from gateway.content_coding import refuse_encoded
 from gateway.params import checked_name, query_bool
 from gateway.resources import CATALOG, SETTINGS
 from jobs import deployment
@@ -58,6 +59,7 @@ async def delete_artifact(request: web.Request) -> web.Response:
 
 
 async def _read_upload(request: web.Request, limit: int) -> tuple[str, bytes]:
+    refuse_encoded(request, "upload")
     if not request.content_type.startswith("multipart/"):
         raise BadRequest(
             f"upload: expected multipart/form-data with a 'file' field, got "

@@ -143,6 +143,15 @@ def _spark_conf(raw: Any) -> dict[str, str]:
         raise ValueError("an object of Spark settings, e.g. {\"spark.executor.memory\": \"2g\"}")
     if any(isinstance(v, (dict, list)) or v is None for v in raw.values()):
         raise ValueError("an object whose values are strings, numbers or booleans")
+    # Keys reach the JVM as names in its configuration and in command lines, values as C
+    # strings: NUL cuts them short, and control characters make names no one can type.
+    bad_keys = sorted(repr(k) for k in raw if not k or any(ord(c) < 0x20 or c == "\x7f"
+                                                           for c in k))
+    if bad_keys:
+        raise ValueError(f"Spark setting names without control characters (got "
+                         f"{', '.join(bad_keys)})")
+    if any("\x00" in str(v) for v in raw.values()):
+        raise ValueError("Spark setting values without NUL characters")
     pasted = sorted(str(k) for k, v in raw.items() if v == REDACTED)
     if pasted:
         raise ValueError(f"real values, not the redaction marker {REDACTED!r} that callers "
