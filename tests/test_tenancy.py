@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,7 @@ from jobs.store import NewJob, Store
 from jobs.worker_registry import WorkerRegistry
 from tests.api_responses import error_of, json_of
 from tests.conftest import function_source
+from tests.server_process import Server, running_server
 
 API = "/v2/api"
 ISSUER = "https://login.example.test/"
@@ -391,3 +395,65 @@ async def test_more_secret_settings_can_be_named(aiohttp_client, settings, redis
 def test_a_pattern_that_is_not_a_regular_expression_stops_the_start():
     with pytest.raises(ConfigError, match="secret_spark_conf_keys"):
         Settings(secret_spark_conf_keys="spark.(")
+
+
+# ---------------------------------------------------------------------------------------------
+# A real `sparkgate serve` and Spark worker
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory) -> Iterator[tuple[Server, dict[str, str]]]:
+    workdir = tmp_path_factory.mktemp("tenancy")
+    cli_env = {**{k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")},
+               "SPARKGATE_DATA_DIR": str(workdir / "data")}
+    tokens = {}
+    for name, role in (("alice", "submit"), ("bob", "submit"), ("reader", "read")):
+        made = subprocess.run(["sparkgate", "keys", "create", "--name", name, "--role", role],
+                              env=cli_env, cwd=workdir, capture_output=True, text=True,
+                              timeout=60)
+        assert made.returncode == 0, made.stderr
+        tokens[name] = made.stdout.strip()
+    # The readiness probe gets 401: the worker starts with the first job.
+    with running_server(workdir, {"SPARKGATE_AUTH_ENABLED": "true"},
+                        wait_for_worker=False) as server:
+        yield server, tokens
+
+
+async def test_a_real_workers_events_reach_only_the_jobs_owner(real_server):
+    server, tokens = real_server
+    async with aiohttp.ClientSession(server.url) as http:
+        streams = {}
+        for name in ("alice", "reader"):
+            streams[name] = await http.get(f"{API}/events", params={"withLogs": "true"},
+                                           headers=bearer(tokens[name]))
+            assert await streams[name].content.readline() == b": connected\n"
+
+        async def run(name: str) -> str:
+            async with http.post(f"{API}/functions/pi/jobs", params={"force": "true"},
+                                 json={"samples": 1000}, headers=bearer(tokens[name]),
+                                 timeout=aiohttp.ClientTimeout(total=240)) as done:
+                assert (await json_of(done))["success"] is True
+            async with http.get(f"{API}/jobs", headers=bearer(tokens[name])) as listed:
+                return (await json_of(listed))[0]["jobId"]
+
+        bobs = await run("bob")  # on a real worker: started, logs, progress, finished
+        alices = await run("alice")
+
+        async def seen_until(stream, job_id: str) -> list[tuple[str, str]]:
+            seen = []
+            async with asyncio.timeout(30):
+                while not seen or seen[-1] != (job_id, "finished"):
+                    line = await stream.content.readline()
+                    if line.startswith(b"data: "):
+                        event = json.loads(line[len(b"data: "):])
+                        seen.append((event["id"], event["event"]))
+            return seen
+
+        by_alice = await seen_until(streams["alice"], alices)
+        assert {job_id for job_id, _ in by_alice} == {alices}, by_alice
+        by_reader = await seen_until(streams["reader"], alices)
+        assert {"started", "finished"} <= {name for job_id, name in by_reader if job_id == bobs}
+        async with http.get(f"{API}/jobs/{bobs}/logs", headers=bearer(tokens["alice"])) as logs:
+            assert logs.status == 404
+        for stream in streams.values():
+            stream.close()
