@@ -39,7 +39,7 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 _OWN_SITE = frozenset({"same-origin", "none"})
 # Answered whatever the Host: probes (container runtimes, load balancers) use the address they
 # know, and the answer holds nothing a rebinding page could use.
-_ANY_HOST_PATHS = frozenset({"/health"})
+ANY_HOST_PATHS = frozenset({"/health"})
 CORS_METHODS = "GET, HEAD, POST, PUT, DELETE"
 CORS_EXPOSED = "Location, Retry-After, WWW-Authenticate, X-Artifact-Sha1"
 PREFLIGHT_MAX_AGE_S = 600
@@ -102,7 +102,7 @@ def browser_middleware(settings: Settings) -> Callable[..., Awaitable[web.Stream
     @web.middleware
     async def browsers(request: web.Request, handler: Handler) -> web.StreamResponse:
         host = request.headers.get(hdrs.HOST)
-        if host is not None and request.path not in _ANY_HOST_PATHS \
+        if host is not None and request.path not in ANY_HOST_PATHS \
                 and not policy.answers(host):
             raise _misdirected(host)
         origin = request.headers.get(hdrs.ORIGIN)

@@ -28,7 +28,9 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
+from gateway.errors import MAX_LINE_BYTES, protocol_error
 from gateway.log_throttle import LogThrottle
 from jobs.settings import Settings
 
@@ -132,6 +134,10 @@ class GuardedHandler(RequestHandler):
         self.limits = manager.limits
         self._header_timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
+        # The length of the request line being read, while its end is not seen: tells a
+        # request line that is too long (414) from a header that is (431).
+        self._line_bytes = 0
+        self._line_read = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(self._manager, GuardedServer)
@@ -145,6 +151,7 @@ class GuardedHandler(RequestHandler):
         if self._header_timer is None and self._between_requests():
             self._arm_header_timer()
         self._header_bytes += len(data)
+        self._measure_request_line(data)
         parsed = self._request_count
         super().data_received(data)
         if self._request_count != parsed:
@@ -158,6 +165,22 @@ class GuardedHandler(RequestHandler):
         exc = kw.get("exc_info")
         key = (args[0] if args else "", type(exc).__name__, self._peer_host())
         _THROTTLE.log(logging.ERROR, key, *args, exc_info=exc)
+
+    def handle_error(self, request: BaseRequest, status: int = 500,
+                     exc: BaseException | None = None, message: str | None = None,
+                     ) -> web.StreamResponse:
+        """aiohttp's plain-text answer to what its parser refuses, in the gateway's shape."""
+        super().handle_error(request, status, exc, message)  # logs; raises if too late to answer
+        response = protocol_error(status, exc, self._line_bytes > MAX_LINE_BYTES)
+        response.force_close()
+        return response
+
+    def _measure_request_line(self, data: bytes) -> None:
+        if self._line_read:
+            return
+        end = data.find(b"\n")
+        self._line_read = end >= 0
+        self._line_bytes += len(data) if end < 0 else end
 
     def _refuse(self, transport: asyncio.Transport) -> None:
         """503 at once, then close once the client has read it (or after a short linger)."""
@@ -179,6 +202,8 @@ class GuardedHandler(RequestHandler):
 
     def _arm_header_timer(self) -> None:
         self._header_bytes = 0
+        self._line_bytes = 0
+        self._line_read = False
         self._header_timer = self._loop.call_later(self.limits.header_timeout_s,
                                                    self._header_timeout)
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -23,6 +24,9 @@ log = logging.getLogger("sparkgate.gateway")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: aiohttp's limit on the request line and on each header line (its max_line_size and
+#: max_field_size defaults, which the gateway keeps).
+MAX_LINE_BYTES = 8190
 _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
@@ -76,6 +80,25 @@ def _from_http(request: web.Request, exc: web.HTTPException) -> web.Response:
                    f"allowed: {', '.join(allowed)}")
     headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
     return error_response(exc.status, code, message, None, headers)
+
+
+def protocol_error(status: int, exc: BaseException | None, long_request_line: bool,
+                   ) -> web.Response:
+    """The answer to a request aiohttp's HTTP parser refused before any handler saw it (a line
+    over its limit, a malformed header), in the common shape rather than aiohttp's plain text.
+    ``long_request_line``: the request line was over the limit (else a header was)."""
+    if isinstance(exc, LineTooLong):
+        if long_request_line:
+            return error_response(414, "uri_too_long", "the request line (method, path and "
+                                  f"query) is longer than {MAX_LINE_BYTES} bytes; send long "
+                                  "values in a JSON body", {"limit": MAX_LINE_BYTES})
+        return error_response(431, "request_header_fields_too_large",
+                              f"a request header is longer than {MAX_LINE_BYTES} bytes",
+                              {"limit": MAX_LINE_BYTES})
+    if isinstance(exc, BadHttpMessage) and status < 500:
+        first = " ".join(str(exc.message).split())[:200]
+        return error_response(status, "bad_request", f"malformed HTTP request: {first}")
+    return error_response(500, "internal", "internal error; the gateway log has details")
 
 
 def _headers_for(exc: SparkgateError) -> dict[str, str] | None:

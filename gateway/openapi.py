@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.browsers import ANY_HOST_PATHS
+
 Schema = dict[str, Any]
 
 OPENAPI_PATH = "/v2/api/openapi.json"
@@ -406,7 +408,12 @@ RESPONSES: dict[str, Schema] = {
                             "description": '`Bearer realm="sparkgate"`, with '
                                            '`error="invalid_token"` when credentials came but '
                                            'were refused'}}},
-    "Forbidden": error("the credentials' role does not allow this"),
+    "Forbidden": error("the credentials' role does not allow this, or (`cross_site_request`) "
+                       "a browser says a page of another site sent it"),
+    "UnsupportedMediaType": error("a `Content-Encoding` other than gzip and deflate"),
+    "MisdirectedRequest": error("a `Host` this gateway does not answer to (`allowed_hosts`)"),
+    "UriTooLong": error("a request line (method, path, query) over 8190 bytes"),
+    "HeaderTooLarge": error("a request header over 8190 bytes"),
     "TooManyRequests": error("a limit was reached; retry after `Retry-After` seconds",
                              retry=True),
     "Unavailable": error("the database or Redis cannot be reached; retry after `Retry-After` "
@@ -789,7 +796,7 @@ def build_document(version: str = "0", role_of: RoleOf | None = None) -> dict[st
 
 
 def _operation(op: Op, role_of: RoleOf | None) -> dict[str, Any]:
-    responses = dict(op.responses)
+    responses = {**_refusals(op), **op.responses}
     if op.body is not None:
         responses.setdefault("413", use("PayloadTooLarge"))
     if "{" in op.path:  # also a name or id holding a control character (path_middleware)
@@ -820,6 +827,19 @@ def _operation(op: Op, role_of: RoleOf | None) -> dict[str, Any]:
         responses["200"] = ok_response
     operation["responses"] = dict(sorted(responses.items()))
     return operation
+
+
+def _refusals(op: Op) -> dict[str, Schema]:
+    """What any request may get before its route sees it: from the HTTP parser, for its form,
+    and from gateway/browsers.py."""
+    refusals = {"414": use("UriTooLong"), "431": use("HeaderTooLarge")}
+    if op.body is not None:
+        refusals["415"] = use("UnsupportedMediaType")
+    if op.method != "get":  # a page of another site
+        refusals["403"] = use("Forbidden")
+    if op.path not in ANY_HOST_PATHS:
+        refusals["421"] = use("MisdirectedRequest")
+    return refusals
 
 
 def _head_twin(op: Op, get: dict[str, Any]) -> dict[str, Any]:

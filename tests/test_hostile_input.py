@@ -7,19 +7,25 @@ The real app runs against the real database (SQLite and PostgreSQL) and Redis.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import json
 import zipfile
 import zlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from sqlalchemy import func, select
 
+from gateway.app import create_app
+from gateway.connections import make_runner
 from jobs import tables
 from tests.api_responses import error_of, json_of
-from tests.conftest import function_source
+from tests.conftest import free_port, function_source
 from tests.zips import (
     as_wheel,
     make_zip,
@@ -459,3 +465,63 @@ async def test_spark_settings_hold_no_nul_or_control_characters(client, footprin
     assert error["details"][0]["field"] == "sparkConf"
     assert error["details"][0]["expected"].startswith(expected)
     footprint.unchanged()
+
+
+# ---------------------------------------------------------------------------------------------
+# What aiohttp's HTTP parser refuses, answered by the server `serve` runs
+
+
+@contextlib.asynccontextmanager
+async def served(settings, redis_url) -> AsyncIterator[int]:
+    runner = make_runner(create_app(settings, redis_url), settings)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield port
+    finally:
+        await runner.cleanup()
+
+
+async def raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+LONG = "a" * 9000
+REFUSED_BY_THE_PARSER = {
+    "long_path": (f"GET /v2/api/functions/{LONG} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                  414, "uri_too_long", "the request line (method, path and query) is longer "
+                                       "than 8190 bytes"),
+    "long_query": (f"GET /v2/api/jobs?status={LONG} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                   414, "uri_too_long", "send long values in a JSON body"),
+    "long_header": (f"GET /v2/api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {LONG}\r\n\r\n",
+                    431, "request_header_fields_too_large", "a request header is longer than"),
+    "nul_in_header": ("GET /v2/api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nBad\x00Name: 1\r\n\r\n",
+                      400, "bad_request", "malformed HTTP request: Invalid header token"),
+    "too_many_headers": ("GET /v2/api/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         + "".join(f"X-{i}: 1\r\n" for i in range(200)) + "\r\n",
+                         400, "bad_request", "malformed HTTP request: Too many headers"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSED_BY_THE_PARSER))
+async def test_what_the_http_parser_refuses_is_answered_in_the_error_shape(settings, redis_url,
+                                                                           kind):
+    """An over-long request line was answered in text/plain, unlike every other error."""
+    request, status, code, text = REFUSED_BY_THE_PARSER[kind]
+    async with served(settings, redis_url) as port:
+        got, headers, body = await raw_exchange(port, request.encode())
+    assert got == status, body
+    assert headers["content-type"].startswith("application/json")
+    error = json.loads(body)["error"]
+    assert set(error) == {"code", "message", "details"}
+    assert error["code"] == code
+    assert text in error["message"], error

@@ -97,7 +97,10 @@ def test_every_operation_has_an_id_a_tag_and_its_error_responses():
             if path.startswith("/v2/api/") and path != OPENAPI_PATH:
                 assert "503" in responses, (method, path)
             if "requestBody" in operation:
-                assert {"400", "413"} <= set(responses), (method, path)
+                assert {"400", "413", "415"} <= set(responses), (method, path)
+            assert {"414", "431"} <= set(responses), (method, path)
+            assert ("421" in responses) is (path != "/health"), (method, path)
+            assert "403" in responses or method in ("get", "head"), (method, path)
             if "{" in path and path.startswith("/v2/api/") and method != "head" \
                     and "/ws/" not in path and path != "/v2/api/workers/{id}/jobs":
                 assert "404" in responses, (method, path)
@@ -206,6 +209,14 @@ async def test_answers_schemathesis_cannot_provoke_conform(aiohttp_client, setti
     assert await conforms(document, "post", submit, first) == 404
     limited = await client.post("/v2/api/functions/nope/jobs", json={})
     assert await conforms(document, "post", submit, limited) == 429
+    rebound = await client.get("/v2/api/jobs", headers={"Host": "evil.example"})
+    assert await conforms(document, "get", "/v2/api/jobs", rebound) == 421
+    cross_site = await client.post("/v2/api/contexts", json={"name": "x"},
+                                   headers={"Origin": "https://evil.example"})
+    assert await conforms(document, "post", "/v2/api/contexts", cross_site) == 403
+    brotli = await client.post("/v2/api/contexts", data=b"{}",
+                               headers={"Content-Encoding": "br"})
+    assert await conforms(document, "post", "/v2/api/contexts", brotli) == 415
 
     secured = dataclasses.replace(settings, auth_enabled=True)
     client = await aiohttp_client(create_app(secured, redis_url))
