@@ -154,6 +154,23 @@ async def test_a_submit_key_reads_and_cancels_only_its_own_jobs(client, people: 
         == "cancelled"
 
 
+async def test_every_route_of_one_job_hides_another_owners_job(client, people: People):
+    """Walks the app's router: a route added for one job must scope it too."""
+    theirs = await submit(client, people.bob)
+    routes = sorted({(route.method, resource.canonical)
+                     for resource in client.server.app.router.resources()
+                     for route in resource if "/jobs/{id}" in resource.canonical})
+    assert len(routes) >= 5  # GET, HEAD and DELETE of the job, its logs, its socket
+    for method, path in routes:
+        response = await client.request(method, path.replace("{id}", theirs),
+                                        headers=bearer(people.alice))
+        assert response.status == 404, (method, path, response.status)
+        if method != "HEAD":
+            assert (await response.json())["error"]["message"] == f"job {theirs} does not exist"
+    assert (await json_of(await client.get(f"{API}/jobs/{theirs}",
+                                           headers=bearer(people.bob))))["status"] == "queued"
+
+
 async def test_listings_and_totals_hold_only_the_callers_jobs(client, people: People,
                                                              store: Store):
     alices = {await submit(client, people.alice) for _ in range(2)}
