@@ -180,6 +180,19 @@ def test_a_failed_job_shows_its_error_and_traceback(page: Page, server: Server):
     screenshot(page, "job-failed")
 
 
+def test_a_job_with_megabytes_of_arguments_is_listed_and_shown(page: Page, server: Server):
+    server.deploy("echo.py", "echo", "echo")
+    values = list(range(300_000))  # about 2 MB of JSON
+    job_id = server.submit("echo", {"value": values, "tag": "big"})
+    listed = server.get("/jobs", params={"function": "echo"}).json()
+    assert listed[0]["truncated"][0] == "params.arguments"
+    open_ui(page, "#/jobs?function=echo")
+    expect(job_row(page, job_id)).to_be_visible()
+    job_row(page, job_id).get_by_role("link").first.click()
+    expect(page.locator("#arguments")).to_contain_text('"tag": "big"', timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#arguments")).to_contain_text("299999")
+
+
 def test_logs_arrive_while_the_job_runs(page: Page, server: Server):
     lines = 400
     job_id = server.submit("chatty", {"name": "talk", "lines": lines})

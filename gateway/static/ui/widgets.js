@@ -33,9 +33,17 @@ export function progressBar(progress, status) {
 }
 
 /** Pretty JSON with its tokens coloured. */
+// Above this many characters a value is shown as plain text: a span per token would be
+// hundreds of thousands of elements for a job with megabytes of arguments.
+const HIGHLIGHT_MAX_CHARS = 200_000;
+
 export function jsonBlock(value, attrs = {}) {
   const text = JSON.stringify(value, null, 2) ?? 'null';
   const pre = h('pre', { class: 'json', ...attrs });
+  if (text.length > HIGHLIGHT_MAX_CHARS) {
+    pre.append(text);
+    return pre;
+  }
   const token = /("(?:\\.|[^"\\])*")(\s*:)?|\b(true|false|null)\b|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g;
   let last = 0;
   for (const match of text.matchAll(token)) {
