@@ -40,8 +40,11 @@ log = logging.getLogger("sparkgate.connections")
 #: gateway reads, the supervisor's pipes to its workers.
 FD_RESERVE = 256
 #: A refused connection is kept this long at most for its 503 to reach the client before the
-#: close (closing at once, with its request unread, would reset it and lose the answer).
+#: close (closing at once, with its request unread, may reset it and lose the answer)...
 REFUSED_LINGER_S = 1.0
+#: ...but no more than this many at once, out of FD_RESERVE: in a flood, the rest are closed
+#: as soon as their 503 is written.
+MAX_LINGERING = 64
 RETRY_AFTER_S = 1
 
 _THROTTLE = LogThrottle(log)
@@ -116,6 +119,7 @@ class GuardedServer(web.Server):
                          handler_cancellation=plain.handler_cancellation, loop=plain._loop,
                          **plain._kwargs)
         self.limits = limits
+        self.lingering = 0  # refused connections waiting for their client to read the 503
 
     @property
     def full(self) -> bool:
@@ -184,6 +188,8 @@ class GuardedHandler(RequestHandler):
 
     def _refuse(self, transport: asyncio.Transport) -> None:
         """503 at once, then close once the client has read it (or after a short linger)."""
+        server = self._manager
+        assert isinstance(server, GuardedServer)
         self._manager = None  # never served, never counted: connection_lost has nothing to do
         self._close = True  # what the client sends is ignored
         _THROTTLE.log(logging.WARNING, "full", "refusing connections: max_connections (%d) "
@@ -192,9 +198,21 @@ class GuardedHandler(RequestHandler):
             HTTPStatus.SERVICE_UNAVAILABLE, "unavailable",
             f"the gateway has its limit of {self.limits.max_connections} connections open "
             "(max_connections); retry shortly", RETRY_AFTER_S))
-        if transport.can_write_eof():
+        if server.lingering >= MAX_LINGERING or not transport.can_write_eof():
+            transport.close()
+            return
+        try:
             transport.write_eof()
-        self._loop.call_later(REFUSED_LINGER_S, transport.close)
+        except OSError:  # the client gave up already (ENOTCONN)
+            transport.close()
+            return
+        server.lingering += 1
+
+        def close() -> None:
+            server.lingering -= 1
+            transport.close()
+
+        self._loop.call_later(REFUSED_LINGER_S, close)
 
     def _between_requests(self) -> bool:
         return not (self._request_in_progress or self._messages or self._upgraded

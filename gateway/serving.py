@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
+from gateway import connections
 from gateway.app import create_app
 from gateway.claims import data_dir_held, listen
 from gateway.embedded import deploy_examples, start_embedded_redis
@@ -82,12 +83,10 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
                                   make_url(database_url).render_as_string()))
 
 
-def make_runner(app: web.Application) -> web.AppRunner:
-    """The HTTP server, and every option it runs with."""
-    return web.AppRunner(app, handle_signals=False, shutdown_timeout=HTTP_SHUTDOWN_S,
-                         keepalive_timeout=75.0,
-                         # A client that hangs up ends its request: no waiter outlives its caller.
-                         handler_cancellation=True)
+def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
+    """The HTTP server, and every option it runs with (its limits on clients: connections)."""
+    return connections.make_runner(app, settings, handle_signals=False,
+                                   shutdown_timeout=HTTP_SHUTDOWN_S)
 
 
 async def _serve(app: web.Application, sockets: list[socket.socket], background: _Background,
@@ -96,7 +95,7 @@ async def _serve(app: web.Application, sockets: list[socket.socket], background:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, signals.put_nowait, signum)
-    runner = make_runner(app)
+    runner = make_runner(app, settings)
     await runner.setup()
     for sock in sockets:
         await web.SockSite(runner, sock).start()
