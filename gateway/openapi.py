@@ -682,15 +682,20 @@ def _events() -> list[Op]:
         query_filter("function", "only jobs of these functions"),
         query_filter("context", "only jobs of these contexts"),
     ]
+    # A client (API key; address with authentication off) holds max_streams_per_client.
+    too_many = {"429": use("TooManyRequests")}
     upgrade = {"101": ok(None, "switched to a WebSocket: one JSON job event per message, "
                                "`keep-alive` every 60 s"),
-               "400": use("BadRequest")}
+               "400": use("BadRequest"), **too_many}
     return [
         Op("get", "/v2/api/ws/all", "wsAll", "events", "Every job's events (WebSocket)",
            upgrade,
            parameters=[param("withLogs")], stream=True,
            description="Mist's event socket. `400` for a request that is not a WebSocket "
-                       "handshake."),
+                       "handshake; `429` when the caller holds its limit of event streams "
+                       "(`max_streams_per_client`). A client that stops reading is sent a "
+                       "`dropped` event and closed (1013) once `stream_buffer_max_bytes` wait "
+                       "for it."),
         Op("get", "/v2/api/ws/jobs/{id}", "wsJob", "events", "One job's events (WebSocket)",
            {**upgrade, "404": use("NotFound")},
            parameters=[JOB_ID_PARAM, param("withLogs")], stream=True,
@@ -698,7 +703,7 @@ def _events() -> list[Op]:
         Op("get", "/v2/api/events", "events", "events", "Job events (Server-Sent Events)",
            {"200": ok({"type": "string"}, "`id: n`, `event: <name>`, `data: <json>` per "
                       "event; `: keep-alive` every 15 s; live only", "text/event-stream"),
-            "400": use("BadRequest")},
+            "400": use("BadRequest"), **too_many},
            parameters=[*job_filter, param("withLogs")], stream=True),
     ]
 
