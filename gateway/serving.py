@@ -18,6 +18,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from aiohttp import web
@@ -110,18 +111,20 @@ async def _stop(runner: web.AppRunner, background: _Background,
                 signals: asyncio.Queue[int]) -> int:
     """The HTTP server and the background (workers above all) stop side by side, so a sync
     request can still get the result of a job that the drain lets finish."""
-    http = asyncio.ensure_future(runner.cleanup())
-    rest = asyncio.ensure_future(asyncio.to_thread(background.stop))
-    second = asyncio.ensure_future(signals.get())
-    while not (http.done() and rest.done()):
-        await asyncio.wait({task for task in (http, rest, second) if not task.done()},
-                           return_when=asyncio.FIRST_COMPLETED)
-        if second.done():
-            return await _stop_now(second.result(), http, rest, background)
-    second.cancel()
-    http.result()
-    rest.result()
-    return 0
+    # Not the default executor: the app's cleanup shuts that down, cancelling what it runs.
+    with ThreadPoolExecutor(1, thread_name_prefix="stop") as stopper:
+        http = asyncio.ensure_future(runner.cleanup())
+        rest = asyncio.get_running_loop().run_in_executor(stopper, background.stop)
+        second = asyncio.ensure_future(signals.get())
+        while not (http.done() and rest.done()):
+            await asyncio.wait({task for task in (http, rest, second) if not task.done()},
+                               return_when=asyncio.FIRST_COMPLETED)
+            if second.done():
+                return await _stop_now(second.result(), http, rest, background)
+        second.cancel()
+        http.result()
+        rest.result()
+        return 0
 
 
 async def _stop_now(signum: int, http: asyncio.Future, rest: asyncio.Future,
