@@ -76,23 +76,28 @@ def encode(event: dict[str, Any]) -> str:
     ``VALUE_MAX_BYTES``, is replaced by a marker (``oversized_marker``, and the event's
     ``truncated`` names the fields): every gateway decodes every event on its loop and hands
     it to every stream, so megabytes there would stall them all; the job has the value."""
-    return _dumps(_capped(event))
-
-
-def _capped(event: dict[str, Any]) -> dict[str, Any]:
     capped = event
     for name in _VALUE_FIELDS:
-        if name not in event:
-            continue
-        size = len(_dumps(event[name]))  # ASCII (json.dumps escapes the rest): chars = bytes
-        if size > VALUE_MAX_BYTES:
-            capped = {**capped, name: oversized_marker(event["id"], size),
+        if name in event and _larger_than(event[name], VALUE_MAX_BYTES):
+            capped = {**capped, name: oversized_marker(event["id"]),
                       "truncated": [*capped.get("truncated", ()), name]}
-    return capped
+    return json.dumps(capped, separators=(",", ":"), default=str)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+
+def _larger_than(value: Any, limit: int) -> bool:
+    """Whether ``value``'s JSON is longer than ``limit``, found by encoding at most that much of
+    it. The incremental encoder is Python, so it can stop there and lets other threads run
+    as it goes; json.dumps would encode megabytes in C holding the GIL, the gateway's loop
+    waiting."""
+    size = 0
+    for chunk in _ENCODER.iterencode(value):
+        size += len(chunk)
+        if size > limit:
+            return True
+    return False
 
 
 def decode(raw: bytes | str) -> dict[str, Any]:

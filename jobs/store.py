@@ -422,9 +422,14 @@ def _capped_job(row: Mapping[str, Any], max_bytes: int) -> Job:
     return Job.from_row({**values, "oversized": oversized})
 
 
-def oversized_marker(job_id: str, size: int) -> dict[str, Any]:
-    """What stands in, on the wire, for a value of the job left out for its size."""
-    return {"truncated": True, "bytes": size, "url": f"/v2/api/jobs/{job_id}"}
+def oversized_marker(job_id: str, size: int | None = None) -> dict[str, Any]:
+    """What stands in, on the wire, for a value of the job left out for its size: the size of
+    its JSON when known (listings: the database's), and where to read it."""
+    marker: dict[str, Any] = {"truncated": True}
+    if size is not None:
+        marker["bytes"] = size
+    marker["url"] = f"/v2/api/jobs/{job_id}"
+    return marker
 
 
 def job_not_found(job_id: str) -> NotFound:

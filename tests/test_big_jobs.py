@@ -124,11 +124,13 @@ def test_events_carry_big_values_as_markers() -> None:
     initialized = decode(encode(initialized_event(job)))
     ended = decode(encode(lifecycle_event(job)))
 
-    assert initialized["params"] == {"truncated": True, "url": "/v2/api/jobs/j1",
-                                     "bytes": len(json.dumps(job.arguments,
-                                                             separators=(",", ":")))}
+    assert initialized["params"] == {"truncated": True, "url": "/v2/api/jobs/j1"}
     assert initialized["truncated"] == ["params"] and initialized["function"] == "echo"
     assert ended["result"]["truncated"] is True and ended["truncated"] == ["result"]
+    at_cap = Job(**{**vars(small), "result": "x" * (VALUE_MAX_BYTES - 2)})  # with its quotes
+    assert decode(encode(lifecycle_event(at_cap)))["result"] == at_cap.result
+    over = Job(**{**vars(small), "result": "x" * (VALUE_MAX_BYTES - 1)})
+    assert decode(encode(lifecycle_event(over)))["truncated"] == ["result"]
     assert decode(encode(initialized_event(small)))["params"] == {"v": 1}
     assert "truncated" not in decode(encode(lifecycle_event(small)))
 
