@@ -53,8 +53,7 @@ async def json_body(request: web.Request, default: Any = None, limit: int | None
 
 def _parse_json(raw: bytes) -> Any:
     try:
-        value = json.loads(raw.decode("utf-8-sig"), parse_constant=_reject_constant,
-                           parse_float=_finite_float, parse_int=_bounded_int)
+        value = _loads(raw)
     except _NotFinite as exc:
         raise BadRequest(
             f"request body: expected JSON, got {exc}: JSON has no NaN or infinite numbers",
@@ -83,7 +82,8 @@ def _parse_json(raw: bytes) -> Any:
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
         raise BadRequest(f"request body: expected JSON, got a value that cannot be read: {exc}"
                          ) from None
-    if value is _TOO_DEEP or _depth_exceeds(value, MAX_JSON_DEPTH):
+    if value is _TOO_DEEP or (_may_nest_deeper(raw, MAX_JSON_DEPTH) and _depth_exceeds(
+            value, MAX_JSON_DEPTH)):
         raise BadRequest(f"request body: JSON nested deeper than {MAX_JSON_DEPTH} levels",
                          {"limit": MAX_JSON_DEPTH})
     _refuse_lone_surrogates(raw, value)
@@ -174,17 +174,37 @@ def _too_large(size: int, limit: int, at_least: bool = False) -> PayloadTooLarge
                            {"limit": limit})
 
 
+# A number that could overflow a double (an exponent of three digits, or hundreds of digits in
+# a row) or have more than MAX_INT_DIGITS digits. Only a body holding one needs each number
+# checked as it is read: the checks are Python calls, and make reading a body of numbers
+# several times slower than the C parser alone.
+_RISKY_NUMBER = re.compile(rb"[eE][-+]?[0-9]{3}|[0-9]{200}")
+
+
+def _loads(raw: bytes) -> Any:
+    text = raw.decode("utf-8-sig")
+    if _RISKY_NUMBER.search(raw):
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                          parse_int=_bounded_int)
+    return json.loads(text, parse_constant=_reject_constant)
+
+
+def _may_nest_deeper(raw: bytes, limit: int) -> bool:
+    """False when the body has too few brackets to nest anything deeper than ``limit`` (what
+    is inside n brackets is at depth n + 1): no walk."""
+    return raw.count(b"[") + raw.count(b"{") >= limit
+
+
 def _depth_exceeds(value: Any, limit: int) -> bool:
-    """Iteratively (a recursive walk is what deep input is meant to break)."""
-    stack = [(value, 1)]
+    """Iteratively (a recursive walk is what deep input is meant to break). Only containers
+    are pushed: a list of a million numbers is one step, not a million."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
     while stack:
         item, depth = stack.pop()
-        if depth > limit:
+        children = item.values() if isinstance(item, dict) else item
+        if depth > limit or (depth == limit and children):
             return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
     return False
 
 
