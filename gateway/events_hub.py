@@ -44,7 +44,7 @@ ORIGINS_CAPACITY = 20_000
 #: What a client at its stream limit is told to wait before it tries again.
 STREAM_RETRY_AFTER_S = 5
 
-_DROPS = LogThrottle(log)
+_REPEATED = LogThrottle(log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,8 +293,9 @@ class EventHub:
 
     def _deliver(self, stream: Stream, item: HubEvent | Notice) -> None:
         if not stream._offer(item):
-            _DROPS.log(logging.WARNING, "dropped", "dropping an event stream whose client fell "
-                       "behind (%d events, or %d bytes, unsent)", stream.limit, stream.max_bytes)
+            _REPEATED.log(logging.WARNING, "dropped", "dropping an event stream whose client "
+                          "fell behind (%d events, or %d bytes, unsent)", stream.limit,
+                          stream.max_bytes)
             self._remove(stream)
             stream._end(Notice.DROPPED)
 
@@ -349,11 +350,13 @@ class EventHub:
             text = raw.decode() if isinstance(raw, bytes) else raw
             data: Any = decode(text)
         except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            log.warning("ignoring an event that is not JSON: %r", raw[:200])
+            _REPEATED.log(logging.WARNING, "not json", "ignoring an event that is not JSON: %r",
+                          raw[:200])
             return None
         name = data.get("event") if isinstance(data, dict) else None
         if not isinstance(name, str):
-            log.warning("ignoring an event that names no event: %r", raw[:200])
+            _REPEATED.log(logging.WARNING, "no name", "ignoring an event that names no event: "
+                          "%r", raw[:200])
             return None
         job_id = data.get("id")
         if not isinstance(job_id, str):

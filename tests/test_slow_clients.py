@@ -301,19 +301,25 @@ def big_event(i: int, job_id: str = "job-1", size: int = 16 * 1024) -> str:
 async def stalled_ws(port: int, path: str = f"{API}/ws/all?withLogs=true",
                      ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A WebSocket client that completes the handshake and then never reads."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    reader, writer, head = await stalled_client(port, (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"))
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return reader, writer
+
+
+async def stalled_client(port: int, request: str,
+                         ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """A client that sends ``request``, reads the response's head and then stops reading."""
     sock = socket.socket()
     # Before connecting, so the window is small from the start (and not below one segment).
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 128 * 1024)
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
     reader, writer = await asyncio.open_connection(sock=sock)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n".encode())
-    head = await reader.readuntil(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 101"), head
-    return reader, writer
+    writer.write(request.encode())
+    return reader, writer, await reader.readuntil(b"\r\n\r\n")
 
 
 async def test_a_stream_over_its_byte_limit_is_dropped_and_told_why(gateway, redis_url: str):
@@ -343,6 +349,29 @@ async def test_a_stream_over_its_byte_limit_is_dropped_and_told_why(gateway, red
     assert "did not keep up" in texts[-1]["reason"]
     opcode, payload = frames[-1]
     assert (opcode, int.from_bytes(payload[:2]), payload[2:]) == (8, 1013, b"too slow")
+    await aredis.aclose()
+
+
+async def test_an_sse_client_that_stops_reading_is_dropped_too(gateway, redis_url: str):
+    served = await gateway(stream_buffer_max_bytes=64 * 1024)
+    hub = served.app[HUB]
+    aredis = aioredis.Redis.from_url(redis_url)
+    reader, writer, head = await stalled_client(
+        served.port, f"GET {API}/events?withLogs=true HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    await wait_until_async(lambda: hub.streaming == 1)
+    sent = 0
+    while hub.streaming == 1:
+        assert sent < 1000, "16 MB sent and the stalled stream is still there"
+        sent += 1
+        await aredis.publish(CHANNEL, big_event(sent))
+        await asyncio.sleep(0)  # the hub takes each event before the next
+    body = b""
+    async with asyncio.timeout(20):  # read at last: what it held, the notice, the last chunk
+        while not body.endswith(b"\r\n0\r\n\r\n"):
+            body += await reader.read(65536)
+    assert b"event: dropped\n" in body[-2000:]
+    writer.close()
     await aredis.aclose()
 
 

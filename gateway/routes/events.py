@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from aiohttp import WSCloseCode, web
 from gateway.auth import identity, visible
 from gateway.blocking import blocking
 from gateway.events_hub import STREAM_QUEUE_SIZE, EventHub, HubEvent, Notice, Origin, Stream
+from gateway.log_throttle import LogThrottle
 from gateway.params import query_bool
 from gateway.resources import HUB, SETTINGS, STORE
 from jobs.db import now_ms
@@ -42,6 +44,8 @@ from jobs.store import Job, Store
 log = logging.getLogger("sparkgate.events")
 
 routes = web.RouteTableDef()
+
+_REPEATED = LogThrottle(log)
 
 #: Mist's keep-alive period on WebSockets.
 WS_KEEPALIVE_S = 60.0
@@ -177,7 +181,7 @@ async def _send_ws(request: web.Request, ws: web.WebSocketResponse, stream: Stre
     except ConnectionError:
         pass  # the client left, or was cut off
     except Exception:
-        log.exception("event socket %s failed", request.path)
+        _failed("socket", request)
         code, message = WSCloseCode.INTERNAL_ERROR, b"internal error"
     finally:
         await ws.close(code=code, message=message)
@@ -250,7 +254,7 @@ async def sse(request: web.Request) -> web.StreamResponse:
         except Exception:
             # The response has begun: no error response can follow; the stream just ends.
             # The path only: the query may hold an access_token.
-            log.exception("event stream %s failed", request.path)
+            _failed("stream", request)
             if request.transport is not None:
                 request.transport.close()
         return response
@@ -298,8 +302,9 @@ async def _origin_matches(hub: EventHub, store: Store, events: EventFilter,
     try:
         origin = await hub.origins.resolve(event.job_id, lambda job_id: _origin_of(store, job_id))
     except Exception as exc:  # the database is unavailable: the event cannot be placed
-        log.warning("event %s of job %s left out of a filtered stream: its function and "
-                    "context could not be read (%s)", event.name, event.job_id, exc)
+        _REPEATED.log(logging.WARNING, ("origin", type(exc)), "event %s of job %s left out of "
+                      "a filtered stream: its function and context could not be read (%s)",
+                      event.name, event.job_id, exc)
         return False
     return events.origin_matches(origin)
 
@@ -376,6 +381,12 @@ def _count_unsent(request: web.Request, stream: Stream) -> None:
     sock = transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, stream.max_bytes)
+
+
+def _failed(kind: str, request: web.Request) -> None:
+    """A stream ended by a bug: logged with its traceback, a few times per interval."""
+    _REPEATED.log(logging.ERROR, (kind, sys.exc_info()[0]), "event %s %s failed", kind,
+                  request.path, exc_info=True)
 
 
 def _limits(request: web.Request) -> StreamLimits:
