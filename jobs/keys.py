@@ -52,7 +52,7 @@ class ApiKey:
     name: str
     prefix: str
     role: str
-    # submit keys only: the functions it may run and cancel jobs of; None: any.
+    # submit keys only: the functions it may run; None: any.
     functions: tuple[str, ...] | None
     created_at: int
     revoked_at: int | None = None
