@@ -115,8 +115,7 @@ class Supervisor:
         self._warm = set(warm)
         self._retry_at: dict[str, float] = {}
         self._host = socket.gethostname()
-        # Set by a failed check: heartbeats went unseen for a while, through no worker's fault.
-        self._beats_unseen = False
+        self._looked_at = -float("inf")  # time.monotonic() of the last look at heartbeats
 
     @classmethod
     def for_settings(cls, settings: Settings, redis_url: str, config_path: Path | None,
@@ -138,7 +137,6 @@ class Supervisor:
             try:
                 self.check()
             except Exception as exc:
-                self._beats_unseen = True
                 if not failing:
                     log.warning("supervisor check failed (%s: %s); trying again every %ss",
                                 type(exc).__name__, exc, CHECK_INTERVAL_S, exc_info=True)
@@ -249,12 +247,14 @@ class Supervisor:
         failed as lost and its queue grows. A worker whose record is missing only for a
         moment (Redis flushed) beats again long before that."""
         now = time.monotonic()
-        if self._beats_unseen:  # Redis or a check was down: every worker gets a whole TTL again
+        ttl_s = self.registry.ttl_ms / 1000
+        if now - self._looked_at > ttl_s / 2:
+            # Checks failed or hung meanwhile (Redis down or stalled, this process starved):
+            # what went unseen is no worker's fault, so each gets a whole TTL again.
             for process in self.processes:
                 process.beat_seen_at = now
-            self._beats_unseen = False
+        self._looked_at = now
         beats = {w["pid"]: w["heartbeatAt"] for w in view.live if w["host"] == self._host}
-        ttl_s = self.registry.ttl_ms / 1000
         for process in self.processes:
             beat = beats.get(process.popen.pid)
             if beat is not None and beat != process.beat:
