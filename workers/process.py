@@ -63,6 +63,9 @@ PARENT_CHECK_S = 0.5
 # be the thing that hangs), and how long the JVM gets to run its shutdown hooks.
 STOP_NOW_RECORD_S = 3.0
 CHILDREN_STOP_S = 3.0
+# A stop signal this soon after the first is the same stop, sent twice (e.g. by systemd to the
+# whole service, then by the supervisor): only a later one means "stop at once".
+REPEATED_SIGNAL_S = 1.0
 
 
 class Outage:
@@ -122,7 +125,7 @@ class Worker:
         self.jobs_done = 0
         self.drain_reason: str | None = None
         self.drain_grace_s: float | None = None
-        self.signalled = False
+        self.signalled_at: float | None = None
         self.draining = threading.Event()
         self._stopping_now = threading.Lock()
         self.stopped = threading.Event()
@@ -329,9 +332,11 @@ class Worker:
 
     def _on_stop_signal(self, signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
-        if not self.signalled:
-            self.signalled = True
+        if self.signalled_at is None:
+            self.signalled_at = time.monotonic()
             self.drain(f"stopped ({name})", bounded=True)
+            return
+        if time.monotonic() - self.signalled_at < REPEATED_SIGNAL_S:
             return
         # Not in the handler: it interrupts the main thread, which may hold our locks.
         threading.Thread(target=self.stop_now, args=(f"stopped at once (a second {name})",),

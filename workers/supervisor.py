@@ -46,6 +46,7 @@ from jobs.state import JobStatus
 from jobs.store import Store
 from jobs.submission import broken_message
 from jobs.worker_registry import WorkerRegistry
+from workers.process import REPEATED_SIGNAL_S
 from workers.scratch import sweep_scratch
 
 log = logging.getLogger("sparkgate.supervisor")
@@ -327,8 +328,11 @@ class Supervisor:
         for process in self._alive():
             if not process.draining:  # one already draining would take it for the second
                 process.popen.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
         self._wait_for_workers(self.stop_grace_s, interruptible=True)
         if self._now.is_set():
+            # Sooner, a worker would take it for the first one repeated (workers/process.py).
+            time.sleep(max(0.0, signalled + REPEATED_SIGNAL_S - time.monotonic()))
             for process in self._alive():
                 process.popen.send_signal(signal.SIGTERM)
             self._wait_for_workers(STOP_NOW_S)
