@@ -82,6 +82,25 @@ def test_a_frozen_worker_is_killed_with_its_jvm_and_replaced(server: Server):
     assert "sent no heartbeat for 10s (frozen or hung)" in server.log.read_text()
 
 
+def test_a_stalled_redis_does_not_make_live_workers_look_frozen(server: Server):
+    """While Redis is stalled no heartbeat gets through, and records expire; the supervisor,
+    blind meanwhile, gives every worker a whole TTL again rather than killing them all."""
+    worker = wait_until(lambda: server.workers("default"), 60, "the default worker")[0]
+    redis_server = next(p for p in psutil.Process(server.process.pid).children()
+                        if "redis" in p.name())
+    redis_server.suspend()
+    try:
+        time.sleep(WORKER_TTL_S + 3)
+    finally:
+        redis_server.resume()
+    time.sleep(WORKER_TTL_S / 2 + 2)  # checks enough for a kill, had it been judged frozen
+    assert _alive(_pid(worker))
+    assert [w["name"] for w in server.workers("default")] == [worker["name"]]
+    job = server.wait_for_job(server.submit("sum_range", {"n": 4}), {"finished", "failed"})
+    assert (job["status"], job["workerId"]) == ("finished", worker["name"])
+    assert f"killing worker pid {_pid(worker)} " not in server.log.read_text()
+
+
 def test_a_replaced_worker_s_successor_is_warm_before_the_next_job(server: Server):
     server.context("abandoning")
     victim = server.submit("sleep_python", {"seconds": 300}, context="abandoning")
@@ -133,3 +152,17 @@ def test_a_job_failed_as_lost_keeps_that_verdict_when_its_worker_comes_back(
     assert lines[-1].endswith("ms, but the job was already failed: that outcome is discarded")
     time.sleep(0.3)  # nothing else lands later (the capture's flusher runs every 0.1 s)
     assert logs_of(store, job_id) == lines
+
+
+def test_a_recycled_worker_s_successor_is_warm_before_the_next_job(tmp_path):
+    with running_server(tmp_path, {"SPARKGATE_WORKER_MAX_JOBS": "1"}) as server:
+        server.deploy("behaviours.py", "sum_range", "sum_range")
+        first = server.wait_for_job(server.submit("sum_range", {"n": 3}), {"finished", "failed"})
+        assert first["status"] == "finished"
+        successor = wait_until(
+            lambda: [w for w in server.workers("default")
+                     if w["name"] != first["workerId"] and w["state"] == "running"],
+            120, "the recycled worker's successor is registered")[0]
+        later = server.wait_for_job(server.submit("sum_range", {"n": 4}), {"finished", "failed"})
+    assert (later["status"], later["workerId"]) == ("finished", successor["name"])
+    assert later["startTime"] - later["createTime"] < 1500
