@@ -1,7 +1,7 @@
 """Workers that stop without exiting: frozen (SIGSTOP, a deadlock), or left behind by a job that
-ignored its cancel. A frozen worker is killed with its JVM and replaced, its queue runs; a job
-failed as lost keeps that verdict whatever its worker does later; a replaced worker's successor
-is warm before the next job comes.
+ignored its cancel. A frozen worker is killed with its JVM and replaced, its queue runs, while a
+stalled Redis makes no live worker look frozen; a job failed as lost keeps that verdict whatever
+its worker does later; a replaced or recycled worker's successor is warm before the next job.
 """
 
 from __future__ import annotations
