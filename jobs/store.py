@@ -16,8 +16,10 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Engine,
+    Text,
     and_,
     case,
+    cast,
     delete,
     func,
     insert,
@@ -200,12 +202,16 @@ class Store:
             _without_waiting_for_disk(conn)
             conn.execute(update(t.jobs).where(t.jobs.c.id == job_id).values(progress=progress))
 
-    def get_job(self, job_id: str) -> Job:
+    def get_job(self, job_id: str, raw_values: bool = False) -> Job:
+        """``raw_values``: the arguments and result as stored (``RawJSON``), not parsed, for a
+        caller that only passes them on: megabytes of JSON cost a copy, not a parse and an
+        encode, nor their weight as Python objects."""
+        columns = _raw_columns() if raw_values else [t.jobs]
         with self.engine.connect() as conn:
-            row = conn.execute(select(t.jobs).where(t.jobs.c.id == job_id)).mappings().first()
+            row = conn.execute(select(*columns).where(t.jobs.c.id == job_id)).mappings().first()
         if row is None:
             raise job_not_found(job_id)
-        return Job.from_row(row)
+        return _raw_job(row) if raw_values else Job.from_row(row)
 
     def submitted_by(self, job_ids: Sequence[str], submitter: str) -> set[str]:
         """Those of ``job_ids`` that ``submitter`` submitted."""
@@ -376,6 +382,26 @@ class Store:
 
 
 _BIG_COLUMNS = ("arguments", "result", "error")
+_JSON_COLUMNS = ("arguments", "result")
+
+
+@dataclass(frozen=True)
+class RawJSON:
+    """A JSON document as the database holds it, unparsed."""
+
+    text: str
+
+
+def _raw_columns() -> list[Any]:
+    return [cast(c, Text).label(c.name) if c.name in _JSON_COLUMNS else c for c in t.jobs.c]
+
+
+def _raw_job(row: Mapping[str, Any]) -> Job:
+    values = dict(row)
+    for name in _JSON_COLUMNS:
+        if values[name] is not None:
+            values[name] = RawJSON(values[name])
+    return Job.from_row(values)
 
 
 class _stored_bytes(FunctionElement[int]):

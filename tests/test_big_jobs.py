@@ -16,7 +16,7 @@ import requests
 from jobs.db import now_ms
 from jobs.events import VALUE_MAX_BYTES, decode, encode, initialized_event, lifecycle_event
 from jobs.state import JobStatus
-from jobs.store import Job, JobQuery, NewJob, Store
+from jobs.store import Job, JobQuery, NewJob, RawJSON, Store
 from tests.api_responses import json_of
 from tests.server_process import Server, running_server, wait_until
 
@@ -81,6 +81,21 @@ def test_a_listing_reads_values_only_up_to_the_cap(store: Store) -> None:
     assert store.get_job(big.id).arguments == big_args  # one job is always read in full
 
 
+def test_a_job_is_read_with_its_values_unparsed(store: Store) -> None:
+    job = finished(store, {"text": "é\u0000", "n": [1, 2.5]}, None)
+    queued = new_job(store, {"m": {"k": True}})
+
+    raw = store.get_job(job.id, raw_values=True)
+    unstarted = store.get_job(queued.id, raw_values=True)
+
+    assert isinstance(raw.arguments, RawJSON) and isinstance(raw.result, RawJSON)
+    assert json.loads(raw.arguments.text) == job.arguments
+    assert json.loads(raw.result.text) is None
+    assert json.loads(unstarted.arguments.text) == queued.arguments
+    assert unstarted.result is None
+    assert (raw.status, raw.submitter, raw.function) == (job.status, job.submitter, job.function)
+
+
 def test_without_a_cap_a_listing_reads_everything(store: Store) -> None:
     big = finished(store, {"text": "x" * 5000}, "y" * 5000)
     (job,), _ = store.list_jobs(JobQuery())
@@ -112,6 +127,7 @@ async def test_listings_carry_markers_and_the_job_its_values(make_client, store:
     full = await json_of(await client.get(f"{API}/jobs/{big.id}"))
     assert (full["params"]["arguments"], full["jobResult"]) == (big.arguments, big.result)
     assert "truncated" not in full
+    assert (await json_of(await client.get(f"{API}/jobs/{error.id}")))["jobResult"] == error.error
 
 
 def test_events_carry_big_values_as_markers() -> None:

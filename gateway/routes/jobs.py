@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 from typing import Any
 
 from aiohttp import web
@@ -30,7 +31,7 @@ from jobs.events import lifecycle_event
 from jobs.ids import uuid7
 from jobs.logs import format_mist_line
 from jobs.state import MIST_STATUSES
-from jobs.store import Job, JobQuery, Store
+from jobs.store import Job, JobQuery, RawJSON, Store
 from jobs.submission import SubmitRequest
 
 routes = web.RouteTableDef()
@@ -118,8 +119,9 @@ async def cancel_job(request: web.Request) -> web.Response:
 
 
 async def _visible_job(request: web.Request) -> Job:
+    """The job, its arguments and result unparsed (answered as stored, or not needed)."""
     return visible(request, await blocking(request.app[STORE].get_job,
-                                           request.match_info["id"]))
+                                           request.match_info["id"], raw_values=True))
 
 
 async def _list(request: web.Request, base: JobQuery) -> web.Response:
@@ -163,4 +165,19 @@ async def _job_response(job: Job) -> web.Response:
 
 
 def _encode(value: Any) -> bytes:
-    return json.dumps(value).encode()
+    """``value`` as JSON, with each ``RawJSON`` in it spliced in as it is: encoded as a
+    placeholder first, which no other string can equal (a random token between NULs, which
+    json.dumps escapes as the text \\u0000), then replaced by the stored text."""
+    raw: list[str] = []
+    token = secrets.token_hex(8)
+
+    def placeholder(item: Any) -> str:
+        if not isinstance(item, RawJSON):
+            raise TypeError(f"{type(item).__name__} is not JSON")
+        raw.append(item.text)
+        return f"\0{token}{len(raw) - 1}\0"
+
+    text = json.dumps(value, default=placeholder)
+    for i, stored in enumerate(raw):
+        text = text.replace(f'"\\u0000{token}{i}\\u0000"', stored, 1)
+    return text.encode()
