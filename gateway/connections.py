@@ -70,7 +70,7 @@ def make_runner(app: web.Application, settings: Settings, **kwargs: Any) -> web.
 
 def fit_to_descriptors(max_connections: int) -> int:
     """``max_connections``, lowered (with a warning) to what the descriptor limit allows once
-    the soft limit is raised as far as the hard one lets it."""
+    a soft limit short of it is raised toward it, as far as the hard limit lets it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = max_connections + FD_RESERVE
     if soft != resource.RLIM_INFINITY and soft < wanted:
