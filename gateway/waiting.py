@@ -29,19 +29,21 @@ async def wait_for_end(hub: EventHub, store: Store, job_id: str, timeout_s: floa
     submitting it) passes the job as it was then, ``known``, and saves that read.
     ``outcome_only``: the caller needs only the status, result and error, which the terminal
     event carries, so the job's row is not read again.
+    Jobs read here have their arguments and result as stored (``RawJSON``): the caller answers
+    them as they are, and they may be megabytes.
     """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     with contextlib.ExitStack() as stack:
         if watch is None or known is None:
             watch = stack.enter_context(hub.watch(job_id))
-            job = await blocking(store.get_job, job_id)
+            job = await blocking(store.get_job, job_id, raw_values=True)
         else:
             job = known
         while not job.status.terminal:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 # What it is now, not what it was when the wait began.
-                return await blocking(store.get_job, job_id)
+                return await blocking(store.get_job, job_id, raw_values=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(watch.wait(), min(remaining or RECHECK_S, RECHECK_S))
             ended = watch.ended_with
@@ -49,7 +51,7 @@ async def wait_for_end(hub: EventHub, store: Store, job_id: str, timeout_s: floa
             # An event whose result was too big to carry has a marker in its place.
             if outcome_only and ended is not None and "truncated" not in ended:
                 return _ended(job, ended)
-            job = await blocking(store.get_job, job_id)
+            job = await blocking(store.get_job, job_id, raw_values=True)
     return job
 
 

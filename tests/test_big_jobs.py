@@ -3,6 +3,7 @@ responsive while it takes them in, and its memory comes back afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -19,6 +20,7 @@ from jobs.state import JobStatus
 from jobs.store import Job, JobQuery, NewJob, RawJSON, Store
 from tests.api_responses import json_of
 from tests.server_process import Server, running_server, wait_until
+from tests.test_api_jobs import WAIT_S, deploy, finish, work_one
 
 BIG_JOBS = 30
 # About 4 MB of JSON each: numbers, the costliest kind to parse and to hold as Python objects.
@@ -128,6 +130,23 @@ async def test_listings_carry_markers_and_the_job_its_values(make_client, store:
     assert (full["params"]["arguments"], full["jobResult"]) == (big.arguments, big.result)
     assert "truncated" not in full
     assert (await json_of(await client.get(f"{API}/jobs/{error.id}")))["jobResult"] == error.error
+
+
+@pytest.mark.parametrize("query", ["force=true", "wait=10s"])
+async def test_a_sync_call_answers_a_result_too_big_for_its_event(client, store, redis, queue,
+                                                                    query: str) -> None:
+    await deploy(client, "echo", "echo.py")
+    result = {"rows": ["r" * 100] * 2000}  # over 64 KiB: the finished event has a marker
+    worker = asyncio.create_task(work_one(
+        client, store, redis, queue, lambda job_id: finish(store, redis, job_id, result)))
+
+    response = await asyncio.wait_for(
+        client.post(f"{API}/functions/echo/jobs?{query}", json={"value": [1.5] * 30_000}),
+        WAIT_S)
+    await asyncio.wait_for(worker, WAIT_S)
+
+    body = await json_of(response)
+    assert (body["payload"] if query == "force=true" else body["jobResult"]) == result
 
 
 def test_events_carry_big_values_as_markers() -> None:

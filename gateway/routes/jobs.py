@@ -70,7 +70,9 @@ async def run_function(request: web.Request) -> web.Response:
         job = await wait_for_end(app[HUB], app[STORE], job.id, timeout_s,
                                  outcome_only=force, **ours)
     if force:
-        return web.json_response(sync_response(job))
+        # Inline: a result from the terminal event is small (events carry at most 64 KiB), one
+        # read from the database is spliced in unparsed.
+        return web.Response(body=_encode(sync_response(job)), content_type="application/json")
     if job.status.terminal:
         return await _job_response(job)
     return web.json_response(
