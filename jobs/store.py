@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Connection,
     Engine,
+    Select,
     Text,
     and_,
     case,
@@ -229,18 +230,11 @@ class Store:
         ``value_max_bytes``: arguments, results and errors larger than this are not read at
         all (the database sends only their size, in ``Job.oversized``), so a page of jobs
         with megabytes of arguments each costs no more than a page of small ones."""
-        columns: list[Any] = [t.jobs]
+        statement = _page(query)
         read: Callable[[Mapping[str, Any]], Job] = Job.from_row
         if value_max_bytes is not None:
-            columns = _capped_columns(value_max_bytes)
+            statement = _capped_page(statement, value_max_bytes)
             read = functools.partial(_capped_job, max_bytes=value_max_bytes)
-        statement = (
-            select(*columns)
-            .where(*_conditions(query))
-            .order_by(t.jobs.c.create_time.desc(), t.jobs.c.id.desc())
-            .limit(query.limit)
-            .offset(query.offset)
-        )
         with self.engine.connect() as conn:
             rows = conn.execute(statement).mappings().all()
         return [read(r) for r in rows], self.count_jobs(query).total if count else None
@@ -423,19 +417,33 @@ def _stored_bytes_sqlite(element: _stored_bytes, compiler: Any, **kw: Any) -> st
     return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
 
 
-def _capped_columns(max_bytes: int) -> list[Any]:
-    """Every column of ``jobs``, with each big one replaced by its value only when it is at
-    most ``max_bytes`` (NULL otherwise), plus its size as ``<name>_bytes``."""
+def _page(query: JobQuery) -> Select[Any]:
+    c = t.jobs.c
+    return (select(t.jobs).where(*_conditions(query))
+            .order_by(c.create_time.desc(), c.id.desc()).limit(query.limit).offset(query.offset))
+
+
+def _capped_page(page: Select[Any], max_bytes: int) -> Select[Any]:
+    """``page`` with each big column's value only when it is at most ``max_bytes`` (NULL
+    otherwise), plus its size as ``<name>_bytes``. The sizes are taken once per row, in a
+    subquery of the page alone (its LIMIT keeps the database from merging it into the outer
+    query): a size is a read of the whole value (PostgreSQL detoasts it), not to be repeated
+    for the CASE."""
+    c = t.jobs.c
+    sizes = (page.with_only_columns(c.id, c.create_time,
+                                    *(_stored_bytes(c[n]).label(f"{n}_bytes")
+                                      for n in _BIG_COLUMNS))
+             .subquery())
     columns: list[Any] = []
-    for column in t.jobs.c:
+    for column in c:
         if column.name not in _BIG_COLUMNS:
             columns.append(column)
             continue
-        size = _stored_bytes(column)
-        columns.append(type_coerce(case((size <= max_bytes, column)), column.type)
-                       .label(column.name))
-        columns.append(size.label(f"{column.name}_bytes"))
-    return columns
+        size = sizes.c[f"{column.name}_bytes"]
+        columns += [type_coerce(case((size <= max_bytes, column)), column.type)
+                    .label(column.name), size]
+    return (select(*columns).select_from(sizes.join(t.jobs, sizes.c.id == c.id))
+            .order_by(sizes.c.create_time.desc(), sizes.c.id.desc()))
 
 
 def _capped_job(row: Mapping[str, Any], max_bytes: int) -> Job:
