@@ -9,6 +9,7 @@ workers stop, ``serve`` as it starts.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -31,10 +32,12 @@ def scratch_dir(data_dir: Path, pid: int) -> Path:
 
 
 def use_scratch(path: Path) -> None:
-    """Make ``path`` this process's temp folder, and its children's (TMPDIR)."""
+    """Make ``path`` this process's temp folder, and its children's (TMPDIR), removed when
+    the process exits (``os._exit()`` and kills aside: their callers remove it)."""
     path.mkdir(parents=True, exist_ok=True)
     os.environ["TMPDIR"] = str(path)
     tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    atexit.register(remove_scratch, path)
 
 
 def remove_scratch(path: Path) -> None:
