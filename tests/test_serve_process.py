@@ -6,6 +6,7 @@ what it waits for, a second one stops at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -50,6 +51,15 @@ def started_by(server: Server) -> list[psutil.Process]:
     """Every process serve started: its descendants, and its Redis even if it daemonized."""
     found = {p.pid: p for p in [*descendants(server.process.pid), embedded_redis(server)]}
     return list(found.values())
+
+
+def spark_jvms(server: Server) -> list[psutil.Process]:
+    found = []
+    for process in descendants(server.process.pid):
+        with contextlib.suppress(psutil.NoSuchProcess):  # e.g. a `java -version` that ended
+            if "org.apache.spark.deploy.SparkSubmit" in process.cmdline():
+                found.append(process)
+    return found
 
 
 def the_one(processes: list[psutil.Process], name: str) -> psutil.Process:
@@ -145,6 +155,18 @@ def test_nothing_outlives_a_serve_killed_while_spark_runs_a_job(tmp_path: Path):
     job = job_in_database(server, job_id)
     assert job.status.value == "failed"
     assert f"its supervisor (pid {server.process.pid}) is gone" in (job.error or "")
+
+
+def test_nothing_outlives_a_serve_killed_while_its_worker_starts_spark(tmp_path: Path):
+    with running_server(tmp_path, wait_for_worker=False) as server:
+        jvm = wait_until(lambda: spark_jvms(server), 60, "a worker starts Spark's JVM")[0]
+        started = started_by(server)
+        server.process.kill()
+        server.process.wait()
+        wait_until(lambda: not [p for p in started if alive(p)], GONE_WITHIN_S,
+                   "every process serve started ends")
+    assert not alive(jvm)
+    assert scratch_left(server) == []
 
 
 def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once(tmp_path: Path):
