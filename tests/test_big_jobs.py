@@ -14,7 +14,7 @@ import psutil
 import pytest
 import requests
 
-from jobs.db import now_ms
+from jobs.db import json_text, now_ms
 from jobs.events import VALUE_MAX_BYTES, decode, encode, initialized_event, lifecycle_event
 from jobs.state import JobStatus
 from jobs.store import Job, JobQuery, NewJob, RawJSON, Store
@@ -36,8 +36,8 @@ API = "/v2/api"
 
 
 def stored_bytes(value: object) -> int:
-    """The size of ``value`` as the jobs table stores it (SQLAlchemy's JSON: json.dumps)."""
-    return len(json.dumps(value).encode())
+    """The size of ``value`` as the jobs table stores it."""
+    return len(json_text(value).encode())
 
 
 def new_job(store: Store, arguments: dict) -> Job:
@@ -62,10 +62,10 @@ def listed(store: Store) -> dict[str, Job]:
 
 
 def test_a_listing_reads_values_only_up_to_the_cap(store: Store) -> None:
-    big_args = {"text": "é" * CAP}  # json.dumps escapes it: 6 bytes a character
+    big_args = {"text": "é" * CAP}  # stored as UTF-8: 2 bytes a character
     small = finished(store, {"n": 1}, {"ok": True})
     big = finished(store, big_args, list(range(CAP)))
-    at_cap = new_job(store, {"s": "x" * (CAP - len('{"s": ""}'))})
+    at_cap = new_job(store, {"s": "x" * (CAP - len('{"s":""}'))})
     nothing = finished(store, {"n": 2}, None)
     error = failed(store, "boom\n\n" + "Traceback line\n" * 200)
 
@@ -237,7 +237,8 @@ def test_big_jobs_keep_listings_small_and_the_gateway_responsive(tmp_path: Path)
         by_id = {j["jobId"]: j for j in jobs}
         for seed, job_id in enumerate(ids):
             assert by_id[job_id]["params"]["arguments"] == {
-                "truncated": True, "bytes": len(bodies[seed]), "url": f"/v2/api/jobs/{job_id}"}
+                "truncated": True, "bytes": stored_bytes(json.loads(bodies[seed])),
+                "url": f"/v2/api/jobs/{job_id}"}
             assert by_id[job_id]["truncated"] == ["params.arguments"]
         assert by_id[small]["params"]["arguments"] == {"value": 1}
         assert "truncated" not in by_id[small]
