@@ -20,7 +20,14 @@ from redis import Redis
 
 from jobs.db import make_engine
 from jobs.store import Store
-from tests.server_process import Server, free_port, running_server, wait_until
+from tests.server_process import (
+    Server,
+    create_pg_database,
+    drop_pg_database,
+    free_port,
+    running_server,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +86,8 @@ def run_second_serve(workdir: Path, env: dict[str, str]) -> subprocess.Completed
 
 
 def job_in_database(server: Server, job_id: str):
-    engine = make_engine(f"sqlite:///{server.data_dir / 'sparkgate.db'}")
+    engine = make_engine(server.env.get("SPARKGATE_DATABASE_URL")
+                         or f"sqlite:///{server.data_dir / 'sparkgate.db'}")
     try:
         return Store(engine).get_job(job_id)
     finally:
@@ -89,6 +97,23 @@ def job_in_database(server: Server, job_id: str):
 def scratch_left(server: Server) -> list[Path]:
     root = server.data_dir / "tmp"
     return list(root.iterdir()) if root.exists() else []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """serve's settings for the embedded SQLite, or for a PostgreSQL database of its own."""
+    if request.param == "sqlite":
+        yield {}
+        return
+    url = create_pg_database()
+    try:
+        env = {**os.environ, "SPARKGATE_DATABASE_URL": url}
+        # A server database is migrated on purpose, by the command users run.
+        subprocess.run(["sparkgate", "db", "upgrade"], env=env, check=True, timeout=120,
+                       capture_output=True)
+        yield {"SPARKGATE_DATABASE_URL": url}
+    finally:
+        drop_pg_database(url)
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +154,11 @@ def test_a_second_serve_on_the_same_port_refuses_in_one_line(first: Server, tmp_
     assert_unharmed(first, redis)
 
 
-def test_nothing_outlives_a_serve_killed_while_spark_runs_a_job(tmp_path: Path):
+def test_nothing_outlives_a_serve_killed_while_spark_runs_a_job(tmp_path: Path,
+                                                                database: dict[str, str]):
     temp = tmp_path / "tmp"
     temp.mkdir()
-    with running_server(tmp_path, {"TMPDIR": str(temp)}) as server:
+    with running_server(tmp_path, {"TMPDIR": str(temp), **database}) as server:
         server.deploy("behaviours.py", "slow_spark", "slow_spark")
         job_id = server.submit("slow_spark", {"seconds": 300})
         wait_until(lambda: (server.job(job_id).get("progress") or {}).get("tasks", {})
