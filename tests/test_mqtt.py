@@ -335,7 +335,12 @@ def test_serve_makes_no_mqtt_client_when_it_is_off(tmp_path: Path,
     made: list[Any] = []
     served: list[Any] = []
     monkeypatch.setattr(paho, "Client", lambda *args, **kw: made.append(args))
-    monkeypatch.setattr(serving.web, "run_app", lambda app, **kw: served.append(app))
+
+    async def serve(app: Any, *args: Any) -> int:
+        served.append(app)
+        return 0
+
+    monkeypatch.setattr(serving, "_serve", serve)
     settings = Settings(data_dir=tmp_path / "data", redis_url=MQTT_REDIS_URL,
                         deploy_examples=False, start_workers=False)
     assert settings.mqtt_url is None
