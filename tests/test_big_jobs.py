@@ -244,6 +244,7 @@ def test_big_jobs_keep_listings_small_and_the_gateway_responsive(tmp_path: Path)
         assert "truncated" not in by_id[small]
         assert server.job(ids[7])["params"]["arguments"] == big_arguments(7)
 
-        wait_until(lambda: rss_mb(server) < baseline_mb + 150, 30,
+        # Before: 316 MB held for good after this burst from a baseline of 97 MB.
+        wait_until(lambda: rss_mb(server) < baseline_mb + 100, 30,
                    f"the gateway's memory back near {baseline_mb:.0f} MB "
                    f"(it holds {rss_mb(server):.0f} MB)")

