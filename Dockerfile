@@ -4,12 +4,21 @@
 #
 #   docker build -t sparkgate .
 #
-# sparkgate has no authentication of its own, and it refuses to listen beyond loopback unless
-# told --insecure (anyone who can reach the port can upload and run code). So the default
-# command below, `sparkgate serve --host 0.0.0.0`, does NOT start: it exits with a message
-# saying why. Run the container in one of these ways:
+# Anyone who can reach an unauthenticated sparkgate can upload code and run it, so it refuses
+# to listen beyond loopback with authentication off unless told --insecure. The default command
+# below, `sparkgate serve --host 0.0.0.0`, therefore exits with a message saying why unless
+# authentication is on. Run the container in one of these ways (docs/security.md):
 #
-# 1. On a trusted network, behind a proxy that authenticates every request, opt in explicitly:
+# 1. With authentication (API keys in the database; or JWTs, see docs/security.md). Create an
+#    admin key once, then start with auth on; clients send `Authorization: Bearer <token>`:
+#
+#      docker run --rm -v sparkgate-data:/var/lib/sparkgate sparkgate \
+#        sparkgate keys create --name ops --role admin        # prints the token, once
+#      docker run -d --name sparkgate -p 2004:2004 -v sparkgate-data:/var/lib/sparkgate \
+#        -e SPARKGATE_AUTH_ENABLED=true -e SPARKGATE_ALLOWED_HOSTS=gateway.example.com \
+#        --stop-timeout 60 sparkgate
+#
+# 2. On a trusted network, behind a proxy that authenticates every request, opt out explicitly:
 #
 #      docker run -d --name sparkgate -p 127.0.0.1:2004:2004 -v sparkgate-data:/var/lib/sparkgate \
 #        --stop-timeout 60 sparkgate sparkgate serve --host 0.0.0.0 --insecure
@@ -17,14 +26,17 @@
 #    (Publish the port only where the proxy can reach it, e.g. on 127.0.0.1 as above, or on a
 #    private Docker network with no -p at all.)
 #
-# 2. With PostgreSQL and an external Redis (run `sparkgate db upgrade` once first):
+# Either way the gateway answers only the host names it knows (DNS-rebinding protection): the
+# loopback names, plus those in SPARKGATE_ALLOWED_HOSTS (comma-separated; ".example.com" for a
+# domain). Others get 421: list the names clients and the proxy use to reach the container.
+#
+# With PostgreSQL and an external Redis (run `sparkgate db upgrade` once first), add to 1 or 2:
 #
 #      docker run --rm -e SPARKGATE_DATABASE_URL=postgresql://... sparkgate sparkgate db upgrade
-#      docker run -d -e SPARKGATE_DATABASE_URL=postgresql://... \
-#        -e SPARKGATE_REDIS_URL=redis://redis:6379/0 -e SPARKGATE_DEPLOY_EXAMPLES=false \
-#        --stop-timeout 60 sparkgate sparkgate serve --host 0.0.0.0 --insecure
+#      ... -e SPARKGATE_DATABASE_URL=postgresql://... -e SPARKGATE_REDIS_URL=redis://redis:6379/0 \
+#          -e SPARKGATE_DEPLOY_EXAMPLES=false ...
 #
-# 3. Workers only, on another host (needs just the database and Redis):
+# Workers only, on another host (needs just the database and Redis):
 #
 #      docker run -d -e SPARKGATE_DATABASE_URL=postgresql://... \
 #        -e SPARKGATE_REDIS_URL=redis://redis:6379/0 sparkgate sparkgate supervisor
@@ -100,5 +112,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % (os.environ.get('SPARKGATE_PORT') or 2004), timeout=4)"
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
-# Refuses to start without --insecure: see the top of this file.
+# Starts with SPARKGATE_AUTH_ENABLED=true; refuses otherwise: see the top of this file.
 CMD ["sparkgate", "serve", "--host", "0.0.0.0"]
