@@ -88,6 +88,9 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
         status = run_server(settings, host, port or settings.port, config_path)
     except (ConfigError, Conflict) as exc:  # Conflict: the port or the data folder is taken
         raise click.ClickException(exc.message) from None
+    except KeyboardInterrupt:  # while starting; what had started is stopped by now
+        log.warning("interrupted while starting: stopped")
+        status = 128 + signal.SIGINT
     sys.exit(status)
 
 

@@ -78,7 +78,7 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
         if settings.deploy_examples:
             log.info("example functions deployed: %s", ", ".join(deploy_examples(catalog)))
         background = _Background.start(settings, redis_url, config_path, engine, catalog)
-        stack.callback(background.stop)
+        stack.push(background.unwind)
         app = create_app(settings, redis_url)
         return asyncio.run(_serve(app, sockets, background, settings,
                                   make_url(database_url).render_as_string()))
@@ -211,6 +211,14 @@ class _Background:
     def stop_now(self) -> None:
         if self.supervisor is not None:
             self.supervisor.stop_now()
+
+    def unwind(self, exc_type: type[BaseException] | None, *_: object) -> bool:
+        """As ``serve`` ends: stopped already, or at once if an error or a Ctrl-C while it
+        was starting ends it (no job is running yet, and nobody waits for a drain then)."""
+        if exc_type is not None:
+            self.stop_now()
+        self.stop()
+        return False
 
 
 def _prepare_database(url: str) -> None:
