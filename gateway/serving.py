@@ -1,9 +1,10 @@
 """``sparkgate serve``: the gateway, its supervisor and, by default, embedded Redis and SQLite.
 
 One ``serve`` per port and per data folder: both are claimed before anything starts (see
-gateway/claims.py). Nothing it starts outlives it: the embedded Redis gets SIGTERM from the
-kernel when ``serve`` ends, workers watch it and stop at once when it is gone, and each
-worker's temp files live in a scratch folder that goes with it.
+gateway/claims.py). Nothing it starts outlives it: the embedded Redis is stopped (and saves)
+on the way out, and gets SIGKILL from the kernel if ``serve`` dies first; workers watch
+``serve`` and stop at once when it is gone; each worker's temp files live in a scratch folder
+that goes with it.
 
 The first SIGINT/SIGTERM stops gracefully (running jobs get ``worker_stop_grace_s``) and says
 so; a second one stops at once (running jobs fail), still ending every child.
