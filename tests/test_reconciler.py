@@ -626,7 +626,11 @@ def test_a_killed_gateway_leaves_no_job_behind(cluster: Cluster):
             cluster.remember_tree(worker_pid(restarted, worker["name"]))
 
     ended = wait_for_end(restarted, [running, *accepted, unqueued], timeout_s=60)
-    assert_ran_once(restarted, ended[running], {"slept": 4})
+    # Its workers died with it (nothing a serve starts outlives it), failing the job they ran
+    # with the reason, rather than leaving it started.
+    assert ended[running]["status"] == "failed"
+    assert "stopped before the job ended" in ended[running]["jobResult"]
+    assert "is gone" in ended[running]["jobResult"]
     for job_id, n in zip(accepted, (1, 2, 3, 4), strict=True):
         assert_ran_once(restarted, ended[job_id], n * (n - 1) // 2)
     assert_ran_once(restarted, ended[unqueued], 4950)
@@ -639,8 +643,9 @@ def test_a_sync_waiter_on_another_gateway_gets_its_answer_while_the_first_one_di
         cluster: Cluster, tmp_path: Path):
     """Two gateways on one database and Redis; the second runs no workers. A client waits
     on the second for a job that the first one's worker runs; the first gateway is killed
-    meanwhile. The answer still comes: waiting is an event from Redis, not a gateway's
-    memory, and the killed gateway's worker finishes what it started."""
+    meanwhile. The answer still comes at once: waiting is an event from Redis, not a
+    gateway's memory. The killed gateway's worker dies with it (nothing a serve starts
+    outlives it) and fails the job, saying why, so the waiter is told instead of hanging."""
     first = cluster.server
     assert first is not None
     overrides = {"SPARKGATE_DATABASE_URL": cluster.database, "SPARKGATE_REDIS_URL": RC_REDIS_URL,
@@ -657,5 +662,8 @@ def test_a_sync_waiter_on_another_gateway_gets_its_answer_while_the_first_one_di
         first.process.wait()
         cluster.server = None
         waiter.join(timeout=60)
-        assert answers == [{"success": True, "payload": {"slept": 3}, "errors": []}]
+        assert len(answers) == 1, "the waiter got no answer"
+        assert answers[0]["success"] is False and answers[0]["payload"] == {}
+        [error] = answers[0]["errors"]
+        assert "stopped before the job ended" in error and "is gone" in error, error
     cluster.start()  # the module's later tests (if any) expect a serving cluster
