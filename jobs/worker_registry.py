@@ -1,8 +1,8 @@
 """Live workers, as each announces itself in Redis: a JSON record with a TTL, renewed by the
 worker's heartbeat. A record that expired is a worker that stopped beating (dead or hung).
 
-Also the requests of draining workers for a successor: a set of context names that the
-supervisors take from.
+Also the requests of draining workers for a successor: a set of requests (context, and who
+asks) that the supervisors take from.
 """
 
 from __future__ import annotations
@@ -52,19 +52,21 @@ class WorkerRegistry:
         raw = self.redis.get(worker_key(worker_id))
         return None if raw is None else json.loads(raw)
 
-    def request_successor(self, context: str) -> None:
-        """Ask for a new worker for ``context`` now. Unanswered (no supervisor runs), the
-        request lapses after a record's TTL, so a supervisor started later is not misled."""
+    def request_successor(self, context: str, host: str, pid: int) -> None:
+        """Ask for a new worker for ``context`` now, on behalf of the worker ``pid`` on
+        ``host``, which is draining. Unanswered (no supervisor runs), the request lapses after
+        a record's TTL, so a supervisor started later is not misled."""
+        request = json.dumps({"context": context, "host": host, "pid": pid})
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(SUCCESSORS_SET, context)
+            pipe.sadd(SUCCESSORS_SET, request)
             pipe.pexpire(SUCCESSORS_SET, self.ttl_ms)
             pipe.execute()
 
-    def take_successor_requests(self) -> set[str]:
-        """The contexts asked for since the last take, taken at once: of several supervisors,
-        one starts each successor."""
+    def take_successor_requests(self) -> list[dict[str, Any]]:
+        """The requests made since the last take (``context``, ``host``, ``pid``), taken at
+        once: of several supervisors, one starts each successor."""
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.smembers(SUCCESSORS_SET)
             pipe.delete(SUCCESSORS_SET)
             members, _ = pipe.execute()
-        return {m.decode() if isinstance(m, bytes) else m for m in members}
+        return [json.loads(m) for m in members]

@@ -159,7 +159,8 @@ class Worker:
         # this worker for a live one of its context.
         try:
             self._announce()
-            self.registry.request_successor(self.context.name)
+            self.registry.request_successor(self.context.name, socket.gethostname(),
+                                            os.getpid())
         except RedisError as exc:  # the next queued job starts a worker all the same
             self._redis_outage.failed(exc)
 

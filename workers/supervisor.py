@@ -80,7 +80,8 @@ class _Process:
     popen: subprocess.Popen[bytes]
     log_path: Path
     context_version: int  # the context's updated_at when it was started
-    draining: bool = False
+    draining: bool = False  # sent SIGTERM by us
+    replaced: bool = False  # draining by itself, it asked for a successor
     # The heartbeatAt of its record last seen (None: not announced yet, Spark still starting),
     # and when (time.monotonic()) that value was first seen.
     beat: int | None = None
@@ -150,7 +151,7 @@ class Supervisor:
 
     def check(self) -> None:
         # Taken before the workers are read: a worker's record says it drains before it asks.
-        self._warm |= self.registry.take_successor_requests()
+        self._take_successor_requests()
         view = self._look()
         self._kill_frozen(view)
         self._reap(view)
@@ -183,7 +184,7 @@ class Supervisor:
         running = sum(1 for w in live if with_draining or w.get("state") != "draining")
         registered = {w["pid"] for w in live if w["host"] == self._host}
         starting = sum(1 for p in self._local(context)
-                       if p.popen.pid not in registered and not p.draining)
+                       if p.popen.pid not in registered and not (p.draining or p.replaced))
         return running + starting
 
     # -- keeping workers ---------------------------------------------------------------------
@@ -208,6 +209,16 @@ class Supervisor:
             if not self._may_start(context.name):
                 break
             self._spawn(context, one_job=True)
+
+    def _take_successor_requests(self) -> None:
+        """Contexts whose draining worker asks for a successor are warmed. A local asker is
+        marked replaced: it may already have removed its record while its process ends, and
+        must not count as a worker still starting, which would make the request moot."""
+        for request in self.registry.take_successor_requests():
+            self._warm.add(request["context"])
+            for process in self._local(request["context"]):
+                if request["host"] == self._host and process.popen.pid == request["pid"]:
+                    process.replaced = True
 
     def _may_start(self, context: str) -> bool:
         return time.monotonic() >= self._retry_at.get(context, 0.0)
