@@ -354,6 +354,9 @@ class Worker:
         if not self._stopping_now.acquire(blocking=False):
             return  # already under way
         log.warning("worker %s: %s: stopping now", self.id, reason)
+        # First of all, take no new job: one claimed from here on would be left started when
+        # this process ends, and failed later as lost (the fault test saw 65 of them).
+        self.drain(reason)
         recording = threading.Thread(target=self._fail_running, args=(reason,), daemon=True)
         recording.start()
         recording.join(STOP_NOW_RECORD_S)
