@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.auth import auth_middleware
-from gateway.browsers import browser_middleware, cors_headers
-from gateway.errors import error_middleware, path_middleware, unexpected_middleware
-from gateway.memory import trim_after_big_bodies
-from gateway.resources import (
+from sparkgate.gateway.auth import auth_middleware
+from sparkgate.gateway.browsers import browser_middleware, cors_headers
+from sparkgate.gateway.errors import error_middleware, path_middleware, unexpected_middleware
+from sparkgate.gateway.memory import trim_after_big_bodies
+from sparkgate.gateway.resources import (
     REDIS_URL,
     SETTINGS,
     database_ctx,
     executor_ctx,
     redis_ctx,
 )
-from gateway.routes import (
+from sparkgate.gateway.routes import (
     artifacts,
     contexts,
     docs,
@@ -27,7 +27,7 @@ from gateway.routes import (
     ui,
     workers,
 )
-from jobs.settings import Settings
+from sparkgate.jobs.settings import Settings
 
 ROUTE_TABLES = (artifacts.routes, contexts.routes, functions.routes, jobs.routes,
                 status.routes, workers.routes, stats.routes, ui.routes, events.routes,

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.blocking import blocking
-from gateway.jwt_tokens import JwtVerifier
-from gateway.resources import STORE
-from jobs.errors import Forbidden, Unauthenticated
-from jobs.keys import (
+from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.jwt_tokens import JwtVerifier
+from sparkgate.gateway.resources import STORE
+from sparkgate.jobs.errors import Forbidden, Unauthenticated
+from sparkgate.jobs.keys import (
     CANCELS_ALL_JOBS,
     RANK,
     SEES_ALL_JOBS,
@@ -51,8 +51,8 @@ from jobs.keys import (
     KeyStore,
     secret_hash,
 )
-from jobs.settings import Settings
-from jobs.store import Job, job_not_found
+from sparkgate.jobs.settings import Settings
+from sparkgate.jobs.store import Job, job_not_found
 
 log = logging.getLogger("sparkgate.auth")
 

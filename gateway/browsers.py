@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 from aiohttp import hdrs, web
 
-from jobs.errors import CrossSiteRequest, MisdirectedRequest
-from jobs.settings import Settings
+from sparkgate.jobs.errors import CrossSiteRequest, MisdirectedRequest
+from sparkgate.jobs.settings import Settings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

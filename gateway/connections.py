@@ -30,9 +30,9 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from gateway.errors import MAX_LINE_BYTES, protocol_error
-from gateway.log_throttle import LogThrottle
-from jobs.settings import Settings
+from sparkgate.gateway.errors import MAX_LINE_BYTES, protocol_error
+from sparkgate.gateway.log_throttle import LogThrottle
+from sparkgate.jobs.settings import Settings
 
 log = logging.getLogger("sparkgate.connections")
 

@@ -14,7 +14,7 @@ import zlib
 
 from aiohttp import hdrs, web
 
-from jobs.errors import BadRequest, UnsupportedMediaType
+from sparkgate.jobs.errors import BadRequest, UnsupportedMediaType
 
 DECODED = ("gzip", "x-gzip", "deflate")
 _GZIP_WBITS = 16 + zlib.MAX_WBITS

@@ -17,8 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from gateway.log_throttle import LogThrottle
-from jobs.errors import RetryLater, SparkgateError, Unauthenticated, Unavailable
+from sparkgate.gateway.log_throttle import LogThrottle
+from sparkgate.jobs.errors import RetryLater, SparkgateError, Unauthenticated, Unavailable
 
 log = logging.getLogger("sparkgate.gateway")
 

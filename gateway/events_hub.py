@@ -30,9 +30,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.log_throttle import LogThrottle
-from jobs.errors import TooManyRequests
-from jobs.events import CHANNEL, TERMINAL_EVENTS, decode
+from sparkgate.gateway.log_throttle import LogThrottle
+from sparkgate.jobs.errors import TooManyRequests
+from sparkgate.jobs.events import CHANNEL, TERMINAL_EVENTS, decode
 
 log = logging.getLogger("sparkgate.events")
 

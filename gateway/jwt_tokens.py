@@ -19,9 +19,9 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from jobs.errors import ConfigError, Unauthenticated
-from jobs.keys import RANK
-from jobs.settings import Settings
+from sparkgate.jobs.errors import ConfigError, Unauthenticated
+from sparkgate.jobs.keys import RANK
+from sparkgate.jobs.settings import Settings
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
               "ES256", "ES384", "ES512", "EdDSA")

@@ -44,7 +44,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 # The same rules as an HTTP body: no NaN or Infinity, nesting bounded.
-from gateway.params import (
+from sparkgate.gateway.params import (
     MAX_JSON_DEPTH,
     _depth_exceeds,
     _finite_float,
@@ -52,15 +52,15 @@ from gateway.params import (
     _reject_constant,
     json_type,
 )
-from jobs.catalog import Catalog
-from jobs.db import now_ms
-from jobs.errors import BadRequest, PayloadTooLarge, SparkgateError
-from jobs.events import CHANNEL, encode
-from jobs.lease import Lease
-from jobs.queue import JobQueue
-from jobs.settings import Settings, redact_url
-from jobs.store import Store
-from jobs.submission import SubmitRequest, submit
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.db import now_ms
+from sparkgate.jobs.errors import BadRequest, PayloadTooLarge, SparkgateError
+from sparkgate.jobs.events import CHANNEL, encode
+from sparkgate.jobs.lease import Lease
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.settings import Settings, redact_url
+from sparkgate.jobs.store import Store
+from sparkgate.jobs.submission import SubmitRequest, submit
 
 log = logging.getLogger("sparkgate.mqtt")
 

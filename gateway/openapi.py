@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.browsers import ANY_HOST_PATHS
+from sparkgate.gateway.browsers import ANY_HOST_PATHS
 
 Schema = dict[str, Any]
 

@@ -12,11 +12,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.blocking import blocking
-from gateway.browsers import from_browser
-from gateway.content_coding import body_decoder
-from jobs.durations import parse_duration
-from jobs.errors import BadRequest, PayloadTooLarge
+from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.browsers import from_browser
+from sparkgate.gateway.content_coding import body_decoder
+from sparkgate.jobs.durations import parse_duration
+from sparkgate.jobs.errors import BadRequest, PayloadTooLarge
 
 # Far deeper than any real arguments; keeps every later step (storage, rendering) safe from
 # recursion limits.

@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from gateway.resources import AREDIS
-from jobs.events import CHANNEL, encode
+from sparkgate.gateway.resources import AREDIS
+from sparkgate.jobs.events import CHANNEL, encode
 
 log = logging.getLogger("sparkgate.events")
 

@@ -16,8 +16,8 @@ import math
 
 from aiohttp import web
 
-from gateway.resources import AREDIS, SETTINGS
-from jobs.errors import TooManyRequests
+from sparkgate.gateway.resources import AREDIS, SETTINGS
+from sparkgate.jobs.errors import TooManyRequests
 
 KEY_PREFIX = "sparkgate:submit-rate:"
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway.auth import identity
-from gateway.resources import SETTINGS
+from sparkgate.gateway.auth import identity
+from sparkgate.gateway.resources import SETTINGS
 
 SECRET_CONF_KEY = re.compile(
     r"secret|passw(or)?d|token|credential|private|jaas"

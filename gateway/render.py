@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.redaction import Redaction
-from jobs.catalog import Context, Function, Health
-from jobs.durations import format_duration
-from jobs.signatures import Signature
-from jobs.state import JobStatus
-from jobs.store import Job, oversized_marker
+from sparkgate.gateway.redaction import Redaction
+from sparkgate.jobs.catalog import Context, Function, Health
+from sparkgate.jobs.durations import format_duration
+from sparkgate.jobs.signatures import Signature
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Job, oversized_marker
 
 MIST_SOURCES = {"http": "Http", "cli": "Cli", "mqtt": "Async mqtt", "ws": "Async ws"}
 

@@ -10,15 +10,15 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from redis import Redis
 
-from gateway.blocking import THREADS, make_executor
-from gateway.events_hub import EventHub
-from gateway.submissions import Submissions
-from jobs.catalog import Catalog
-from jobs.db import make_engine
-from jobs.queue import JobQueue
-from jobs.settings import Settings
-from jobs.store import Store
-from jobs.worker_registry import WorkerRegistry
+from sparkgate.gateway.blocking import THREADS, make_executor
+from sparkgate.gateway.events_hub import EventHub
+from sparkgate.gateway.submissions import Submissions
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.db import make_engine
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.settings import Settings
+from sparkgate.jobs.store import Store
+from sparkgate.jobs.worker_registry import WorkerRegistry
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS_URL = web.AppKey("redis_url", str)

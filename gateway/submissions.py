@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from gateway.blocking import blocking
-from jobs.catalog import Catalog
-from jobs.errors import SparkgateError
-from jobs.queue import JobQueue
-from jobs.store import Job, Store
-from jobs.submission import SubmitRequest, submit_many
+from sparkgate.gateway.blocking import blocking
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.errors import SparkgateError
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.store import Job, Store
+from sparkgate.jobs.submission import SubmitRequest, submit_many
 
 # Batches recorded at once: a slow commit holds back only the requests of its own batch.
 MAX_IN_FLIGHT = 4

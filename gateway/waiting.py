@@ -8,10 +8,10 @@ import dataclasses
 import time
 from typing import Any
 
-from gateway.blocking import blocking
-from gateway.events_hub import EventHub, JobWatch
-from jobs.state import JobStatus
-from jobs.store import Job, Store
+from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.events_hub import EventHub, JobWatch
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Job, Store
 
 # Events are best effort (a worker whose publish failed ends the job all the same): a waiter
 # also reads the job this often, so a lost event delays its answer, never holds it for ever.

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from jobs.errors import InvalidArtifact
+from sparkgate.jobs.errors import InvalidArtifact
 
 PACKAGE_SUFFIXES = (".zip", ".egg", ".whl")
 
@@ -38,9 +38,8 @@ _CHUNK = 64 * 1024
 _ALLOWED_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate",
                     zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "lzma"}
 # Top-level names an archive may not bring: a worker runs every artifact in one interpreter,
-# next to the standard library, Spark and sparkgate itself (whose own packages these are).
-RESERVED_NAMES = frozenset(sys.stdlib_module_names) | {
-    "jobs", "workers", "gateway", "migrations", "examples", "pyspark", "py4j", "mistpy"}
+# next to the standard library, Spark, mistpy and sparkgate itself.
+RESERVED_NAMES = frozenset(sys.stdlib_module_names) | {"sparkgate", "pyspark", "py4j", "mistpy"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _EOCD = b"PK\x05\x06"
 _LOCAL_HEADER = b"PK\x03\x04"

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import json
 
-from jobs.db import now_ms
-from jobs.errors import Conflict, IllegalTransition
-from jobs.queue import JobQueue
-from jobs.state import JobStatus
-from jobs.store import Job, Store
+from sparkgate.jobs.db import now_ms
+from sparkgate.jobs.errors import Conflict, IllegalTransition
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Job, Store
 
 
 def control_channel(worker_id: str) -> str:

@@ -14,10 +14,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from jobs import tables as t
-from jobs.db import now_ms, writing
-from jobs.errors import BadRequest, Conflict, NotFound
-from jobs.settings import ContextDefaults
+from sparkgate.jobs import tables as t
+from sparkgate.jobs.db import now_ms, writing
+from sparkgate.jobs.errors import BadRequest, Conflict, NotFound
+from sparkgate.jobs.settings import ContextDefaults
 
 DEFAULT_CONTEXT = "default"
 

@@ -11,11 +11,17 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from jobs.archives import PACKAGE_SUFFIXES, ArchiveLimits, Package, is_package, read_package
-from jobs.catalog import Artifact, Catalog, Function
-from jobs.errors import BadRequest, InvalidArtifact, NotFound
-from jobs.settings import Settings
-from jobs.signatures import Signature, inspect_package, inspect_source
+from sparkgate.jobs.archives import (
+    PACKAGE_SUFFIXES,
+    ArchiveLimits,
+    Package,
+    is_package,
+    read_package,
+)
+from sparkgate.jobs.catalog import Artifact, Catalog, Function
+from sparkgate.jobs.errors import BadRequest, InvalidArtifact, NotFound
+from sparkgate.jobs.settings import Settings
+from sparkgate.jobs.signatures import Signature, inspect_package, inspect_source
 
 ARTIFACT_SUFFIXES = (".py", *PACKAGE_SUFFIXES)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from jobs.db import now_ms
-from jobs.logs import LogLine
-from jobs.state import JobStatus
-from jobs.store import Job, oversized_marker
+from sparkgate.jobs.db import now_ms
+from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Job, oversized_marker
 
 CHANNEL = "sparkgate:events"
 

@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import Engine, RowMapping, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from jobs import tables as t
-from jobs.db import now_ms, writing
-from jobs.errors import BadRequest, Conflict, NotFound
-from jobs.ids import uuid7
+from sparkgate.jobs import tables as t
+from sparkgate.jobs.db import now_ms, writing
+from sparkgate.jobs.errors import BadRequest, Conflict, NotFound
+from sparkgate.jobs.ids import uuid7
 
 #: Weakest first: a rule needing a role is met by that role or a stronger one.
 ROLES = ("read", "submit", "admin")

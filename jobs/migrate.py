@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
 
-import migrations
+# Alembic's package:path form: found through the installed package, wherever it lies.
+SCRIPT_LOCATION = "sparkgate.migrations:."
 
 
 def alembic_config(database_url: str) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("script_location", SCRIPT_LOCATION)
     # ConfigParser interpolation would eat a '%' in a password.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config

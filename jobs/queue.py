@@ -21,7 +21,7 @@ from rq.job import Job as RQJob
 QUEUE_PREFIX = "sparkgate:"
 # The callable RQ records for each job: sparkgate workers run jobs through the database row,
 # so this is informational (what `rq info -v` and rq-dashboard show).
-JOB_FUNC = "workers.execution.run_job"
+JOB_FUNC = "sparkgate.workers.execution.JobRunner.run"
 
 
 def queue_name(context: str) -> str:

@@ -45,16 +45,16 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 
-from jobs.catalog import Catalog
-from jobs.db import now_ms
-from jobs.errors import IllegalTransition, NotFound
-from jobs.events import CHANNEL, encode, lifecycle_event
-from jobs.lease import Lease
-from jobs.queue import JobQueue
-from jobs.state import JobStatus
-from jobs.store import Job, JobBrief, Store
-from jobs.timeouts import start_timeout_message
-from jobs.worker_registry import WorkerRegistry
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.db import now_ms
+from sparkgate.jobs.errors import IllegalTransition, NotFound
+from sparkgate.jobs.events import CHANNEL, encode, lifecycle_event
+from sparkgate.jobs.lease import Lease
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Job, JobBrief, Store
+from sparkgate.jobs.timeouts import start_timeout_message
+from sparkgate.jobs.worker_registry import WorkerRegistry
 
 log = logging.getLogger("sparkgate.reconciler")
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobs.durations import parse_duration
-from jobs.errors import ConfigError
+from sparkgate.jobs.durations import parse_duration
+from sparkgate.jobs.errors import ConfigError
 
 ENV_PREFIX = "SPARKGATE_"
 CONFIG_ENV = "SPARKGATE_CONFIG"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.errors import InvalidArguments, InvalidArtifact
+from sparkgate.jobs.errors import InvalidArguments, InvalidArtifact
 
 KINDS = frozenset({"int", "float", "str", "bool", "any", "list", "dict", "optional"})
 _CONTAINER_KINDS = frozenset({"list", "dict", "optional"})

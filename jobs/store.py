@@ -33,12 +33,12 @@ from sqlalchemy import (
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from jobs import tables as t
-from jobs.db import now_ms, writing
-from jobs.errors import IllegalTransition, NotFound
-from jobs.ids import uuid7
-from jobs.logs import LogLine
-from jobs.state import ALLOWED_SOURCES, JobStatus
+from sparkgate.jobs import tables as t
+from sparkgate.jobs.db import now_ms, writing
+from sparkgate.jobs.errors import IllegalTransition, NotFound
+from sparkgate.jobs.ids import uuid7
+from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.state import ALLOWED_SOURCES, JobStatus
 
 
 @dataclass(frozen=True)

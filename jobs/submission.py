@@ -14,14 +14,14 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from jobs.catalog import Catalog, Function, Health, SubmissionTarget
-from jobs.db import now_ms, writing
-from jobs.errors import Conflict, SparkgateError, TooManyRequests, Unavailable
-from jobs.events import CHANNEL, encode, initialized_event, lifecycle_event
-from jobs.queue import JobQueue
-from jobs.signatures import Signature, validate_arguments
-from jobs.state import JobStatus
-from jobs.store import Job, NewJob, Store
+from sparkgate.jobs.catalog import Catalog, Function, Health, SubmissionTarget
+from sparkgate.jobs.db import now_ms, writing
+from sparkgate.jobs.errors import Conflict, SparkgateError, TooManyRequests, Unavailable
+from sparkgate.jobs.events import CHANNEL, encode, initialized_event, lifecycle_event
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.signatures import Signature, validate_arguments
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Job, NewJob, Store
 
 log = logging.getLogger("sparkgate.submission")
 

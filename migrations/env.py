@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from alembic import context
 
-from jobs.db import make_engine
-from jobs.settings import load_settings
-from jobs.tables import metadata
+from sparkgate.jobs.db import make_engine
+from sparkgate.jobs.settings import load_settings
+from sparkgate.jobs.tables import metadata
 
 config = context.config
 

@@ -22,13 +22,13 @@ import pytest
 from redis import Redis
 from sqlalchemy import create_engine, delete, text
 
-from jobs import tables
-from jobs.catalog import Catalog
-from jobs.db import make_engine
-from jobs.migrate import upgrade
-from jobs.queue import JobQueue
-from jobs.settings import ContextDefaults, Settings
-from jobs.store import Store
+from sparkgate.jobs import tables
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.db import make_engine
+from sparkgate.jobs.migrate import upgrade
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.settings import ContextDefaults, Settings
+from sparkgate.jobs.store import Store
 
 PG_ADMIN_URL = os.environ.get("SGTEST_PG_ADMIN_URL",
                               "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -156,7 +156,7 @@ def make_client(aiohttp_client, settings: Settings, redis_url: str):
     """A test client of an app built from ``settings`` with some fields replaced."""
 
     async def make(**overrides: Any):
-        from gateway.app import create_app
+        from sparkgate.gateway.app import create_app
 
         return await aiohttp_client(
             create_app(dataclasses.replace(settings, **overrides), redis_url))

@@ -17,8 +17,8 @@ import jsonschema
 import pytest
 from sqlalchemy import delete
 
-from jobs import tables
-from jobs.settings import ContextDefaults
+from sparkgate.jobs import tables
+from sparkgate.jobs.settings import ContextDefaults
 from tests.api_responses import error_of, json_of
 from tests.conftest import function_source
 

@@ -20,14 +20,14 @@ import aiohttp
 import pytest
 from redis import Redis
 
-from gateway.app import create_app
-from jobs.cancellation import control_channel
-from jobs.db import now_ms
-from jobs.events import CHANNEL, encode, lifecycle_event, worker_assigned_event
-from jobs.logs import LogLine
-from jobs.queue import JobQueue
-from jobs.state import JobStatus
-from jobs.store import Job, JobQuery, Store
+from sparkgate.gateway.app import create_app
+from sparkgate.jobs.cancellation import control_channel
+from sparkgate.jobs.db import now_ms
+from sparkgate.jobs.events import CHANNEL, encode, lifecycle_event, worker_assigned_event
+from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Job, JobQuery, Store
 from tests.api_responses import error_of, json_of
 from tests.conftest import function_source
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from jobs.archives import ArchiveLimits, read_package, unpack
-from jobs.catalog import Catalog
-from jobs.deployment import build_function, upload_artifact
-from jobs.errors import InvalidArtifact
-from jobs.signatures import inspect_package
+from sparkgate.jobs.archives import ArchiveLimits, read_package, unpack
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.deployment import build_function, upload_artifact
+from sparkgate.jobs.errors import InvalidArtifact
+from sparkgate.jobs.signatures import inspect_package
+from sparkgate.workers.artifacts import FunctionLoader
 from tests.zips import (
     as_egg,
     as_wheel,
@@ -26,7 +27,6 @@ from tests.zips import (
     set_declared_size,
     with_symlink,
 )
-from workers.artifacts import FunctionLoader
 
 LIMITS = ArchiveLimits.for_artifact_bytes(10 * 1024 * 1024)
 OK = b"def f(spark, n: int = 1):\n    return n\n"
@@ -57,7 +57,7 @@ def refused(content: bytes, limits: ArchiveLimits = LIMITS, name: str = "p.zip")
     ("./evil.py", "bad_name"),
     ("pkg/\x01evil.py", "bad_name"),
     ("json/__init__.py", "reserved_name"),
-    ("jobs/store.py", "reserved_name"),
+    ("sparkgate/store.py", "reserved_name"),
     ("os.py", "reserved_name"),
 ])
 def test_hostile_paths_are_refused_naming_the_entry_and_rule(entry, rule):

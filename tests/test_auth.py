@@ -32,14 +32,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
-from gateway import auth
-from gateway.app import create_app
-from gateway.cli import _warn_if_no_keys, main
-from gateway.mqtt import submit_request
-from gateway.ratelimit import KEY_PREFIX
-from jobs import tables as t
-from jobs.errors import BadRequest, Conflict, NotFound
-from jobs.keys import LAST_USED_RESOLUTION_MS, KeyStore, parse_token
+from sparkgate.cli import _warn_if_no_keys, main
+from sparkgate.gateway import auth
+from sparkgate.gateway.app import create_app
+from sparkgate.gateway.mqtt import submit_request
+from sparkgate.gateway.ratelimit import KEY_PREFIX
+from sparkgate.jobs import tables as t
+from sparkgate.jobs.errors import BadRequest, Conflict, NotFound
+from sparkgate.jobs.keys import LAST_USED_RESOLUTION_MS, KeyStore, parse_token
 from tests.api_responses import error_of, json_of
 from tests.conftest import REDIS_TEST_URL, free_port, function_source
 
@@ -462,7 +462,7 @@ async def test_keys_of_a_jwks_file_by_kid(aiohttp_client, settings, redis_url, t
 
 
 def test_unusable_jwt_settings_stop_the_start(settings, tmp_path: Path):
-    from jobs.errors import ConfigError
+    from sparkgate.jobs.errors import ConfigError
 
     no_key = dataclasses.replace(settings, auth_enabled=True, jwt_issuer=ISSUER)
     with pytest.raises(ConfigError, match="jwt_public_key_file or jwt_jwks_file"):
@@ -631,7 +631,7 @@ def test_serve_beyond_loopback(tmp_path: Path, redis_url: str, mode: str):
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from gateway.cli import main; main()", "serve", *args],
+            [sys.executable, "-c", "from sparkgate.cli import main; main()", "serve", *args],
             env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

@@ -19,9 +19,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gateway import auth
-from gateway.app import create_app
-from jobs.keys import RANK, KeyStore
+from sparkgate.gateway import auth
+from sparkgate.gateway.app import create_app
+from sparkgate.jobs.keys import RANK, KeyStore
 
 ISSUER = "https://login.example.test/"
 # Values for the routes' variables: names and ids that exist nowhere, and a dashboard file.

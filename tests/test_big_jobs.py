@@ -14,10 +14,16 @@ import psutil
 import pytest
 import requests
 
-from jobs.db import json_text, now_ms
-from jobs.events import VALUE_MAX_BYTES, decode, encode, initialized_event, lifecycle_event
-from jobs.state import JobStatus
-from jobs.store import Job, JobQuery, NewJob, RawJSON, Store
+from sparkgate.jobs.db import json_text, now_ms
+from sparkgate.jobs.events import (
+    VALUE_MAX_BYTES,
+    decode,
+    encode,
+    initialized_event,
+    lifecycle_event,
+)
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Job, JobQuery, NewJob, RawJSON, Store
 from tests.api_responses import json_of
 from tests.server_process import Server, running_server, wait_until
 from tests.test_api_jobs import WAIT_S, deploy, finish, work_one

@@ -10,9 +10,9 @@ from pathlib import Path
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
-from jobs.migrate import alembic_config
+from sparkgate.jobs.migrate import alembic_config
 
-CLI = [sys.executable, "-c", "from gateway.cli import main; main()"]
+CLI = [sys.executable, "-c", "from sparkgate.cli import main; main()"]
 
 
 def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):

@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 import requests
 
-from jobs.keys import KeyStore
+from sparkgate.jobs.keys import KeyStore
 from tests.api_responses import error_of, json_of
 from tests.browser import chromium
 from tests.conftest import free_port, function_source

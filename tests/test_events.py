@@ -19,12 +19,12 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.app import create_app
-from gateway.events_hub import Notice
-from gateway.resources import HUB
-from gateway.routes.events import STREAM_LIMITS, StreamLimits
-from jobs.db import now_ms
-from jobs.events import (
+from sparkgate.gateway.app import create_app
+from sparkgate.gateway.events_hub import Notice
+from sparkgate.gateway.resources import HUB
+from sparkgate.gateway.routes.events import STREAM_LIMITS, StreamLimits
+from sparkgate.jobs.db import now_ms
+from sparkgate.jobs.events import (
     CHANNEL,
     encode,
     initialized_event,
@@ -33,9 +33,9 @@ from jobs.events import (
     progress_event,
     worker_assigned_event,
 )
-from jobs.logs import LogLine
-from jobs.state import JobStatus
-from jobs.store import Job, NewJob, Store
+from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Job, NewJob, Store
 from tests.server_process import Server, running_server
 
 API = "/v2/api"

@@ -15,20 +15,20 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from jobs import cancellation
-from jobs.catalog import Catalog, Function
-from jobs.events import CHANNEL
-from jobs.queue import JobQueue
-from jobs.signatures import inspect_source
-from jobs.state import JobStatus
-from jobs.store import Job, Store
-from jobs.submission import SubmitRequest, submit
+from sparkgate.jobs import cancellation
+from sparkgate.jobs.catalog import Catalog, Function
+from sparkgate.jobs.events import CHANNEL
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.signatures import inspect_source
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Job, Store
+from sparkgate.jobs.submission import SubmitRequest, submit
+from sparkgate.workers.artifacts import FunctionLoader
+from sparkgate.workers.execution import JobRunner
+from sparkgate.workers.joblogs import JobLogCapture
+from sparkgate.workers.progress import ProgressTracker
+from sparkgate.workers.watchdog import Watchdog
 from tests.conftest import function_source
-from workers.artifacts import FunctionLoader
-from workers.execution import JobRunner
-from workers.joblogs import JobLogCapture
-from workers.progress import ProgressTracker
-from workers.watchdog import Watchdog
 
 WORKER_ID = "test-worker"
 

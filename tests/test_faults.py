@@ -45,20 +45,20 @@ from redis.retry import Retry
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from gateway.log_throttle import LogThrottle
-from jobs.catalog import Catalog
-from jobs.db import make_engine
-from jobs.deployment import build_function, upload_artifact
-from jobs.migrate import upgrade
-from jobs.queue import JobQueue
-from jobs.settings import ContextDefaults
-from jobs.store import NewJob, Store
-from jobs.submission import SubmitRequest, submit
-from jobs.worker_registry import WorkerRegistry
+from sparkgate.gateway.log_throttle import LogThrottle
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.db import make_engine
+from sparkgate.jobs.deployment import build_function, upload_artifact
+from sparkgate.jobs.migrate import upgrade
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.settings import ContextDefaults
+from sparkgate.jobs.store import NewJob, Store
+from sparkgate.jobs.submission import SubmitRequest, submit
+from sparkgate.jobs.worker_registry import WorkerRegistry
+from sparkgate.workers.execution import JobRunner
+from sparkgate.workers.supervisor import CHECK_INTERVAL_S, Supervisor
 from tests.conftest import FUNCTIONS_DIR, TEST_SPARK_CONF, free_port
 from tests.server_process import wait_until
-from workers.execution import JobRunner
-from workers.supervisor import CHECK_INTERVAL_S, Supervisor
 
 PG_BIN = Path(os.environ.get("SGTEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 JOBS = 2000

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from jobs.reconciler import Reconciler
-from jobs.state import JobStatus
-from jobs.worker_registry import WorkerRegistry
+from sparkgate.jobs.reconciler import Reconciler
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.worker_registry import WorkerRegistry
 from tests import test_execution
 from tests.server_process import Server, running_server, wait_until
 from tests.test_execution import Events, deploy, enqueue, logs_of, run_next

@@ -21,9 +21,9 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
-from gateway.app import create_app
-from gateway.connections import make_runner
-from jobs import tables
+from sparkgate.gateway.app import create_app
+from sparkgate.gateway.connections import make_runner
+from sparkgate.jobs import tables
 from tests.api_responses import error_of, json_of
 from tests.conftest import free_port, function_source
 from tests.zips import (

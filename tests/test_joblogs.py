@@ -15,8 +15,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from jobs.logs import LogLine, format_mist_line, iso_utc_ms, mist_level
-from workers.joblogs import JobLogCapture
+from sparkgate.jobs.logs import LogLine, format_mist_line, iso_utc_ms, mist_level
+from sparkgate.workers.joblogs import JobLogCapture
 
 WAIT_S = 10
 

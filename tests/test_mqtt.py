@@ -23,14 +23,14 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from redis import Redis
 
-from gateway import serving
-from gateway.mqtt import MqttInterface, decode_request, submit_request
-from jobs.catalog import Catalog
-from jobs.db import make_engine
-from jobs.errors import BadRequest, ConfigError, PayloadTooLarge
-from jobs.events import CHANNEL, encode
-from jobs.settings import Settings, load_settings
-from jobs.store import Store
+from sparkgate import serving
+from sparkgate.gateway.mqtt import MqttInterface, decode_request, submit_request
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.db import make_engine
+from sparkgate.jobs.errors import BadRequest, ConfigError, PayloadTooLarge
+from sparkgate.jobs.events import CHANNEL, encode
+from sparkgate.jobs.settings import Settings, load_settings
+from sparkgate.jobs.store import Store
 from tests.conftest import free_port
 from tests.server_process import Server, running_server, wait_until
 

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 import jsonschema
 from openapi_spec_validator import validate
 
-from gateway import auth
-from gateway.app import create_app
-from gateway.openapi import OPENAPI_PATH, build_document
-from jobs.db import make_engine
-from jobs.keys import KeyStore
-from jobs.settings import Settings
+from sparkgate.gateway import auth
+from sparkgate.gateway.app import create_app
+from sparkgate.gateway.openapi import OPENAPI_PATH, build_document
+from sparkgate.jobs.db import make_engine
+from sparkgate.jobs.keys import KeyStore
+from sparkgate.jobs.settings import Settings
 from tests.conftest import free_port
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}

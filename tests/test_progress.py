@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from pyspark.status import SparkJobInfo, SparkStageInfo
 
-from workers.progress import ProgressTracker, empty_snapshot
+from sparkgate.workers.progress import ProgressTracker, empty_snapshot
 
 INTERVAL_S = 0.05
 
@@ -221,7 +221,7 @@ def test_a_failing_callback_does_not_stop_tracking(sc, caplog) -> None:
     try:
         job = GroupThread(sc, slow_sums(actions=1, tasks=8, task_s=0.2))
         tracker.watch(job.group)
-        with caplog.at_level(logging.ERROR, logger="workers.progress"):
+        with caplog.at_level(logging.ERROR, logger="sparkgate.workers.progress"):
             job.start()
             job.finish()
             assert tracker._thread.is_alive()

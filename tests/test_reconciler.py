@@ -27,15 +27,15 @@ from redis.retry import Retry
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
-from jobs import tables
-from jobs.catalog import Catalog, Context
-from jobs.db import make_engine, now_ms
-from jobs.events import CHANNEL
-from jobs.queue import JobQueue
-from jobs.reconciler import LEASE_KEY, Reconciler
-from jobs.state import JobStatus
-from jobs.store import NewJob, Store
-from jobs.worker_registry import WorkerRegistry
+from sparkgate.jobs import tables
+from sparkgate.jobs.catalog import Catalog, Context
+from sparkgate.jobs.db import make_engine, now_ms
+from sparkgate.jobs.events import CHANNEL
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.reconciler import LEASE_KEY, Reconciler
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import NewJob, Store
+from sparkgate.jobs.worker_registry import WorkerRegistry
 from tests.conftest import TEST_SPARK_CONF, free_port
 from tests.server_process import (
     START_TIMEOUT_S,

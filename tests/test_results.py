@@ -12,16 +12,21 @@ import numpy as np
 import pytest
 from pyspark.sql import Row
 
-from jobs.catalog import Function
-from jobs.signatures import inspect_source
-from jobs.state import JobStatus
-from jobs.submission import SubmitRequest, submit
-from workers.artifacts import FunctionLoader
-from workers.execution import JobRunner
-from workers.joblogs import JobLogCapture
-from workers.progress import ProgressTracker
-from workers.results import ResultNotSerializable, ResultTooLarge, checked_result, to_json_value
-from workers.watchdog import Watchdog
+from sparkgate.jobs.catalog import Function
+from sparkgate.jobs.signatures import inspect_source
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.submission import SubmitRequest, submit
+from sparkgate.workers.artifacts import FunctionLoader
+from sparkgate.workers.execution import JobRunner
+from sparkgate.workers.joblogs import JobLogCapture
+from sparkgate.workers.progress import ProgressTracker
+from sparkgate.workers.results import (
+    ResultNotSerializable,
+    ResultTooLarge,
+    checked_result,
+    to_json_value,
+)
+from sparkgate.workers.watchdog import Watchdog
 
 
 def test_common_python_and_spark_values_convert():
@@ -125,7 +130,7 @@ def test_a_too_large_result_fails_its_job_and_the_worker_runs_the_next(
     failed = run_sized(small_limit_runner, catalog, store, queue, 300)
     assert failed.status is JobStatus.FAILED
     assert failed.result is None
-    assert failed.error.startswith("workers.results.ResultTooLarge: result is 1,390 bytes of "
+    assert failed.error.startswith("sparkgate.workers.results.ResultTooLarge: result is 1,390 bytes of "
                                    "JSON; the limit is max_result_bytes = 1,000")
     logs = [line.message for line in store.job_logs(failed.id)]
     assert any("result is 1,390 bytes" in line for line in logs)

@@ -35,8 +35,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from gateway.app import create_app
-from jobs.migrate import upgrade
+from sparkgate.gateway.app import create_app
+from sparkgate.jobs.migrate import upgrade
 from tests.conftest import (
     FUNCTIONS_DIR,
     TEST_SPARK_CONF,

@@ -18,8 +18,8 @@ import psutil
 import pytest
 from redis import Redis
 
-from jobs.db import make_engine
-from jobs.store import Store
+from sparkgate.jobs.db import make_engine
+from sparkgate.jobs.store import Store
 from tests.server_process import (
     Server,
     create_pg_database,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.durations import format_duration, parse_duration
-from jobs.errors import ConfigError
-from jobs.settings import Settings, load_settings
+from sparkgate.jobs.durations import format_duration, parse_duration
+from sparkgate.jobs.errors import ConfigError
+from sparkgate.jobs.settings import Settings, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:

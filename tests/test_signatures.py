@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from jobs.errors import InvalidArguments, InvalidArtifact
-from jobs.signatures import (
+from sparkgate.jobs.errors import InvalidArguments, InvalidArtifact
+from sparkgate.jobs.signatures import (
     ANY,
     BOOL,
     FLOAT,

@@ -29,13 +29,13 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from gateway.app import create_app
-from gateway.connections import make_runner
-from gateway.log_throttle import LogThrottle
-from gateway.resources import HUB
-from jobs.events import CHANNEL, encode
-from jobs.keys import KeyStore
-from jobs.settings import Settings
+from sparkgate.gateway.app import create_app
+from sparkgate.gateway.connections import make_runner
+from sparkgate.gateway.log_throttle import LogThrottle
+from sparkgate.gateway.resources import HUB
+from sparkgate.jobs.events import CHANNEL, encode
+from sparkgate.jobs.keys import KeyStore
+from sparkgate.jobs.settings import Settings
 from tests.conftest import free_port
 from tests.server_process import Server, running_server, stop, wait_until
 

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 
-from jobs.errors import IllegalTransition, NotFound
-from jobs.state import ALLOWED_SOURCES, TERMINAL, JobStatus, allowed
-from jobs.store import JobCount, JobQuery, NewJob, Store
+from sparkgate.jobs.errors import IllegalTransition, NotFound
+from sparkgate.jobs.state import ALLOWED_SOURCES, TERMINAL, JobStatus, allowed
+from sparkgate.jobs.store import JobCount, JobQuery, NewJob, Store
 
 
 def new_job(store: Store, **overrides) -> str:

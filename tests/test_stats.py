@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import event, insert, text
 
-from jobs import tables as t
-from jobs.db import now_ms
-from jobs.store import Store
+from sparkgate.jobs import tables as t
+from sparkgate.jobs.db import now_ms
+from sparkgate.jobs.store import Store
 
 API = "/v2/api"
 MINUTE = 60_000

@@ -8,9 +8,9 @@ import pytest
 from redis import Redis
 from sqlalchemy import func, select
 
-from jobs import tables
-from jobs.catalog import Catalog, Context, Function
-from jobs.errors import (
+from sparkgate.jobs import tables
+from sparkgate.jobs.catalog import Catalog, Context, Function
+from sparkgate.jobs.errors import (
     BadRequest,
     Conflict,
     InvalidArguments,
@@ -18,11 +18,11 @@ from jobs.errors import (
     TooManyRequests,
     Unavailable,
 )
-from jobs.queue import JobQueue
-from jobs.signatures import inspect_source
-from jobs.state import JobStatus
-from jobs.store import Store
-from jobs.submission import SubmitRequest, submit, submit_many
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.signatures import inspect_source
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Store
+from sparkgate.jobs.submission import SubmitRequest, submit, submit_many
 from tests.conftest import function_source
 
 

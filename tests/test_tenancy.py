@@ -25,16 +25,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from redis import Redis
 
-from gateway.app import create_app
-from gateway.redaction import REDACTED
-from jobs.errors import ConfigError
-from jobs.events import CHANNEL, encode, logs_event, progress_event
-from jobs.keys import KeyStore
-from jobs.logs import LogLine
-from jobs.settings import Settings
-from jobs.state import JobStatus
-from jobs.store import NewJob, Store
-from jobs.worker_registry import WorkerRegistry
+from sparkgate.gateway.app import create_app
+from sparkgate.gateway.redaction import REDACTED
+from sparkgate.jobs.errors import ConfigError
+from sparkgate.jobs.events import CHANNEL, encode, logs_event, progress_event
+from sparkgate.jobs.keys import KeyStore
+from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.settings import Settings
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import NewJob, Store
+from sparkgate.jobs.worker_registry import WorkerRegistry
 from tests.api_responses import error_of, json_of
 from tests.conftest import function_source
 from tests.server_process import Server, running_server

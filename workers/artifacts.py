@@ -36,11 +36,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from jobs.archives import ArchiveLimits, is_package, top_level_names, unpack
-from jobs.catalog import Catalog
-from jobs.errors import InvalidArtifact
-from jobs.settings import Settings
-from jobs.signatures import Signature, inspect_package, inspect_source
+from sparkgate.jobs.archives import ArchiveLimits, is_package, top_level_names, unpack
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.errors import InvalidArtifact
+from sparkgate.jobs.settings import Settings
+from sparkgate.jobs.signatures import Signature, inspect_package, inspect_source
 
 
 @dataclass(frozen=True)

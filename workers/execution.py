@@ -15,20 +15,26 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
-from jobs.db import now_ms
-from jobs.errors import IllegalTransition, NotFound
-from jobs.events import CHANNEL, encode, lifecycle_event, logs_event, worker_assigned_event
-from jobs.logs import LogLine, mist_level
-from jobs.queue import JobQueue
-from jobs.settings import Settings
-from jobs.state import JobStatus
-from jobs.store import Job, Store
-from jobs.timeouts import perform_timeout_message, start_timeout_message
-from workers.artifacts import FunctionLoader
-from workers.joblogs import JobLogCapture
-from workers.progress import ProgressTracker
-from workers.results import checked_result
-from workers.watchdog import Interruption, Watchdog
+from sparkgate.jobs.db import now_ms
+from sparkgate.jobs.errors import IllegalTransition, NotFound
+from sparkgate.jobs.events import (
+    CHANNEL,
+    encode,
+    lifecycle_event,
+    logs_event,
+    worker_assigned_event,
+)
+from sparkgate.jobs.logs import LogLine, mist_level
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.settings import Settings
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Job, Store
+from sparkgate.jobs.timeouts import perform_timeout_message, start_timeout_message
+from sparkgate.workers.artifacts import FunctionLoader
+from sparkgate.workers.joblogs import JobLogCapture
+from sparkgate.workers.progress import ProgressTracker
+from sparkgate.workers.results import checked_result
+from sparkgate.workers.watchdog import Interruption, Watchdog
 
 log = logging.getLogger("sparkgate.worker")
 

@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from jobs.logs import LogLine, mist_level
+from sparkgate.jobs.logs import LogLine, mist_level
 
 Sink = Callable[[str, list[LogLine]], None]
 

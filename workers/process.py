@@ -32,25 +32,25 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
-from jobs.cancellation import control_channel
-from jobs.catalog import Catalog, Context
-from jobs.db import make_engine, now_ms
-from jobs.errors import IllegalTransition
-from jobs.events import CHANNEL, encode, lifecycle_event, logs_event, progress_event
-from jobs.logs import LogLine
-from jobs.queue import JobQueue, queue_name
-from jobs.settings import Settings
-from jobs.state import JobStatus
-from jobs.store import Store
-from jobs.timeouts import perform_timeout_message
-from jobs.worker_registry import WorkerRegistry
-from workers.artifacts import FunctionLoader
-from workers.execution import JobRunner
-from workers.joblogs import JobLogCapture
-from workers.progress import ProgressTracker
-from workers.scratch import remove_scratch, scratch_dir, use_scratch
-from workers.session import build_session, check_java, spark_conf_for, write_pools_file
-from workers.watchdog import Interruption, Watchdog
+from sparkgate.jobs.cancellation import control_channel
+from sparkgate.jobs.catalog import Catalog, Context
+from sparkgate.jobs.db import make_engine, now_ms
+from sparkgate.jobs.errors import IllegalTransition
+from sparkgate.jobs.events import CHANNEL, encode, lifecycle_event, logs_event, progress_event
+from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.queue import JobQueue, queue_name
+from sparkgate.jobs.settings import Settings
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Store
+from sparkgate.jobs.timeouts import perform_timeout_message
+from sparkgate.jobs.worker_registry import WorkerRegistry
+from sparkgate.workers.artifacts import FunctionLoader
+from sparkgate.workers.execution import JobRunner
+from sparkgate.workers.joblogs import JobLogCapture
+from sparkgate.workers.progress import ProgressTracker
+from sparkgate.workers.scratch import remove_scratch, scratch_dir, use_scratch
+from sparkgate.workers.session import build_session, check_java, spark_conf_for, write_pools_file
+from sparkgate.workers.watchdog import Interruption, Watchdog
 
 log = logging.getLogger("sparkgate.worker")
 

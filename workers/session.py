@@ -7,8 +7,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from jobs.catalog import Context
-from jobs.errors import ConfigError
+from sparkgate.jobs.catalog import Context
+from sparkgate.jobs.errors import ConfigError
 
 # A worker's defaults; a context's sparkConf overrides any of them (e.g. to turn the UI on).
 SESSION_DEFAULTS = {

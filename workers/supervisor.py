@@ -36,18 +36,18 @@ from pathlib import Path
 
 from redis import Redis
 
-from jobs.catalog import Catalog, Context, Health
-from jobs.db import make_engine, now_ms
-from jobs.errors import IllegalTransition
-from jobs.events import CHANNEL, encode, lifecycle_event
-from jobs.queue import JobQueue
-from jobs.settings import Settings
-from jobs.state import JobStatus
-from jobs.store import Store
-from jobs.submission import broken_message
-from jobs.worker_registry import WorkerRegistry
-from workers.process import REPEATED_SIGNAL_S
-from workers.scratch import sweep_scratch
+from sparkgate.jobs.catalog import Catalog, Context, Health
+from sparkgate.jobs.db import make_engine, now_ms
+from sparkgate.jobs.errors import IllegalTransition
+from sparkgate.jobs.events import CHANNEL, encode, lifecycle_event
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.settings import Settings
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Store
+from sparkgate.jobs.submission import broken_message
+from sparkgate.jobs.worker_registry import WorkerRegistry
+from sparkgate.workers.process import REPEATED_SIGNAL_S
+from sparkgate.workers.scratch import sweep_scratch
 
 log = logging.getLogger("sparkgate.supervisor")
 
@@ -228,7 +228,9 @@ class Supervisor:
         log_path = self.log_dir / f"worker-{context.name}.log"
         # Workers killed meanwhile (frozen, crashed) left theirs.
         sweep_scratch(Path(self.worker_env["SPARKGATE_DATA_DIR"]))
-        command = [sys.executable, "-m", "workers", "--context", context.name,
+        # -P: the current directory, which may hold a user's own jobs.py or workers/, is never
+        # put on sys.path ahead of sparkgate.
+        command = [sys.executable, "-P", "-m", "sparkgate", "worker", "--context", context.name,
                    "--supervisor-pid", str(os.getpid())]
         if one_job:
             command.append("--one-job")

@@ -199,7 +199,7 @@ def _enqueue(b: Bench, ids: list[str]) -> None:
     redis = Redis.from_url(b.redis_url)
     queue = Queue("sparkgate:default", connection=redis)
     for start in range(0, len(ids), 2000):
-        batch = [Queue.prepare_data("workers.execution.run_job", args=(job_id,),
+        batch = [Queue.prepare_data("sparkgate.workers.execution.JobRunner.run", args=(job_id,),
                                     job_id=job_id, result_ttl=0, timeout=-1,
                                     description=f"sparkgate job {job_id} in context default")
                  for job_id in ids[start:start + 2000]]

@@ -6,13 +6,13 @@ from __future__ import annotations
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
-from gateway.blocking import blocking
-from gateway.content_coding import refuse_encoded
-from gateway.params import checked_name, query_bool
-from gateway.resources import CATALOG, SETTINGS
-from jobs import deployment
-from jobs.archives import ArchiveLimits
-from jobs.errors import BadRequest, PayloadTooLarge
+from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.content_coding import refuse_encoded
+from sparkgate.gateway.params import checked_name, query_bool
+from sparkgate.gateway.resources import CATALOG, SETTINGS
+from sparkgate.jobs import deployment
+from sparkgate.jobs.archives import ArchiveLimits
+from sparkgate.jobs.errors import BadRequest, PayloadTooLarge
 
 routes = web.RouteTableDef()
 

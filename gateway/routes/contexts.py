@@ -7,14 +7,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.blocking import blocking
-from gateway.params import checked_name, json_body, json_object, json_type
-from gateway.redaction import REDACTED, redaction_for
-from gateway.render import context_info
-from gateway.resources import CATALOG, SETTINGS
-from jobs.catalog import Context, Health
-from jobs.durations import parse_duration
-from jobs.errors import BadRequest, InvalidArguments
+from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.params import checked_name, json_body, json_object, json_type
+from sparkgate.gateway.redaction import REDACTED, redaction_for
+from sparkgate.gateway.render import context_info
+from sparkgate.gateway.resources import CATALOG, SETTINGS
+from sparkgate.jobs.catalog import Context, Health
+from sparkgate.jobs.durations import parse_duration
+from sparkgate.jobs.errors import BadRequest, InvalidArguments
 
 routes = web.RouteTableDef()
 

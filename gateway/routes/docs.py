@@ -14,13 +14,13 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import auth
-from gateway.blocking import blocking
-from gateway.openapi import DOCS_PATH, OPENAPI_PATH, build_document
-from gateway.resources import SETTINGS
-from gateway.routes.status import sparkgate_version
-from gateway.routes.ui import CONTENT_TYPES, CSP
-from jobs.errors import NotFound
+from sparkgate.gateway import auth
+from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.openapi import DOCS_PATH, OPENAPI_PATH, build_document
+from sparkgate.gateway.resources import SETTINGS
+from sparkgate.gateway.routes.status import sparkgate_version
+from sparkgate.gateway.routes.ui import CONTENT_TYPES, CSP
+from sparkgate.jobs.errors import NotFound
 
 routes = web.RouteTableDef()
 

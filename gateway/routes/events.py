@@ -30,16 +30,23 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from gateway.auth import identity, visible
-from gateway.blocking import blocking
-from gateway.events_hub import STREAM_QUEUE_SIZE, EventHub, HubEvent, Notice, Origin, Stream
-from gateway.log_throttle import LogThrottle
-from gateway.params import query_bool
-from gateway.resources import HUB, SETTINGS, STORE
-from jobs.db import now_ms
-from jobs.errors import BadRequest, NotFound
-from jobs.events import TERMINAL_EVENTS, encode, lifecycle_event
-from jobs.store import Job, Store
+from sparkgate.gateway.auth import identity, visible
+from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.events_hub import (
+    STREAM_QUEUE_SIZE,
+    EventHub,
+    HubEvent,
+    Notice,
+    Origin,
+    Stream,
+)
+from sparkgate.gateway.log_throttle import LogThrottle
+from sparkgate.gateway.params import query_bool
+from sparkgate.gateway.resources import HUB, SETTINGS, STORE
+from sparkgate.jobs.db import now_ms
+from sparkgate.jobs.errors import BadRequest, NotFound
+from sparkgate.jobs.events import TERMINAL_EVENTS, encode, lifecycle_event
+from sparkgate.jobs.store import Job, Store
 
 log = logging.getLogger("sparkgate.events")
 

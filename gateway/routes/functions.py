@@ -6,13 +6,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.blocking import blocking
-from gateway.params import checked_name, json_body, json_object, query_bool
-from gateway.render import function_info
-from gateway.resources import CATALOG, SETTINGS
-from jobs.catalog import DEFAULT_CONTEXT, Function
-from jobs.deployment import build_function
-from jobs.errors import BadRequest
+from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.params import checked_name, json_body, json_object, query_bool
+from sparkgate.gateway.render import function_info
+from sparkgate.gateway.resources import CATALOG, SETTINGS
+from sparkgate.jobs.catalog import DEFAULT_CONTEXT, Function
+from sparkgate.jobs.deployment import build_function
+from sparkgate.jobs.errors import BadRequest
 
 routes = web.RouteTableDef()
 

@@ -11,29 +11,29 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import identity, require_cancel, visible
-from gateway.blocking import blocking
-from gateway.params import (
+from sparkgate.gateway.auth import identity, require_cancel, visible
+from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.params import (
     json_body,
     query_bool,
     query_duration_ms,
     query_int,
     query_str,
 )
-from gateway.publish import publish
-from gateway.ratelimit import check_submit_rate
-from gateway.render import job_details, sync_response
-from gateway.resources import CATALOG, HUB, QUEUE, SETTINGS, STORE, SUBMISSIONS
-from gateway.waiting import wait_for_end
-from jobs import cancellation
-from jobs.db import json_text
-from jobs.errors import BadRequest
-from jobs.events import lifecycle_event
-from jobs.ids import uuid7
-from jobs.logs import format_mist_line
-from jobs.state import MIST_STATUSES
-from jobs.store import Job, JobQuery, RawJSON, Store
-from jobs.submission import SubmitRequest
+from sparkgate.gateway.publish import publish
+from sparkgate.gateway.ratelimit import check_submit_rate
+from sparkgate.gateway.render import job_details, sync_response
+from sparkgate.gateway.resources import CATALOG, HUB, QUEUE, SETTINGS, STORE, SUBMISSIONS
+from sparkgate.gateway.waiting import wait_for_end
+from sparkgate.jobs import cancellation
+from sparkgate.jobs.db import json_text
+from sparkgate.jobs.errors import BadRequest
+from sparkgate.jobs.events import lifecycle_event
+from sparkgate.jobs.ids import uuid7
+from sparkgate.jobs.logs import format_mist_line
+from sparkgate.jobs.state import MIST_STATUSES
+from sparkgate.jobs.store import Job, JobQuery, RawJSON, Store
+from sparkgate.jobs.submission import SubmitRequest
 
 routes = web.RouteTableDef()
 

@@ -8,12 +8,12 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import identity
-from gateway.blocking import blocking
-from gateway.resources import STORE
-from jobs.db import now_ms
-from jobs.durations import parse_duration
-from jobs.errors import BadRequest
+from sparkgate.gateway.auth import identity
+from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.resources import STORE
+from sparkgate.jobs.db import now_ms
+from sparkgate.jobs.durations import parse_duration
+from sparkgate.jobs.errors import BadRequest
 
 routes = web.RouteTableDef()
 

@@ -12,8 +12,8 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import make_url
 
-from gateway.blocking import blocking
-from gateway.resources import AREDIS, HUB, SETTINGS, STARTED_MS, STORE, WORKERS
+from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.resources import AREDIS, HUB, SETTINGS, STARTED_MS, STORE, WORKERS
 
 routes = web.RouteTableDef()
 

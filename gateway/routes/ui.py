@@ -15,8 +15,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.blocking import blocking
-from jobs.errors import NotFound
+from sparkgate.gateway.blocking import blocking
+from sparkgate.jobs.errors import NotFound
 
 routes = web.RouteTableDef()
 

@@ -7,13 +7,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.auth import identity
-from gateway.blocking import blocking
-from gateway.redaction import Redaction, redaction_for
-from gateway.resources import AREDIS, STORE, WORKERS
-from jobs.cancellation import control_channel
-from jobs.db import now_ms
-from jobs.errors import NotFound
+from sparkgate.gateway.auth import identity
+from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.redaction import Redaction, redaction_for
+from sparkgate.gateway.resources import AREDIS, STORE, WORKERS
+from sparkgate.jobs.cancellation import control_channel
+from sparkgate.jobs.db import now_ms
+from sparkgate.jobs.errors import NotFound
 
 routes = web.RouteTableDef()
 

@@ -17,11 +17,11 @@ import click
 from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
-from jobs.db import make_engine
-from jobs.errors import ConfigError, Conflict, SparkgateError
-from jobs.keys import ROLES, KeyStore
-from jobs.migrate import current, upgrade
-from jobs.settings import Settings, load_settings
+from sparkgate.jobs.db import make_engine
+from sparkgate.jobs.errors import ConfigError, Conflict, SparkgateError
+from sparkgate.jobs.keys import ROLES, KeyStore
+from sparkgate.jobs.migrate import current, upgrade
+from sparkgate.jobs.settings import Settings, load_settings
 
 log = logging.getLogger("sparkgate")
 
@@ -69,7 +69,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
     sparkgate serve
     SPARKGATE_DATABASE_URL=postgresql://localhost/sparkgate sparkgate serve --port 8080
     """
-    from gateway.serving import run_server
+    from sparkgate.serving import run_server
 
     settings = _load(config_path)
     host = host or settings.host
@@ -109,7 +109,7 @@ def worker(config_path: Path | None, context_name: str, one_job: bool,
     SPARKGATE_DATABASE_URL=postgresql://db/sparkgate SPARKGATE_REDIS_URL=redis://queue:6379 \\
       sparkgate worker --context default
     """
-    from workers.process import Worker
+    from sparkgate.workers.process import Worker
 
     settings = _load(config_path)
     if not settings.redis_url:
@@ -141,7 +141,7 @@ def db_upgrade(config_path: Path | None) -> None:
 @config_option
 def supervisor(config_path: Path | None) -> None:
     """Run only the worker supervisor for this host (workers per context, restarted)."""
-    from workers.supervisor import Supervisor
+    from sparkgate.workers.supervisor import Supervisor
 
     settings = _load(config_path)
     if not settings.redis_url:

@@ -1,7 +1,7 @@
 """``sparkgate serve``: the gateway, its supervisor and, by default, embedded Redis and SQLite.
 
 One ``serve`` per port and per data folder: both are claimed before anything starts (see
-gateway/claims.py). Nothing it starts outlives it: the embedded Redis is stopped (and saves)
+sparkgate/claims.py). Nothing it starts outlives it: the embedded Redis is stopped (and saves)
 on the way out, and gets SIGKILL from the kernel if ``serve`` dies first; workers watch
 ``serve`` and stop at once when it is gone; each worker's temp files live in a scratch folder
 that goes with it.
@@ -28,23 +28,23 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
-from gateway import connections
-from gateway.app import create_app
-from gateway.claims import data_dir_held, listen
-from gateway.embedded import deploy_examples, start_embedded_redis
-from gateway.mqtt import MqttInterface
-from jobs.catalog import DEFAULT_CONTEXT, Catalog
-from jobs.db import make_engine
-from jobs.errors import ConfigError
-from jobs.migrate import current, upgrade
-from jobs.queue import JobQueue
-from jobs.reconciler import Reconciler
-from jobs.settings import Settings
-from jobs.store import Store
-from jobs.worker_registry import WorkerRegistry
-from workers.scratch import sweep_scratch
-from workers.session import check_java
-from workers.supervisor import Supervisor
+from sparkgate.claims import data_dir_held, listen
+from sparkgate.embedded import deploy_examples, start_embedded_redis
+from sparkgate.gateway import connections
+from sparkgate.gateway.app import create_app
+from sparkgate.gateway.mqtt import MqttInterface
+from sparkgate.jobs.catalog import DEFAULT_CONTEXT, Catalog
+from sparkgate.jobs.db import make_engine
+from sparkgate.jobs.errors import ConfigError
+from sparkgate.jobs.migrate import current, upgrade
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.reconciler import Reconciler
+from sparkgate.jobs.settings import Settings
+from sparkgate.jobs.store import Store
+from sparkgate.jobs.worker_registry import WorkerRegistry
+from sparkgate.workers.scratch import sweep_scratch
+from sparkgate.workers.session import check_java
+from sparkgate.workers.supervisor import Supervisor
 
 log = logging.getLogger("sparkgate.serve")
 
@@ -229,7 +229,7 @@ def _prepare_database(url: str) -> None:
         return
     from alembic.script import ScriptDirectory
 
-    from jobs.migrate import alembic_config
+    from sparkgate.jobs.migrate import alembic_config
 
     head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
     if current(url) != head:

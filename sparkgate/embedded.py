@@ -14,19 +14,20 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from redis import Redis
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from jobs.catalog import DEFAULT_CONTEXT, Catalog
-from jobs.deployment import build_function, upload_artifact
-from jobs.errors import ConfigError, NotFound
+from sparkgate.jobs.catalog import DEFAULT_CONTEXT, Catalog
+from sparkgate.jobs.deployment import build_function, upload_artifact
+from sparkgate.jobs.errors import ConfigError, NotFound
 
 log = logging.getLogger("sparkgate.embedded")
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 
 REDIS_START_TIMEOUT_S = 30.0  # a large dump file takes a while to load
 REDIS_STOP_TIMEOUT_S = 10.0  # it saves its dump file as it stops
@@ -131,8 +132,11 @@ def _wait_until_up(server: EmbeddedRedis, log_path: Path) -> None:
         client.close()
 
 
-def example_files() -> list[Path]:
-    return sorted(p for p in EXAMPLES_DIR.glob("*.py") if not p.name.startswith("_"))
+def example_files() -> list[Traversable]:
+    """The example functions, found through the installed package (sparkgate.examples)."""
+    examples = resources.files("sparkgate.examples").iterdir()
+    return sorted((f for f in examples if f.name.endswith(".py") and not f.name.startswith("_")),
+                  key=lambda f: f.name)
 
 
 def deploy_examples(catalog: Catalog) -> list[str]:
@@ -140,7 +144,8 @@ def deploy_examples(catalog: Catalog) -> list[str]:
     deployed = []
     for path in example_files():
         upload_artifact(catalog, path.name, path.read_bytes(), replace=True)
-        function = build_function(catalog, path.stem, path.name, path.stem, DEFAULT_CONTEXT,
+        stem = path.name.removesuffix(".py")
+        function = build_function(catalog, stem, path.name, stem, DEFAULT_CONTEXT,
                                   tags=[], inspect=True)
         try:
             catalog.update_function(function)

@@ -14,7 +14,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from jobs.errors import Conflict
+from sparkgate.jobs.errors import Conflict
 
 PID_FILE = "serve.pid"
 LISTEN_BACKLOG = 128
