@@ -41,7 +41,8 @@ def simulate_portfolio(
     days: int = 10,
     scenarios: int = 10_000,
     seed: int = 42,
-    percentiles: list[float] = (1.0, 5.0, 50.0, 95.0, 99.0),  # a tuple: defaults are shared
+    # A tuple, since defaults are shared between calls; callers send a JSON list.
+    percentiles: list[float] = (1.0, 5.0, 50.0, 95.0, 99.0),  # type: ignore[assignment]
 ) -> dict:
     """Simulate the portfolio's value after ``days`` trading days in ``scenarios`` scenarios.
 
@@ -95,18 +96,19 @@ def simulate_portfolio(
 
     # Pass 1: mean and all the quantiles in one aggregation (1st and 5th are needed for VaR).
     levels = sorted(set(wanted) | {1.0, 5.0})
-    stats = simulated.agg(
+    # An aggregation without groupBy is exactly one row.
+    (stats,) = simulated.agg(
         F.avg("final").alias("mean"),
         F.percentile_approx(
             "final", [level / 100.0 for level in levels], _QUANTILE_ACCURACY
         ).alias("quantiles"),
-    ).first()
+    ).collect()
     quantile = dict(zip(levels, stats["quantiles"], strict=True))
     p5 = quantile[5.0]
 
     # Pass 2: the average of the worst 5 % needs the 5th percentile first. The seeded
     # generators reproduce exactly the same scenarios, so nothing has to be cached.
-    tail_mean = simulated.where(F.col("final") <= p5).agg(F.avg("final")).first()[0]
+    ((tail_mean,),) = simulated.where(F.col("final") <= p5).agg(F.avg("final")).collect()
     if tail_mean is None:  # cannot happen (p5 is one of the values), but never return null
         tail_mean = p5
 

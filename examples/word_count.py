@@ -48,7 +48,7 @@ def word_count(
     if isinstance(top, bool) or not isinstance(top, int) or top < 0:
         raise ValueError(f"top must be a non-negative integer, got {top!r}")
 
-    rows = [(text,)] if text is not None else [(line,) for line in lines]
+    rows = [(text,)] if lines is None else [(line,) for line in lines]
     words = (
         spark.createDataFrame(rows, "line string")
         .select(F.explode(F.split(F.lower("line"), _NON_WORD)).alias("word"))
@@ -56,10 +56,11 @@ def word_count(
     )
     counts = words.groupBy("word").count()
 
-    totals = counts.agg(
+    # An aggregation without groupBy is exactly one row.
+    (totals,) = counts.agg(
         F.coalesce(F.sum("count"), F.lit(0)).alias("total"),
         F.count("*").alias("distinct"),
-    ).first()
+    ).collect()
     ranked = counts.orderBy(F.desc("count"), F.asc("word")).limit(top).collect()
 
     return {

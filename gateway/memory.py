@@ -82,4 +82,6 @@ class Trimmer:
 
     def _trim(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
-        loop.run_in_executor(None, _malloc_trim(), 0)
+        trim = _malloc_trim()
+        if trim is not None:
+            loop.run_in_executor(None, trim, 0)

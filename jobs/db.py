@@ -44,8 +44,9 @@ def json_text(value: Any) -> str:
 def json_value(text: str | bytes) -> Any:
     """What ``json_text`` stored (or the json module before it), read back (as text, or as
     UTF-8 bytes from PostgreSQL's driver)."""
-    long_digits = _LONG_DIGITS if isinstance(text, str) else _LONG_DIGITS_BYTES
-    if long_digits.search(text):  # perhaps an integer beyond 64 bits: orjson makes it a float
+    long_digits = (_LONG_DIGITS.search(text) if isinstance(text, str)
+                   else _LONG_DIGITS_BYTES.search(text))
+    if long_digits:  # perhaps an integer beyond 64 bits: orjson makes it a float
         return json.loads(text)
     try:
         return orjson.loads(text)

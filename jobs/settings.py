@@ -280,7 +280,7 @@ def _build(cls: type, values: Mapping[str, Any], prefix: str) -> Any:
 
 
 def _coerce(name: str, hint: Any, raw: Any) -> Any:
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, raw, name + ".")
     optional = _is_optional(hint)
     base = _strip_optional(hint)

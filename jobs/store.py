@@ -14,8 +14,10 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Connection,
     Engine,
+    RowMapping,
     Select,
     Text,
     and_,
@@ -69,7 +71,7 @@ class Job:
     oversized: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
+    def from_row(cls, row: Mapping[str, Any] | RowMapping) -> Job:
         values = dict(row)
         values["status"] = JobStatus(values["status"])
         return cls(**values)
@@ -231,7 +233,7 @@ class Store:
         all (the database sends only their size, in ``Job.oversized``), so a page of jobs
         with megabytes of arguments each costs no more than a page of small ones."""
         statement = _page(query)
-        read: Callable[[Mapping[str, Any]], Job] = Job.from_row
+        read: Callable[[RowMapping], Job] = Job.from_row
         if value_max_bytes is not None:
             statement = _capped_page(statement, value_max_bytes)
             read = functools.partial(_capped_job, max_bytes=value_max_bytes)
@@ -256,7 +258,7 @@ class Store:
         return JobCount(max(estimate, exact_up_to + 1), False)
 
     def jobs_in(self, statuses: Iterable[JobStatus], context: str | None = None) -> list[Job]:
-        conditions = [t.jobs.c.status.in_([s.value for s in statuses])]
+        conditions: list[ColumnElement[bool]] = [t.jobs.c.status.in_([s.value for s in statuses])]
         if context is not None:
             conditions.append(t.jobs.c.context == context)
         with self.engine.connect() as conn:
@@ -269,7 +271,7 @@ class Store:
         one of the previous batch): pages through any number of jobs, each page a bounded
         read on an index ((status, create_time) or (create_time), as the planner sees fit)."""
         c = t.jobs.c
-        conditions = [c.status.in_([s.value for s in statuses])]
+        conditions: list[ColumnElement[bool]] = [c.status.in_([s.value for s in statuses])]
         if after is not None:
             conditions += [c.create_time >= after.create_time,
                            or_(c.create_time > after.create_time,
@@ -390,7 +392,7 @@ def _raw_columns() -> list[Any]:
     return [cast(c, Text).label(c.name) if c.name in _JSON_COLUMNS else c for c in t.jobs.c]
 
 
-def _raw_job(row: Mapping[str, Any]) -> Job:
+def _raw_job(row: Mapping[str, Any] | RowMapping) -> Job:
     values = dict(row)
     for name in _JSON_COLUMNS:
         if values[name] is not None:
@@ -446,7 +448,7 @@ def _capped_page(page: Select[Any], max_bytes: int) -> Select[Any]:
             .order_by(sizes.c.create_time.desc(), sizes.c.id.desc()))
 
 
-def _capped_job(row: Mapping[str, Any], max_bytes: int) -> Job:
+def _capped_job(row: RowMapping, max_bytes: int) -> Job:
     values = dict(row)
     oversized = {}
     for name in _BIG_COLUMNS:

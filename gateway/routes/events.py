@@ -182,7 +182,8 @@ async def _send_ws(request: web.Request, ws: web.WebSocketResponse, stream: Stre
                    events: EventFilter, store: Store | None) -> None:
     """``store`` is given for a job's own socket, which ends with the job. However this ends,
     the socket is closed (which also ends the reading loop of ``_serve_ws``)."""
-    code, message = WSCloseCode.OK, b""
+    code: int = WSCloseCode.OK
+    message = b""
     try:
         code, message = await _pump_ws(request, ws, stream, events, store)
     except ConnectionError:
