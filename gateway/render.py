@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from sparkgate.gateway.redaction import Redaction
-from sparkgate.jobs.catalog import Context, Function, Health
+from sparkgate.jobs.contexts import Context, Health
 from sparkgate.jobs.durations import format_duration
+from sparkgate.jobs.functions import Function
 from sparkgate.jobs.signatures import Signature
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, oversized_marker

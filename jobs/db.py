@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 
 @contextmanager
@@ -23,6 +25,11 @@ def writing(engine: Engine) -> Iterator[Connection]:
         conn = conn.execution_options(sparkgate_writes=True)
         with conn.begin():
             yield conn
+
+
+def dialect_insert(conn: Connection) -> Any:
+    """INSERT with ON CONFLICT, which both SQLite and PostgreSQL have (each its own class)."""
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
 
 
 def now_ms() -> int:

@@ -18,8 +18,10 @@ from sparkgate.jobs.archives import (
     is_package,
     read_package,
 )
-from sparkgate.jobs.catalog import Artifact, Catalog, Function
+from sparkgate.jobs.artifacts import Artifact
+from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.errors import BadRequest, InvalidArtifact, NotFound
+from sparkgate.jobs.functions import Function
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.signatures import Signature, inspect_package, inspect_source
 

@@ -14,10 +14,12 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
-from sparkgate.jobs.catalog import Catalog, Function, Health, SubmissionTarget
+from sparkgate.jobs.catalog import Catalog, SubmissionTarget
+from sparkgate.jobs.contexts import Health
 from sparkgate.jobs.db import now_ms, writing
 from sparkgate.jobs.errors import Conflict, SparkgateError, TooManyRequests, Unavailable
 from sparkgate.jobs.events import CHANNEL, encode, initialized_event, lifecycle_event
+from sparkgate.jobs.functions import Function
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.signatures import Signature, validate_arguments
 from sparkgate.jobs.state import JobStatus

@@ -22,7 +22,8 @@ from redis import Redis
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from sparkgate.jobs.catalog import DEFAULT_CONTEXT, Catalog
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.contexts import DEFAULT_CONTEXT
 from sparkgate.jobs.deployment import build_function, upload_artifact
 from sparkgate.jobs.errors import ConfigError, NotFound
 

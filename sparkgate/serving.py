@@ -33,7 +33,8 @@ from sparkgate.embedded import deploy_examples, start_embedded_redis
 from sparkgate.gateway import connections
 from sparkgate.gateway.app import create_app
 from sparkgate.gateway.mqtt import MqttInterface
-from sparkgate.jobs.catalog import DEFAULT_CONTEXT, Catalog
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.contexts import DEFAULT_CONTEXT
 from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.errors import ConfigError
 from sparkgate.jobs.migrate import current, upgrade

@@ -16,8 +16,9 @@ import pytest
 from redis import Redis
 
 from sparkgate.jobs import cancellation
-from sparkgate.jobs.catalog import Catalog, Function
+from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.events import CHANNEL
+from sparkgate.jobs.functions import Function
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.signatures import inspect_source
 from sparkgate.jobs.state import JobStatus

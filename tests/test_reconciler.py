@@ -28,7 +28,8 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
 from sparkgate.jobs import tables
-from sparkgate.jobs.catalog import Catalog, Context
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.db import make_engine, now_ms
 from sparkgate.jobs.events import CHANNEL
 from sparkgate.jobs.queue import JobQueue

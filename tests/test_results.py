@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from pyspark.sql import Row
 
-from sparkgate.jobs.catalog import Function
+from sparkgate.jobs.functions import Function
 from sparkgate.jobs.signatures import inspect_source
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.submission import SubmitRequest, submit

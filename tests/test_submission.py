@@ -9,7 +9,8 @@ from redis import Redis
 from sqlalchemy import func, select
 
 from sparkgate.jobs import tables
-from sparkgate.jobs.catalog import Catalog, Context, Function
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.errors import (
     BadRequest,
     Conflict,
@@ -18,6 +19,7 @@ from sparkgate.jobs.errors import (
     TooManyRequests,
     Unavailable,
 )
+from sparkgate.jobs.functions import Function
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.signatures import inspect_source
 from sparkgate.jobs.state import JobStatus

@@ -33,7 +33,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
 from sparkgate.jobs.cancellation import control_channel
-from sparkgate.jobs.catalog import Catalog, Context
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.db import make_engine, now_ms
 from sparkgate.jobs.errors import IllegalTransition
 from sparkgate.jobs.events import CHANNEL, encode, lifecycle_event, logs_event, progress_event

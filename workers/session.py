@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from sparkgate.jobs.catalog import Context
+from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.errors import ConfigError
 
 # A worker's defaults; a context's sparkConf overrides any of them (e.g. to turn the UI on).

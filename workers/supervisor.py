@@ -36,7 +36,8 @@ from pathlib import Path
 
 from redis import Redis
 
-from sparkgate.jobs.catalog import Catalog, Context, Health
+from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.contexts import Context, Health
 from sparkgate.jobs.db import make_engine, now_ms
 from sparkgate.jobs.errors import IllegalTransition
 from sparkgate.jobs.events import CHANNEL, encode, lifecycle_event

@@ -12,7 +12,7 @@ from sparkgate.gateway.params import checked_name, json_body, json_object, json_
 from sparkgate.gateway.redaction import REDACTED, redaction_for
 from sparkgate.gateway.render import context_info
 from sparkgate.gateway.resources import CATALOG, SETTINGS
-from sparkgate.jobs.catalog import Context, Health
+from sparkgate.jobs.contexts import Context, Health
 from sparkgate.jobs.durations import parse_duration
 from sparkgate.jobs.errors import BadRequest, InvalidArguments
 

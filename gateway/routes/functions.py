@@ -10,9 +10,10 @@ from sparkgate.gateway.blocking import blocking
 from sparkgate.gateway.params import checked_name, json_body, json_object, query_bool
 from sparkgate.gateway.render import function_info
 from sparkgate.gateway.resources import CATALOG, SETTINGS
-from sparkgate.jobs.catalog import DEFAULT_CONTEXT, Function
+from sparkgate.jobs.contexts import DEFAULT_CONTEXT
 from sparkgate.jobs.deployment import build_function
 from sparkgate.jobs.errors import BadRequest
+from sparkgate.jobs.functions import Function
 
 routes = web.RouteTableDef()
 
