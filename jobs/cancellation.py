@@ -4,17 +4,12 @@
 
 from __future__ import annotations
 
-import json
-
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.errors import Conflict, IllegalTransition
+from sparkgate.jobs.publishing import send_control
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, Store
-
-
-def control_channel(worker_id: str) -> str:
-    return f"sparkgate:control:{worker_id}"
 
 
 def cancel(store: Store, queue: JobQueue, job_id: str) -> Job:
@@ -32,8 +27,7 @@ def cancel(store: Store, queue: JobQueue, job_id: str) -> Job:
         except IllegalTransition:
             job = store.get_job(job_id)  # it ended meanwhile
         else:
-            queue.redis.publish(control_channel(job.worker_id or ""),
-                                json.dumps({"cancel": job_id}))
+            send_control(queue.redis, job.worker_id or "", {"cancel": job_id})
             return job
     if job.status is JobStatus.CANCELLING:
         return job

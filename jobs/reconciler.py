@@ -43,13 +43,13 @@ from collections.abc import Iterable
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import RedisError
 
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.errors import IllegalTransition, NotFound
-from sparkgate.jobs.events import CHANNEL, encode, lifecycle_event
+from sparkgate.jobs.events import lifecycle_event
 from sparkgate.jobs.lease import Lease
+from sparkgate.jobs.publishing import publish
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, JobBrief, Store
@@ -299,8 +299,5 @@ class Reconciler:
         except (IllegalTransition, NotFound):
             return None
         log.info("job %s: %s -> %s: %s", job_id, source.value, target.value, why)
-        try:
-            self.redis.publish(CHANNEL, encode(lifecycle_event(job)))
-        except RedisError as exc:  # events are at-most-once; the database has the outcome
-            log.warning("job %s: its %s event was not published: %s", job_id, target.value, exc)
+        publish(self.redis, lifecycle_event(job))
         return job

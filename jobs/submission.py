@@ -18,8 +18,9 @@ from sparkgate.jobs.catalog import Catalog, SubmissionTarget
 from sparkgate.jobs.contexts import Health
 from sparkgate.jobs.db import now_ms, writing
 from sparkgate.jobs.errors import Conflict, SparkgateError, TooManyRequests, Unavailable
-from sparkgate.jobs.events import CHANNEL, encode, initialized_event, lifecycle_event
+from sparkgate.jobs.events import initialized_event, lifecycle_event
 from sparkgate.jobs.functions import Function
+from sparkgate.jobs.publishing import add_events
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.signatures import Signature, validate_arguments
 from sparkgate.jobs.state import JobStatus
@@ -237,8 +238,7 @@ def _announce_and_queue(queue: JobQueue, fresh: Sequence[_Fresh], announce: bool
         pipe.multi()
         for f in fresh:
             if announce:
-                pipe.publish(CHANNEL, encode(initialized_event(f.job)))
-                pipe.publish(CHANNEL, encode(lifecycle_event(f.job)))
+                add_events(pipe, initialized_event(f.job), lifecycle_event(f.job))
             queue.enqueue(f.job.id, f.job.context, pipeline=pipe)
         pipe.execute()
 

@@ -21,10 +21,10 @@ import pytest
 from redis import Redis
 
 from sparkgate.gateway.app import create_app
-from sparkgate.jobs.cancellation import control_channel
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.events import CHANNEL, encode, lifecycle_event, worker_assigned_event
 from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.publishing import control_channel
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, JobQuery, Store

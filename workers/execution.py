@@ -12,19 +12,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from redis import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.errors import IllegalTransition, NotFound
-from sparkgate.jobs.events import (
-    CHANNEL,
-    encode,
-    lifecycle_event,
-    logs_event,
-    worker_assigned_event,
-)
+from sparkgate.jobs.events import lifecycle_event, logs_event, worker_assigned_event
 from sparkgate.jobs.logs import LogLine, mist_level
+from sparkgate.jobs.publishing import publish
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.state import JobStatus
@@ -70,14 +64,8 @@ class JobRunner:
         if job is not None:
             self._record(job, self._execute(job, slot))
 
-    def publish(self, event: dict[str, Any]) -> None:
-        """Best effort: the database has the job's state; a lost event only delays a live
-        view. Raising here would abandon a claimed job (left started until "worker lost")."""
-        try:
-            self.redis.publish(CHANNEL, encode(event))
-        except RedisError as exc:
-            log.warning("job %s: its %s event was not published: %s", event.get("id"),
-                        event.get("event"), exc)
+    def publish(self, *events: dict[str, Any]) -> None:
+        publish(self.redis, *events)
 
     def _claim(self, job_id: str) -> Job | None:
         try:
@@ -103,14 +91,7 @@ class JobRunner:
         """One round trip: RQ's copy forgotten, worker-assigned and (if it runs) started
         announced. Best effort: the job is claimed in the database whatever Redis does."""
         events = [worker_assigned_event(job)] + ([lifecycle_event(job)] if runs else [])
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                self.queue.done(job.id, pipeline=pipe)
-                for event in events:
-                    pipe.publish(CHANNEL, encode(event))
-                pipe.execute()
-        except RedisError as exc:
-            log.warning("job %s: could not announce its start: %s", job.id, exc)
+        publish(self.redis, *events, along=lambda pipe: self.queue.done(job.id, pipeline=pipe))
 
     def _execute(self, job: Job, slot: int) -> Outcome:
         sc = self.spark.sparkContext
@@ -184,13 +165,7 @@ class JobRunner:
             self.capture.give_back(job.id, _overruled(lines, outcome, exc.current))
             return
         events = ([logs_event(job.id, lines)] if lines else []) + [lifecycle_event(final)]
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for event in events:
-                    pipe.publish(CHANNEL, encode(event))
-                pipe.execute()
-        except RedisError as exc:
-            log.warning("job %s: could not announce its end: %s", job.id, exc)
+        self.publish(*events)
 
     def _fail_or_cancel(self, job_id: str, error: str, fields: dict[str, Any],
                         lines: list[LogLine]) -> Job:

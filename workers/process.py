@@ -32,13 +32,13 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
-from sparkgate.jobs.cancellation import control_channel
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.db import make_engine, now_ms
 from sparkgate.jobs.errors import IllegalTransition
-from sparkgate.jobs.events import CHANNEL, encode, lifecycle_event, logs_event, progress_event
+from sparkgate.jobs.events import lifecycle_event, logs_event, progress_event
 from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.publishing import control_channel, publish
 from sparkgate.jobs.queue import JobQueue, queue_name
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.state import JobStatus
@@ -488,11 +488,7 @@ class Worker:
         self._publish(progress_event(job_id, progress))
 
     def _publish(self, event: dict[str, Any]) -> None:
-        """Best effort: the database has what the event tells; a lost one delays a view."""
-        try:
-            self.redis.publish(CHANNEL, encode(event))
-        except RedisError as exc:
-            self._redis_outage.failed(exc)
+        publish(self.redis, event, on_error=self._redis_outage.failed)
 
 
 def end_children() -> None:

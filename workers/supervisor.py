@@ -40,7 +40,8 @@ from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import Context, Health
 from sparkgate.jobs.db import make_engine, now_ms
 from sparkgate.jobs.errors import IllegalTransition
-from sparkgate.jobs.events import CHANNEL, encode, lifecycle_event
+from sparkgate.jobs.events import lifecycle_event
+from sparkgate.jobs.publishing import publish
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.state import JobStatus
@@ -330,7 +331,7 @@ class Supervisor:
             except IllegalTransition:
                 continue
             self.queue.remove(job.id, context)
-            self.queue.redis.publish(CHANNEL, encode(lifecycle_event(failed)))
+            publish(self.queue.redis, lifecycle_event(failed))
 
     # -- stopping ----------------------------------------------------------------------------
 

@@ -20,10 +20,9 @@ from sparkgate.gateway.params import (
     query_int,
     query_str,
 )
-from sparkgate.gateway.publish import publish
 from sparkgate.gateway.ratelimit import check_submit_rate
 from sparkgate.gateway.render import job_details, sync_response
-from sparkgate.gateway.resources import CATALOG, HUB, QUEUE, SETTINGS, STORE, SUBMISSIONS
+from sparkgate.gateway.resources import AREDIS, CATALOG, HUB, QUEUE, SETTINGS, STORE, SUBMISSIONS
 from sparkgate.gateway.waiting import wait_for_end
 from sparkgate.jobs import cancellation
 from sparkgate.jobs.db import json_text
@@ -31,6 +30,7 @@ from sparkgate.jobs.errors import BadRequest
 from sparkgate.jobs.events import lifecycle_event
 from sparkgate.jobs.ids import uuid7
 from sparkgate.jobs.logs import format_mist_line
+from sparkgate.jobs.publishing import publish_async
 from sparkgate.jobs.state import MIST_STATUSES
 from sparkgate.jobs.store import Job, JobQuery, RawJSON, Store
 from sparkgate.jobs.submission import SubmitRequest
@@ -117,7 +117,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     app = request.app
     require_cancel(request, await _visible_job(request))
     job = await blocking(cancellation.cancel, app[STORE], app[QUEUE], request.match_info["id"])
-    await publish(app, lifecycle_event(job))
+    await publish_async(app[AREDIS], lifecycle_event(job))
     return await _job_response(job)
 
 

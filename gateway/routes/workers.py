@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -11,9 +10,9 @@ from sparkgate.gateway.auth import identity
 from sparkgate.gateway.blocking import blocking
 from sparkgate.gateway.redaction import Redaction, redaction_for
 from sparkgate.gateway.resources import AREDIS, STORE, WORKERS
-from sparkgate.jobs.cancellation import control_channel
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.errors import NotFound
+from sparkgate.jobs.publishing import send_control_async
 
 routes = web.RouteTableDef()
 
@@ -38,8 +37,7 @@ async def stop_worker(request: web.Request) -> web.Response:
     """Drain and stop: the worker takes no new job and ends once its running jobs have (those
     still running after its stop grace fail, saying why). Answers at once."""
     record = await _live(request)
-    await request.app[AREDIS].publish(control_channel(record["id"]),
-                                      json.dumps({"stop": True}))
+    await send_control_async(request.app[AREDIS], record["id"], {"stop": True})
     return web.json_response({**worker_info(record, redaction_for(request)),
                               "state": "draining"})
 

@@ -1,0 +1,87 @@
+"""Publishing on Redis pub/sub, from everywhere: job events on the events channel
+(jobs/events.py), control messages on a worker's own channel.
+
+Events are best effort: the database holds every job's state, and an event only tells a live
+view sooner. So a failed publish is handed to ``on_error`` (by default, a warning) and never
+raised: raising would abandon the work that produced the event (a worker's claimed job left
+started until the reconciler fails it as "worker lost"). A caller that queues events with other
+commands in its own pipeline (``add_events``) answers for that pipeline's errors itself.
+
+Control messages are not best effort: the caller of a cancel or a stop learns that it failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from redis.client import Pipeline
+from redis.exceptions import RedisError
+
+from sparkgate.jobs.events import CHANNEL, encode
+
+log = logging.getLogger("sparkgate.events")
+
+Event = dict[str, Any]
+OnError = Callable[[RedisError], object]
+
+
+class _Publishing(Protocol):
+    def publish(self, channel: str, message: str) -> Any: ...
+
+
+def add_events(pipe: _Publishing, *events: Event) -> None:
+    """Queue ``events`` on a pipeline (sync or async) that the caller executes."""
+    for event in events:
+        pipe.publish(CHANNEL, encode(event))
+
+
+def publish(redis: Redis, *events: Event, along: Callable[[Pipeline], object] | None = None,
+            on_error: OnError | None = None) -> None:
+    """Publish ``events`` in one round trip, after the commands ``along`` queues on the same
+    pipeline (not a transaction), if any. Never raises ``RedisError``."""
+    try:
+        with redis.pipeline(transaction=False) as pipe:
+            if along is not None:
+                along(pipe)
+            add_events(pipe, *events)
+            pipe.execute()
+    except RedisError as exc:
+        (on_error or _lost(events))(exc)
+
+
+async def publish_async(redis: AsyncRedis, *events: Event) -> None:
+    """``publish`` on the gateway's loop, with its asynchronous client."""
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            add_events(pipe, *events)
+            await pipe.execute()
+    except RedisError as exc:
+        _lost(events)(exc)
+
+
+def _lost(events: tuple[Event, ...]) -> OnError:
+    def warn(exc: RedisError) -> None:
+        names = ", ".join(f"{e.get('event')} of job {e.get('id')}" for e in events)
+        log.warning("event(s) not published (%s): %s", names, exc)
+    return warn
+
+
+# -- control messages ------------------------------------------------------------------------
+
+
+def control_channel(worker_id: str) -> str:
+    """The channel a worker listens to for messages meant for it alone."""
+    return f"sparkgate:control:{worker_id}"
+
+
+def send_control(redis: Redis, worker_id: str, message: dict[str, Any]) -> None:
+    redis.publish(control_channel(worker_id), json.dumps(message))
+
+
+async def send_control_async(redis: AsyncRedis, worker_id: str, message: dict[str, Any]) -> None:
+    await redis.publish(control_channel(worker_id), json.dumps(message))
