@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 from sparkgate.gateway.log_throttle import LogThrottle
 from sparkgate.jobs.errors import TooManyRequests
 from sparkgate.jobs.events import CHANNEL, TERMINAL_EVENTS, decode
+from sparkgate.jobs.outage import Outage
 
 log = logging.getLogger("sparkgate.events")
 
@@ -192,7 +193,8 @@ class EventHub:
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
-        self._lost = False  # the subscription dropped and is not back yet
+        self._subscription = Outage(log, "event subscription lost (%s); reconnecting",
+                                    "event subscription restored")
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="sparkgate-events")
@@ -307,18 +309,14 @@ class EventHub:
                 await self._listen()
             except (RedisError, OSError) as exc:
                 # Once per outage: reconnecting every RECONNECT_DELAY_S is not news.
-                if not self._lost:
-                    log.warning("event subscription lost (%s); reconnecting", exc)
-                self._lost = True
+                self._subscription.failed(exc)
             self._wake_all()
             await asyncio.sleep(RECONNECT_DELAY_S)
 
     async def _listen(self) -> None:
         async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
             await pubsub.subscribe(CHANNEL)
-            if self._lost:
-                log.info("event subscription restored")
-                self._lost = False
+            self._subscription.ok()
             self._subscribed.set()
             self._wake_all()
             for stream in self._all_streams():

@@ -41,7 +41,6 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from redis import Redis
-from redis.exceptions import RedisError
 
 # The same rules as an HTTP body: no NaN or Infinity, nesting bounded.
 from sparkgate.gateway.params import (
@@ -57,6 +56,7 @@ from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.errors import BadRequest, PayloadTooLarge, SparkgateError
 from sparkgate.jobs.events import CHANNEL, encode
 from sparkgate.jobs.lease import Lease
+from sparkgate.jobs.outage import Outage
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.settings import Settings, redact_url
 from sparkgate.jobs.store import Store
@@ -189,10 +189,14 @@ class MqttInterface:
         self._stopping = threading.Event()
         self._unsubscribed = threading.Event()
         self._closing = False
-        self._unreachable = False  # the broker, since the last connection failure was logged
+        self._broker = Outage(log, "MQTT: cannot reach the broker %s; retrying every "
+                              f"{RECONNECT_MIN_S}-{RECONNECT_MAX_S}s",
+                              f"MQTT: connected to {self.url} again")
         self._disconnected_at: float | None = time.monotonic()  # not connected yet
         self._dropping = False  # events dropped: the queue of unsent ones is full
-        self._relay_failing = False  # the relay's last attempt failed (Redis unreachable)
+        self._relay_outage = Outage(log, "MQTT relay: cannot follow the events (%s); retrying "
+                                    f"every {REDIS_RETRY_S}s",
+                                    "MQTT relay: subscribed to the events again")
         self._last_publish: mqtt.MQTTMessageInfo | None = None
         self._threads = [threading.Thread(target=self._take_requests, name=f"mqtt-submit-{n}",
                                           daemon=True) for n in range(SUBMIT_THREADS)]
@@ -272,11 +276,7 @@ class MqttInterface:
                 try:
                     self._relay_events()
                 except Exception as exc:
-                    if not self._relay_failing:
-                        log.warning("MQTT relay: cannot follow the events (%s); retrying "
-                                    "every %ss", exc, REDIS_RETRY_S,
-                                    exc_info=not isinstance(exc, RedisError))
-                    self._relay_failing = True
+                    self._relay_outage.failed(exc)
                     self._stopping.wait(REDIS_RETRY_S)
         finally:
             self.lease.release()
@@ -285,9 +285,7 @@ class MqttInterface:
         """Publish the channel's events while this gateway holds the lease, until stopped."""
         with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
             pubsub.subscribe(CHANNEL)
-            if self._relay_failing:
-                log.info("MQTT relay: subscribed to the events again")
-            self._relay_failing = False
+            self._relay_outage.ok()
             renew_at = 0.0
             while not self._stopping.is_set():
                 if time.monotonic() >= renew_at:
@@ -331,21 +329,16 @@ class MqttInterface:
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags,
                     reason: ReasonCode, properties: Properties | None) -> None:
         if reason.is_failure:
-            if not self._unreachable:
-                log.error("MQTT: the broker %s refused the connection: %s; retrying",
-                          self.url, reason)
-            self._unreachable = True
+            self._broker.starts(self.url, reason, level=logging.ERROR,
+                                message="MQTT: the broker %s refused the connection: %s; retrying")
             return
-        log.info("MQTT: connected to %s%s", self.url, " again" if self._unreachable else "")
-        self._unreachable = False
+        if not self._broker.ok():
+            log.info("MQTT: connected to %s", self.url)
         self._disconnected_at = None
         client.subscribe(self.shared_topic, qos=1)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        if not self._unreachable:
-            log.warning("MQTT: cannot reach the broker %s; retrying every %s-%ss", self.url,
-                        RECONNECT_MIN_S, RECONNECT_MAX_S)
-        self._unreachable = True
+        self._broker.starts(self.url)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any,
                        flags: mqtt.DisconnectFlags, reason: ReasonCode,
@@ -354,8 +347,8 @@ class MqttInterface:
             return  # it was not connected: a refused or failed connection, already logged
         self._disconnected_at = time.monotonic()
         if not self._closing:
-            log.warning("MQTT: lost the broker %s (%s); reconnecting", self.url, reason)
-            self._unreachable = True
+            self._broker.starts(self.url, reason,
+                                message="MQTT: lost the broker %s (%s); reconnecting")
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reasons: list[ReasonCode], properties: Properties | None) -> None:

@@ -49,6 +49,7 @@ from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.errors import IllegalTransition, NotFound
 from sparkgate.jobs.events import lifecycle_event
 from sparkgate.jobs.lease import Lease
+from sparkgate.jobs.outage import Outage
 from sparkgate.jobs.publishing import publish
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.state import JobStatus
@@ -120,21 +121,17 @@ class Reconciler:
 
     def run(self, stop: threading.Event) -> None:
         """A pass every ``interval_s`` until ``stop``; outages are logged and waited out."""
-        failing = False
+        outage = Outage(log, f"reconciler: a pass failed (%s); retrying every {self.interval_s}s",
+                        "reconciler: passes succeed again")
         try:
             while not stop.is_set():
                 began = time.monotonic()
                 try:
                     self.run_once()
                 except Exception as exc:
-                    if not failing:
-                        log.warning("reconciler: a pass failed (%s); retrying every %ss",
-                                    exc, self.interval_s, exc_info=True)
-                    failing = True
+                    outage.failed(exc)
                 else:
-                    if failing:
-                        log.info("reconciler: passes succeed again")
-                    failing = False
+                    outage.ok()
                 stop.wait(max(0.0, self.interval_s - (time.monotonic() - began)))
         finally:
             self.release()

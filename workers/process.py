@@ -38,6 +38,7 @@ from sparkgate.jobs.db import make_engine, now_ms
 from sparkgate.jobs.errors import IllegalTransition
 from sparkgate.jobs.events import lifecycle_event, logs_event, progress_event
 from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.outage import Outage
 from sparkgate.jobs.publishing import control_channel, publish
 from sparkgate.jobs.queue import JobQueue, queue_name
 from sparkgate.jobs.settings import Settings
@@ -67,32 +68,6 @@ CHILDREN_STOP_S = 3.0
 # A stop signal this soon after the first is the same stop, sent twice (e.g. by systemd to the
 # whole service, then by the supervisor): only a later one means "stop at once".
 REPEATED_SIGNAL_S = 1.0
-
-
-class Outage:
-    """One warning when a dependency starts failing, one line when it works again: an outage
-    of a minute is two log lines, not one per attempt."""
-
-    def __init__(self, what: str, logger: logging.Logger) -> None:
-        self.what = what
-        self.log = logger
-        self.failing = False
-        self._lock = threading.Lock()
-
-    def failed(self, exc: BaseException) -> None:
-        with self._lock:
-            first, self.failing = not self.failing, True
-        if first:
-            self.log.warning("%s unreachable (%s: %s); waiting for it", self.what,
-                             type(exc).__name__, exc)
-
-    def ok(self) -> None:
-        if not self.failing:
-            return
-        with self._lock:
-            was, self.failing = self.failing, False
-        if was:
-            self.log.info("%s reachable again", self.what)
 
 
 def new_worker_id(context: str) -> str:
@@ -133,8 +108,8 @@ class Worker:
         self._lock = threading.Condition()
         # One record write at a time: one read before a drain must not land after the drain's.
         self._announcing = threading.Lock()
-        self._redis_outage = Outage(f"worker {self.id}: Redis", log)
-        self._db_outage = Outage(f"worker {self.id}: the database", log)
+        self._redis_outage = _unreachable(f"worker {self.id}: Redis")
+        self._db_outage = _unreachable(f"worker {self.id}: the database")
 
     def drain(self, reason: str, bounded: bool = False, successor: bool = False) -> None:
         """Take no new job; the main loop lets the running ones finish, then the worker exits.
@@ -489,6 +464,10 @@ class Worker:
 
     def _publish(self, event: dict[str, Any]) -> None:
         publish(self.redis, event, on_error=self._redis_outage.failed)
+
+
+def _unreachable(what: str) -> Outage:
+    return Outage(log, f"{what} unreachable (%s); waiting for it", f"{what} reachable again")
 
 
 def end_children() -> None:

@@ -41,6 +41,7 @@ from sparkgate.jobs.contexts import Context, Health
 from sparkgate.jobs.db import make_engine, now_ms
 from sparkgate.jobs.errors import IllegalTransition
 from sparkgate.jobs.events import lifecycle_event
+from sparkgate.jobs.outage import Outage
 from sparkgate.jobs.publishing import publish
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.settings import Settings
@@ -136,19 +137,15 @@ class Supervisor:
         """A check every ``CHECK_INTERVAL_S`` until stopped. While the database or Redis is
         unreachable checks fail; that is logged once (not twice a second), and the workers
         are left as they are until a check succeeds again."""
-        failing = False
+        outage = Outage(log, "supervisor check failed (%s); trying again every "
+                        f"{CHECK_INTERVAL_S}s", "supervisor checks succeed again")
         while not self.stopping.is_set():
             try:
                 self.check()
             except Exception as exc:
-                if not failing:
-                    log.warning("supervisor check failed (%s: %s); trying again every %ss",
-                                type(exc).__name__, exc, CHECK_INTERVAL_S, exc_info=True)
-                failing = True
+                outage.failed(exc)
             else:
-                if failing:
-                    log.info("supervisor checks succeed again")
-                failing = False
+                outage.ok()
             self.stopping.wait(CHECK_INTERVAL_S)
 
     def check(self) -> None:
