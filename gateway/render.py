@@ -10,7 +10,7 @@ from sparkgate.gateway.redaction import Redaction
 from sparkgate.jobs.contexts import Context, Health
 from sparkgate.jobs.durations import format_duration
 from sparkgate.jobs.functions import Function
-from sparkgate.jobs.signatures import Signature
+from sparkgate.jobs.signatures.model import Signature
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, oversized_marker
 

@@ -23,7 +23,8 @@ from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.errors import BadRequest, InvalidArtifact, NotFound
 from sparkgate.jobs.functions import Function
 from sparkgate.jobs.settings import Settings
-from sparkgate.jobs.signatures import Signature, inspect_package, inspect_source
+from sparkgate.jobs.signatures.model import Signature
+from sparkgate.jobs.signatures.reading import inspect_package, inspect_source
 
 ARTIFACT_SUFFIXES = (".py", *PACKAGE_SUFFIXES)
 

@@ -22,7 +22,8 @@ from sparkgate.jobs.events import initialized_event, lifecycle_event
 from sparkgate.jobs.functions import Function
 from sparkgate.jobs.publishing import add_events
 from sparkgate.jobs.queue import JobQueue
-from sparkgate.jobs.signatures import Signature, validate_arguments
+from sparkgate.jobs.signatures.model import Signature
+from sparkgate.jobs.signatures.validation import validate_arguments
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, NewJob, Store
 

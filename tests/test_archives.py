@@ -15,7 +15,7 @@ from sparkgate.jobs.archives import ArchiveLimits, read_package, unpack
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.deployment import build_function, upload_artifact
 from sparkgate.jobs.errors import InvalidArtifact
-from sparkgate.jobs.signatures import inspect_package
+from sparkgate.jobs.signatures.reading import inspect_package
 from sparkgate.workers.artifacts import FunctionLoader
 from tests.zips import (
     as_egg,

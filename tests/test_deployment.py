@@ -10,7 +10,7 @@ import pytest
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.deployment import build_function, upload_artifact
 from sparkgate.jobs.errors import BadRequest, Conflict, InvalidArtifact
-from sparkgate.jobs.signatures import Signature
+from sparkgate.jobs.signatures.model import Signature
 
 V1 = b"def f(spark, n: int):\n    return n\n"
 V2 = b"def f(spark, n: int, label: str = 'x'):\n    return n\n"

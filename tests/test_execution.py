@@ -20,7 +20,7 @@ from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.events import CHANNEL
 from sparkgate.jobs.functions import Function
 from sparkgate.jobs.queue import JobQueue
-from sparkgate.jobs.signatures import inspect_source
+from sparkgate.jobs.signatures.reading import inspect_source
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, Store
 from sparkgate.jobs.submission import SubmitRequest, submit

@@ -13,7 +13,7 @@ import pytest
 from pyspark.sql import Row
 
 from sparkgate.jobs.functions import Function
-from sparkgate.jobs.signatures import inspect_source
+from sparkgate.jobs.signatures.reading import inspect_source
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.submission import SubmitRequest, submit
 from sparkgate.workers.artifacts import FunctionLoader

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from sparkgate.jobs.errors import InvalidArguments, InvalidArtifact
-from sparkgate.jobs.signatures import (
+from sparkgate.jobs.signatures.model import (
     ANY,
     BOOL,
     FLOAT,
@@ -22,12 +22,11 @@ from sparkgate.jobs.signatures import (
     Param,
     Signature,
     dict_of,
-    inspect_package,
-    inspect_source,
     list_of,
     optional,
-    validate_arguments,
 )
+from sparkgate.jobs.signatures.reading import inspect_package, inspect_source
+from sparkgate.jobs.signatures.validation import validate_arguments
 
 FUNCTIONS = Path(__file__).parent / "functions"
 MIST_FILE = FUNCTIONS / "sig_mist_functions.py"

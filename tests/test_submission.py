@@ -21,7 +21,7 @@ from sparkgate.jobs.errors import (
 )
 from sparkgate.jobs.functions import Function
 from sparkgate.jobs.queue import JobQueue
-from sparkgate.jobs.signatures import inspect_source
+from sparkgate.jobs.signatures.reading import inspect_source
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Store
 from sparkgate.jobs.submission import SubmitRequest, submit, submit_many

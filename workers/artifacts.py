@@ -40,7 +40,8 @@ from sparkgate.jobs.archives import ArchiveLimits, is_package, top_level_names, 
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.errors import InvalidArtifact
 from sparkgate.jobs.settings import Settings
-from sparkgate.jobs.signatures import Signature, inspect_package, inspect_source
+from sparkgate.jobs.signatures.model import Signature
+from sparkgate.jobs.signatures.reading import inspect_package, inspect_source
 
 
 @dataclass(frozen=True)
