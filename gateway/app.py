@@ -21,17 +21,23 @@ from sparkgate.gateway.routes import (
     docs,
     events,
     functions,
+    index,
     jobs,
     stats,
     status,
     ui,
     workers,
 )
+from sparkgate.gateway.routing import Route, add_routes
 from sparkgate.jobs.settings import Settings
 
-ROUTE_TABLES = (artifacts.routes, contexts.routes, functions.routes, jobs.routes,
-                status.routes, workers.routes, stats.routes, ui.routes, events.routes,
-                docs.routes)
+#: Every route the gateway serves, each declared once in its routes module (gateway/routing.py);
+#: in this order in the OpenAPI document.
+ENDPOINTS: tuple[Route, ...] = (
+    *functions.endpoints, *jobs.endpoints, *contexts.endpoints, *workers.endpoints,
+    *artifacts.endpoints, *status.endpoints, *stats.endpoints, *index.endpoints,
+    *events.endpoints, *ui.endpoints, *docs.endpoints,
+)
 
 
 def create_app(settings: Settings, redis_url: str) -> web.Application:
@@ -52,21 +58,6 @@ def create_app(settings: Settings, redis_url: str) -> web.Application:
     app.on_response_prepare.append(trim_after_big_bodies())
     app.on_startup.append(status.read_installation)
     app.on_shutdown.append(events.end_streams)
-    for table in ROUTE_TABLES:
-        app.router.add_routes(table)
-    app.router.add_get("/", _index)
+    add_routes(app, ENDPOINTS)
     return app
 
-
-async def _index(request: web.Request) -> web.Response:
-    """A browser goes to the dashboard; an API client gets links to the main resources."""
-    if "text/html" in request.headers.get("Accept", ""):
-        raise web.HTTPFound("/ui/")
-    return web.json_response({
-        "name": "sparkgate",
-        "ui": "/ui/",
-        "api": "/v2/api",
-        "status": "/v2/api/status",
-        "functions": "/v2/api/functions",
-        "jobs": "/v2/api/jobs",
-    })

@@ -1,8 +1,9 @@
 """Who may do what: one rule per route, enforced by one middleware.
 
-``RULES`` maps every route (method and canonical path, as aiohttp's router names it) to the
-role it needs. A route without a rule is refused to everyone, admins included, and
-tests/test_auth_routes.py fails for it: a new endpoint cannot ship unprotected by accident.
+Each route's rule (the role it needs) is part of its one declaration, on its handler
+(gateway/routing.py). A route on the router without a declaration is refused to everyone,
+admins included, and tests/test_routing.py fails for it: a new endpoint cannot ship
+unprotected by accident.
 
 Roles, weakest first (each may call the routes of the ones before it):
 
@@ -23,7 +24,7 @@ WebSocket or an EventSource, so the event routes alone also take ``?access_token
 access log never shows it (``redact_access_tokens``).
 
 With ``auth_enabled`` off every request acts as admin, submitting as ``anonymous`` and seeing
-everything; the rules still apply to routes (an unruled one is refused all the same).
+everything; the rules still apply to routes (an undeclared one is refused all the same).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from aiohttp import web
 from sparkgate.gateway.blocking import blocking
 from sparkgate.gateway.jwt_tokens import JwtVerifier
 from sparkgate.gateway.resources import STORE
+from sparkgate.gateway.routing import PUBLIC, Handler, Rule, declaration
 from sparkgate.jobs.errors import Forbidden, Unauthenticated
 from sparkgate.jobs.keys import (
     CANCELS_ALL_JOBS,
@@ -56,99 +58,11 @@ from sparkgate.jobs.store import Job, job_not_found
 
 log = logging.getLogger("sparkgate.auth")
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-PUBLIC = "public"
 #: A key found valid is trusted this long per gateway before it is looked up again: a revoked
 #: key stops working within this time everywhere. It saves a database read per request.
 KEY_CACHE_S = 2.0
 KEY_CACHE_SIZE = 4096
 QUERY_TOKEN = "access_token"
-
-
-@dataclass(frozen=True)
-class Rule:
-    # PUBLIC, or the weakest role allowed (see jobs.keys.ROLES).
-    role: str
-    # Event streams only: ``?access_token=`` is accepted as well as the header.
-    token_in_query: bool = False
-    # "path": a key limited to some functions may call it only for those (the route's {name}
-    # is the function). Cancels need no such check: a submit key cancels only its own jobs,
-    # which are all of functions it may run.
-    function: str | None = None
-
-
-_READ, _SUBMIT, _ADMIN = Rule("read"), Rule("submit"), Rule("admin")
-_EVENTS = Rule("read", token_in_query=True)
-_OPEN = Rule(PUBLIC)
-
-RULES: dict[tuple[str, str], Rule] = {
-    # Links only; the dashboard's files hold no data (its API calls need a role); /health is
-    # what load balancers and containers probe without credentials and says only "ok".
-    ("GET", "/"): _OPEN,
-    ("GET", "/health"): _OPEN,
-    ("GET", "/ui"): _OPEN,
-    ("GET", "/ui/"): _OPEN,
-    ("GET", "/ui/{path}"): _OPEN,
-    # The API's description and its docs page: what every client may learn anyway.
-    ("GET", "/v2/api/openapi.json"): _OPEN,
-    ("GET", "/docs"): _OPEN,
-    ("GET", "/docs/"): _OPEN,
-    ("GET", "/docs/{path}"): _OPEN,
-    # Versions of sparkgate, Spark, Java and Python, the database kind: useful to an attacker
-    # choosing an exploit, so not public (the public health check is /health).
-    ("GET", "/v2/api/status"): _READ,
-    ("GET", "/v2/api/stats"): _READ,
-    # Functions
-    ("GET", "/v2/api/functions"): _READ,
-    ("GET", "/v2/api/functions/{name}"): _READ,
-    ("POST", "/v2/api/functions"): _ADMIN,
-    ("PUT", "/v2/api/functions"): _ADMIN,
-    ("DELETE", "/v2/api/functions/{name}"): _ADMIN,
-    # Jobs
-    ("POST", "/v2/api/functions/{name}/jobs"): Rule("submit", function="path"),
-    ("GET", "/v2/api/functions/{name}/jobs"): _READ,
-    ("GET", "/v2/api/jobs"): _READ,
-    ("GET", "/v2/api/jobs/{id}"): _READ,
-    ("GET", "/v2/api/jobs/{id}/logs"): _READ,
-    ("DELETE", "/v2/api/jobs/{id}"): _SUBMIT,
-    # Contexts
-    ("GET", "/v2/api/contexts"): _READ,
-    ("GET", "/v2/api/contexts/{name}"): _READ,
-    ("POST", "/v2/api/contexts"): _ADMIN,
-    ("PUT", "/v2/api/contexts/{name}"): _ADMIN,
-    ("DELETE", "/v2/api/contexts/{name}"): _ADMIN,
-    # Workers
-    ("GET", "/v2/api/workers"): _READ,
-    ("GET", "/v2/api/workers/{id}"): _READ,
-    ("GET", "/v2/api/workers/{id}/jobs"): _READ,
-    ("DELETE", "/v2/api/workers/{id}"): _ADMIN,
-    # Artifacts: names and hashes are readable; the code itself (which may hold credentials)
-    # and every change to it are the admin's.
-    ("GET", "/v2/api/artifacts"): _READ,
-    ("GET", "/v2/api/artifacts/{name}/sha"): _READ,
-    ("GET", "/v2/api/artifacts/{name}"): _ADMIN,
-    ("POST", "/v2/api/artifacts"): _ADMIN,
-    ("DELETE", "/v2/api/artifacts/{name}"): _ADMIN,
-    # Events
-    ("GET", "/v2/api/ws/all"): _EVENTS,
-    ("GET", "/v2/api/ws/jobs/{id}"): _EVENTS,
-    ("GET", "/v2/api/events"): _EVENTS,
-}
-
-
-def rule_for(method: str, canonical: str) -> Rule | None:
-    # aiohttp answers HEAD with the GET handler: it reveals what GET does.
-    return RULES.get(("GET" if method == "HEAD" else method, canonical))
-
-
-def required_role(method: str, canonical: str) -> str | None:
-    """The weakest role a route needs; None for a public one (the OpenAPI document says so).
-    KeyError for a route without a rule: it is refused to everyone, a bug to fix in RULES."""
-    rule = rule_for(method, canonical)
-    if rule is None:
-        raise KeyError(f"no access rule for {method} {canonical} in gateway/auth.py RULES")
-    return None if rule.role == PUBLIC else rule.role
 
 
 @dataclass(frozen=True)
@@ -313,13 +227,15 @@ def auth_middleware(settings: Settings) -> Callable[..., Awaitable[web.StreamRes
             return await handler(request)
         resource = match.route.resource
         canonical = resource.canonical if resource is not None else request.path
-        rule = rule_for(request.method, canonical)
-        if rule is None:
-            log.error("refused %s %s: no access rule in gateway/auth.py RULES",
+        route = declaration(request.app, request.method, canonical)
+        if route is None:
+            log.error("refused %s %s: not declared (gateway/routing.py), so no access rule",
                       request.method, canonical)
             raise Forbidden(f"{request.method} {canonical} has no access rule, so it is "
-                            "refused to everyone (gateway/auth.py RULES)",
+                            "refused to everyone (routes are declared with one: "
+                            "gateway/routing.py)",
                             {"method": request.method, "route": canonical})
+        rule = route.rule
         if not authenticator.enabled:
             request[IDENTITY] = ANONYMOUS
         elif rule.role == PUBLIC:

@@ -1,11 +1,10 @@
-"""The OpenAPI 3.1 document of every route the gateway serves (``GET /v2/api/openapi.json``).
+"""The pieces of the OpenAPI 3.1 document (``GET /v2/api/openapi.json``) that routes declare
+their operations with: the schemas of what goes in and out (Mist's shapes where its contract
+fixes them), reusable parameters and responses.
 
-Built from small pieces of Python data: the schemas of what goes in and out (Mist's shapes where
-its contract fixes them), reusable parameters and responses, then one entry per operation.
-Responses every operation of a kind can give are added by rule, not by hand: ``503`` (with
-``Retry-After``) wherever the database or Redis is read, ``413`` wherever a body is read,
-``401``/``403`` on every operation the auth rules protect, and a ``HEAD`` twin for every ``GET``
-(aiohttp answers both). ``tests/test_openapi.py`` fails when the router and this document differ.
+Each route's operation (``Op``) sits on its handler (gateway/routing.py);
+gateway/openapi_document.py assembles the document from them and adds by rule what every
+operation of a kind can answer.
 
 Constraints are written as the gateway enforces them, no tighter and no looser: schemathesis
 sends what the document calls invalid and expects a 4xx.
@@ -13,12 +12,7 @@ sends what the document calls invalid and expects a 4xx.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
-
-from sparkgate.gateway.browsers import ANY_HOST_PATHS
 
 Schema = dict[str, Any]
 
@@ -320,25 +314,25 @@ def path_param(name: str, description: str, schema: Schema | None = None) -> Sch
             "schema": schema or STRING}
 
 
-def query(name: str, schema: Schema, description: str, **extra: Any) -> Schema:
+def query_param(name: str, schema: Schema, description: str, **extra: Any) -> Schema:
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": schema, **extra}
 
 
-def query_bool(name: str, description: str) -> Schema:
-    return query(name, {"type": "string", "pattern": BOOLEAN_QUERY, "default": "false"},
-                 f"{description}. `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any case; "
-                 "empty is false")
+def bool_param(name: str, description: str) -> Schema:
+    return query_param(name, {"type": "string", "pattern": BOOLEAN_QUERY, "default": "false"},
+                       f"{description}. `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`, any "
+                       "case; empty is false")
 
 
-def query_text(name: str, description: str) -> Schema:
-    return query(name, {"type": "string", "maxLength": 255, "pattern": NO_CONTROL},
-                 f"{description} (at most 255 characters, no control characters; empty is "
-                 "as absent)")
+def text_param(name: str, description: str) -> Schema:
+    return query_param(name, {"type": "string", "maxLength": 255, "pattern": NO_CONTROL},
+                       f"{description} (at most 255 characters, no control characters; empty "
+                       "is as absent)")
 
 
-def query_duration(name: str, description: str) -> Schema:
-    return query(name, DURATION_TEXT, description)
+def duration_param(name: str, description: str) -> Schema:
+    return query_param(name, DURATION_TEXT, description)
 
 
 # gateway/routes/events.py: query_values splits on commas and strips each value.
@@ -346,30 +340,30 @@ _FILTER_VALUE = rf"{WS}*[^\x00-\x1f\x7f,]*?{WS}*"
 FILTER_VALUES = rf"^{_FILTER_VALUE}(,{_FILTER_VALUE})*$"
 
 
-def query_filter(name: str, description: str) -> Schema:
-    return query(name, array({"type": "string", "pattern": FILTER_VALUES}),
-                 f"{description}: repeat it or separate values with commas (at most 100 "
-                 "values of at most 255 characters each, no control characters; spaces around "
-                 "them are dropped)", style="form", explode=True)
+def filter_param(name: str, description: str) -> Schema:
+    return query_param(name, array({"type": "string", "pattern": FILTER_VALUES}),
+                       f"{description}: repeat it or separate values with commas (at most 100 "
+                       "values of at most 255 characters each, no control characters; spaces "
+                       "around them are dropped)", style="form", explode=True)
 
 
 _STATUS_WORD = "|".join(MIST_STATUSES)
 PARAMETERS: dict[str, Schema] = {
-    "limit": query("limit", {"type": "integer", "minimum": 0, "maximum": MAX_JOB_LIMIT,
-                             "default": 25}, "jobs to answer"),
-    "offset": query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9,
-                               "default": 0}, "jobs to skip"),
-    "status": query("status", array({
+    "limit": query_param("limit", {"type": "integer", "minimum": 0,
+                                   "maximum": MAX_JOB_LIMIT, "default": 25}, "jobs to answer"),
+    "offset": query_param("offset", {"type": "integer", "minimum": 0, "maximum": 10**9,
+                                     "default": 0}, "jobs to skip"),
+    "status": query_param("status", array({
         "type": "string",
         "pattern": rf"^{WS}*({_STATUS_WORD})?{WS}*(,{WS}*({_STATUS_WORD})?{WS}*)*$",
     }), "only jobs in these statuses (" + ", ".join(MIST_STATUSES) + "): repeat it or "
         "separate with commas", style="form", explode=True),
-    "paginate": query_bool("paginate", "Mist's: answer `{jobs, total}` instead of a bare list"),
-    "jobContext": query_text("context", "*sparkgate*: jobs of this context"),
-    "jobFunction": query_text("function", "*sparkgate*: jobs of this function"),
-    "jobExternalId": query_text("externalId", "*sparkgate*: jobs with this external id"),
-    "withLogs": query_bool("withLogs", "also send `logs` events"),
-    "force": query_bool("force", "see the operation"),
+    "paginate": bool_param("paginate", "Mist's: answer `{jobs, total}` instead of a bare list"),
+    "jobContext": text_param("context", "*sparkgate*: jobs of this context"),
+    "jobFunction": text_param("function", "*sparkgate*: jobs of this function"),
+    "jobExternalId": text_param("externalId", "*sparkgate*: jobs with this external id"),
+    "withLogs": bool_param("withLogs", "also send `logs` events"),
+    "force": bool_param("force", "see the operation"),
 }
 
 
@@ -444,26 +438,6 @@ def redirect(to: str) -> Schema:
 # Operations
 
 
-@dataclass
-class Op:
-    method: str
-    path: str
-    operation_id: str
-    tag: str
-    summary: str
-    responses: dict[str, Schema]
-    description: str = ""
-    parameters: list[Schema] = field(default_factory=list)
-    body: Schema | None = None
-    #: Reads the database or Redis: may answer 503.
-    backed: bool = True
-    #: The event streams also take their credentials as ``?access_token=``.
-    stream: bool = False
-    #: OpenAPI links from a 200 answer to the operations that take what it names: tools
-    #: (schemathesis's stateful phase) chain calls through them.
-    links: dict[str, Schema] = field(default_factory=dict)
-
-
 def links(expression: str, parameter: str, *operation_ids: str) -> dict[str, Schema]:
     """One link per operation: its ``parameter`` is the answer's ``expression``."""
     return {operation_id: {"operationId": operation_id, "parameters": {parameter: expression}}
@@ -477,388 +451,15 @@ JOB_ID_PARAM = path_param("id", "the job's id")
 WORKER_ID = path_param("id", "the worker's id")
 
 
-def json_body(schema: Schema, description: str, required: bool = True) -> Schema:
+def request_body(schema: Schema, description: str, required: bool = True) -> Schema:
     return {"required": required, "description": description,
             "content": {"application/json": {"schema": schema}}}
 
 
-def _functions() -> list[Op]:
-    definition = json_body(ref("FunctionDefinition"), "the function: `path` names an uploaded "
-                           "artifact, `className` a function in it")
-    force = query_bool("force", "store without reading the artifact (no argument schema)")
-    return [
-        Op("get", "/v2/api/functions", "listFunctions", "functions", "List functions",
-           {"200": ok(array(ref("FunctionInfo")), "every function, sorted by name")}),
-        Op("get", "/v2/api/functions/{name}", "getFunction", "functions", "One function",
-           {"200": ok(ref("FunctionInfo")), "404": use("NotFound")}, parameters=[FUNCTION_NAME]),
-        Op("post", "/v2/api/functions", "createFunction", "functions", "Create a function",
-           {"200": ok(ref("FunctionInfo"), "the new function"),
-            "400": use("BadRequest")}, parameters=[force], body=definition,
-           description="The artifact's source is read (never run) for the function and its "
-                       "argument schema. `400` if the name exists, the artifact or context "
-                       "does not, or the artifact lacks the function.",
-           links=links("$response.body#/name", "name", "getFunction", "runFunction",
-                       "listFunctionJobs", "deleteFunction")),
-        Op("put", "/v2/api/functions", "updateFunction", "functions", "Update a function",
-           {"200": ok(ref("FunctionInfo"), "the updated function"), "400": use("BadRequest"),
-            "404": use("NotFound")}, parameters=[force], body=definition,
-           description="Replaces the function of that `name`; `404` if there is none."),
-        Op("delete", "/v2/api/functions/{name}", "deleteFunction", "functions",
-           "Delete a function", {"200": ok(ref("FunctionInfo"), "the deleted function"),
-                                 "404": use("NotFound")}, parameters=[FUNCTION_NAME]),
-    ]
 
-
-def _running() -> list[Op]:
-    return [Op(
-        "post", "/v2/api/functions/{name}/jobs", "runFunction", "jobs", "Run a function",
-        {
-            "200": ok({"anyOf": [ref("JobId"), ref("SyncResult"), ref("JobDetails")]},
-                      "async: `{id}` once queued; `force=true`: Mist's `{success, payload, "
-                      "errors}` once ended (a failed job too); `wait=`: the ended job"),
-            "202": ok(ref("WaitPending"), "`wait=` ran out before the job ended",
-                      headers={"Location": {"required": True, "schema": STRING,
-                                            "description": "the job"}}),
-            "400": use("BadRequest"), "404": use("NotFound"), "409": use("Conflict"),
-            "429": use("TooManyRequests"),
-        },
-        description="Arguments are checked against the function's schema before anything is "
-                    "recorded (`400 invalid_arguments` lists every problem). `429` when the "
-                    "context already has `max_queued_per_context` jobs waiting, or the "
-                    "submitter is over `submits_per_second`.",
-        parameters=[
-            FUNCTION_NAME,
-            query_bool("force", "Mist's sync call: answer when the job has ended"),
-            query_duration("wait", "*sparkgate*: wait at most this long for the end; `202` "
-                                   "if it has not ended by then"),
-            query_text("context", "run in this context instead of the function's default"),
-            query_text("externalId", "your own id for the job; a repeated submit with the same "
-                                     "id answers the job it created"),
-            query_duration("startTimeout", "fail the job if it waits longer in the queue"),
-            query_duration("performTimeout", "fail the job if it runs longer"),
-            {"name": "Idempotency-Key", "in": "header", "required": False, "schema": STRING,
-             "description": "a retry with the same key (per submitter and function) answers "
-                            "the job the first request created; with other arguments or "
-                            "context, `409`. Without it, `externalId` plays that part"},
-        ],
-        body=json_body({"type": "object", "description": "the function's arguments"},
-                       "the arguments (an empty body is `{}`)", required=False),
-        links=links("$response.body#/id", "id", "getJob", "getJobLogs", "cancelJob"),
-    )]
-
-
-def _jobs() -> list[Op]:
-    page = {"anyOf": [array(ref("JobDetails")), ref("JobPage")]}
-    listed = "newest first: a bare list, or `{jobs, total}` with `paginate=true`"
-    return [
-        Op("get", "/v2/api/jobs", "listJobs", "jobs", "List jobs",
-           {"200": ok(page, listed), "400": use("BadRequest")},
-           parameters=[*JOB_LIST_PARAMS, param("jobFunction")]),
-        Op("get", "/v2/api/functions/{name}/jobs", "listFunctionJobs", "jobs",
-           "A function's jobs", {"200": ok(page, listed), "400": use("BadRequest"),
-                                 "404": use("NotFound")},
-           parameters=[FUNCTION_NAME, *JOB_LIST_PARAMS]),
-        Op("get", "/v2/api/workers/{id}/jobs", "listWorkerJobs", "jobs", "A worker's jobs",
-           {"200": ok(page, listed), "400": use("BadRequest")},
-           parameters=[WORKER_ID, *JOB_LIST_PARAMS, param("jobFunction")],
-           description="Jobs a worker took, live or not."),
-        Op("get", "/v2/api/jobs/{id}", "getJob", "jobs", "One job",
-           {"200": ok(ref("JobDetails")), "404": use("NotFound")}, parameters=[JOB_ID_PARAM]),
-        Op("get", "/v2/api/jobs/{id}/logs", "getJobLogs", "jobs", "A job's log",
-           {"200": ok({"type": "string"}, "one line per record: `LEVEL ISO-time [job id] "
-                      "message`; empty while none", "text/plain"), "404": use("NotFound")},
-           parameters=[JOB_ID_PARAM]),
-        Op("delete", "/v2/api/jobs/{id}", "cancelJob", "jobs", "Cancel a job",
-           {"200": ok(ref("JobDetails"), "the job: `cancelled`, or `cancelling` while its "
-                      "worker stops it"), "404": use("NotFound"),
-            "409": use("Conflict")}, parameters=[JOB_ID_PARAM]),
-    ]
-
-
-def _contexts() -> list[Op]:
-    return [
-        Op("get", "/v2/api/contexts", "listContexts", "contexts", "List contexts",
-           {"200": ok(array(ref("Context")), "sorted by name, `default` included")}),
-        Op("get", "/v2/api/contexts/{name}", "getContext", "contexts", "One context",
-           {"200": ok(ref("Context")), "404": use("NotFound")}, parameters=[CONTEXT_NAME]),
-        Op("post", "/v2/api/contexts", "saveContext", "contexts", "Create or replace a context",
-           {"200": ok(ref("Context"), "the stored context"), "400": use("BadRequest")},
-           body=json_body(ref("ContextDefinition"), "the context; only `name` is required"),
-           description="As Mist's: replaces a context of that name. Its workers drain and "
-                       "restart with the new definition.",
-           links=links("$response.body#/name", "name", "getContext", "replaceContext",
-                       "deleteContext")),
-        Op("put", "/v2/api/contexts/{name}", "replaceContext", "contexts",
-           "Replace a context (and repair it)",
-           {"200": ok(ref("Context"), "the stored context"), "400": use("BadRequest"),
-            "404": use("NotFound")}, parameters=[CONTEXT_NAME],
-           body=json_body(ref("ContextReplacement"), "the whole definition")),
-        Op("delete", "/v2/api/contexts/{name}", "deleteContext", "contexts", "Delete a context",
-           {"200": ok(ref("Context"), "the deleted context"),
-            "400": use("BadRequest"), "404": use("NotFound"), "409": use("Conflict")},
-           parameters=[CONTEXT_NAME],
-           description="`400` for `default`; `409` while a function has it as its default."),
-    ]
-
-
-def _workers() -> list[Op]:
-    return [
-        Op("get", "/v2/api/workers", "listWorkers", "workers", "Live workers",
-           {"200": ok(array(ref("Worker")), "sorted by id")}),
-        Op("get", "/v2/api/workers/{id}", "getWorker", "workers", "One live worker",
-           {"200": ok(ref("Worker")), "404": use("NotFound")}, parameters=[WORKER_ID]),
-        Op("delete", "/v2/api/workers/{id}", "stopWorker", "workers",
-           "Drain and stop a live worker",
-           {"200": ok(ref("Worker"), "the worker, `state` `draining`"), "404": use("NotFound")},
-           parameters=[WORKER_ID]),
-    ]
-
-
-def _artifacts() -> list[Op]:
-    sha1 = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
-    upload = {"required": True, "description": "the file in the field `file`; its file name is "
-              "the artifact's name (a name ending in `.py`)",
-              "content": {"multipart/form-data": {
-                  "schema": {"type": "object", "required": ["file"], "properties": {
-                      "file": {"type": "string", "format": "binary",
-                               "contentMediaType": "application/octet-stream"}}},
-                  "encoding": {"file": {"contentType": "application/octet-stream, text/x-python"}},
-              }}}
-    return [
-        Op("get", "/v2/api/artifacts", "listArtifacts", "artifacts", "List artifact names",
-           {"200": ok(array(STRING), "names, sorted")}),
-        Op("get", "/v2/api/artifacts/{name}", "downloadArtifact", "artifacts",
-           "Download an artifact",
-           {"200": ok({"type": "string", "format": "binary"}, "the file",
-                      "application/octet-stream",
-                      {"Content-Disposition": {"required": True, "schema": STRING},
-                       "ETag": {"required": True, "schema": STRING,
-                                "description": "the quoted SHA-1"}}),
-            "404": use("NotFound")}, parameters=[ARTIFACT_NAME]),
-        Op("get", "/v2/api/artifacts/{name}/sha", "artifactSha", "artifacts",
-           "An artifact's SHA-1", {"200": ok(sha1, "hex", "text/plain"), "404": use("NotFound")},
-           parameters=[ARTIFACT_NAME]),
-        Op("post", "/v2/api/artifacts", "uploadArtifact", "artifacts", "Upload an artifact",
-           {"200": ok({"type": "string"}, "the stored name, as Mist answered", "text/plain",
-                      {"X-Artifact-Sha1": {"required": True, "schema": sha1}}),
-            "400": use("BadRequest"), "409": use("Conflict")},
-           parameters=[query_bool("force", "replace an artifact of that name")], body=upload,
-           description="Parsed, never run. `409` if the name exists (unless `force=true`); "
-                       "replacing it re-reads the schemas of the functions that use it.",
-           links=links("$response.body", "name", "downloadArtifact", "artifactSha",
-                       "deleteArtifact")),
-        Op("delete", "/v2/api/artifacts/{name}", "deleteArtifact", "artifacts",
-           "Delete an artifact",
-           {"200": ok(obj({"name": STRING, "sha1": sha1}), "what was deleted"),
-            "404": use("NotFound"), "409": use("Conflict")}, parameters=[ARTIFACT_NAME],
-           description="`409` while functions use it (`details.functions` lists them)."),
-    ]
-
-
-def _status() -> list[Op]:
-    return [
-        Op("get", "/v2/api/status", "status", "status", "Versions and counters",
-           {"200": ok(ref("Status"))}),
-        Op("get", "/v2/api/stats", "stats", "status", "Jobs per bucket over a window",
-           {"200": ok(ref("Stats")), "400": use("BadRequest")}, parameters=[
-               query("window", STATS_DURATION, "how far back: 1s to 24h (default 1h)"),
-               query("bucket", STATS_DURATION, "bucket size: at least 1s, at most the window, "
-                                               "at most 1440 buckets (default 1min)"),
-           ]),
-        Op("get", "/health", "health", "status", "Liveness",
-           {"200": ok(obj({"status": {"const": "ok"}}),
-                      "serving, and Redis and the database answer (503 when either does not)")}),
-        Op("get", "/", "index", "status", "Links to the main resources",
-           {"200": ok(ref("Index")), "302": redirect("/ui/")}, backed=False,
-           description="A browser (`Accept: text/html`) is sent to the dashboard.",
-           parameters=[{"name": "Accept", "in": "header", "required": False,
-                        "schema": STRING}]),
-    ]
-
-
-def _events() -> list[Op]:
-    job_filter = [
-        query_filter("job", "only these jobs"),
-        query_filter("function", "only jobs of these functions"),
-        query_filter("context", "only jobs of these contexts"),
-    ]
-    # A client (API key; address with authentication off) holds max_streams_per_client.
-    too_many = {"429": use("TooManyRequests")}
-    upgrade = {"101": ok(None, "switched to a WebSocket: one JSON job event per message, "
-                               "`keep-alive` every 60 s"),
-               "400": use("BadRequest"), **too_many}
-    return [
-        Op("get", "/v2/api/ws/all", "wsAll", "events", "Every job's events (WebSocket)",
-           upgrade,
-           parameters=[param("withLogs")], stream=True,
-           description="Mist's event socket. `400` for a request that is not a WebSocket "
-                       "handshake; `429` when the caller holds its limit of event streams "
-                       "(`max_streams_per_client`). A client that stops reading is sent a "
-                       "`dropped` event and closed (1013) once `stream_buffer_max_bytes` wait "
-                       "for it."),
-        Op("get", "/v2/api/ws/jobs/{id}", "wsJob", "events", "One job's events (WebSocket)",
-           {**upgrade, "404": use("NotFound")},
-           parameters=[JOB_ID_PARAM, param("withLogs")], stream=True,
-           description="Closes after the job's end event; for an ended job, sends it at once."),
-        Op("get", "/v2/api/events", "events", "events", "Job events (Server-Sent Events)",
-           {"200": ok({"type": "string"}, "`id: n`, `event: <name>`, `data: <json>` per "
-                      "event; `: keep-alive` every 15 s; live only", "text/event-stream"),
-            "400": use("BadRequest"), **too_many},
-           parameters=[*job_filter, param("withLogs")], stream=True),
-    ]
-
-
-def _pages() -> list[Op]:
-    page_file = path_param("path", "a file under the folder", {"type": "string"})
-    unchanged = {"304": {"description": "unchanged since the ETag given in If-None-Match"}}
-    static = {**unchanged, "404": use("NotFound")}
-    html = ok({"type": "string"}, "the page", "text/html")
-    return [
-        Op("get", "/ui", "dashboardRedirect", "pages", "The dashboard", {"302": redirect("/ui/")},
-           backed=False),
-        Op("get", "/ui/", "dashboard", "pages", "The dashboard", {"200": html, **unchanged},
-           backed=False),
-        Op("get", "/ui/{path}", "dashboardFile", "pages", "A file of the dashboard",
-           {"200": ok({"type": "string"}, "the file, with its content type", "*/*"), **static},
-           parameters=[page_file], backed=False),
-        Op("get", DOCS_PATH, "docs", "pages", "This API's documentation page",
-           {"200": html, **unchanged}, backed=False),
-        Op("get", DOCS_PATH + "/{path}", "docsFile", "pages", "A file of the documentation page",
-           {"200": ok({"type": "string"}, "the file, with its content type", "*/*"), **static},
-           parameters=[page_file], backed=False),
-        Op("get", OPENAPI_PATH, "openapi", "pages", "This OpenAPI document",
-           {"200": ok({"type": "object"}, "OpenAPI 3.1")}, backed=False),
-    ]
-
-
-def operations() -> list[Op]:
-    return [*_functions(), *_running(), *_jobs(), *_contexts(), *_workers(), *_artifacts(),
-            *_status(), *_events(), *_pages()]
-
-
-TAGS = [
-    {"name": "functions", "description": "Named Python callables in artifacts, with their "
-                                         "argument schema"},
-    {"name": "jobs", "description": "Running functions and following their jobs. With "
-                                    "authentication on, a submit key sees, follows and cancels "
-                                    "only its own jobs (another owner's is `404`, as if it did "
-                                    "not exist); read and admin see every job"},
-    {"name": "contexts", "description": "Spark settings and worker policy per context. "
-                                        "Settings that look secret read "
-                                        "`*********(redacted)` for all but admins"},
-    {"name": "workers", "description": "Live workers, each holding a warm SparkSession"},
-    {"name": "artifacts", "description": "The code functions run"},
-    {"name": "status", "description": "Versions, counters, health"},
-    {"name": "events", "description": "Live job events: Mist's WebSockets and SSE; a submit "
-                                      "key's streams carry only its own jobs' events"},
-    {"name": "pages", "description": "The dashboard, this documentation and this document"},
-]
-
-#: ``(method, path) -> role`` the auth rules require, or None for a public route.
-RoleOf = Callable[[str, str], "str | None"]
-
-# ---------------------------------------------------------------------------------------------
-# Assembly
-
-
-def build_document(version: str = "0", role_of: RoleOf | None = None) -> dict[str, Any]:
-    """The whole document. ``role_of`` is given when authentication is on: then each protected
-    operation says so (security, 401, 403)."""
-    paths: dict[str, dict[str, Any]] = {}
-    for op in operations():
-        item = paths.setdefault(op.path, {})
-        operation = _operation(op, role_of)
-        item[op.method] = operation
-        if op.method == "get":
-            item["head"] = _head_twin(op, operation)
-    document: dict[str, Any] = {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "sparkgate",
-            "version": version,
-            "description": "Spark functions as a web service: Hydrosphere Mist's HTTP API v2 "
-                           "and sparkgate's extensions. Errors have one shape, "
-                           "`{\"error\": {\"code\", \"message\", \"details\"}}`, except where "
-                           "Mist's contract fixes another. Every GET also answers HEAD.",
-            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
-        },
-        "tags": TAGS,
-        "paths": paths,
-        "components": {
-            "schemas": copy.deepcopy(SCHEMAS),
-            "parameters": copy.deepcopy(PARAMETERS),
-            "responses": copy.deepcopy(RESPONSES),
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer",
-                           "description": "an API key (`sparkgate keys create`) or a JWT"},
-                "accessToken": {"type": "apiKey", "in": "query", "name": "access_token",
-                                "description": "the same key or JWT, for the event streams "
-                                               "only (browsers cannot set headers on them)"},
-            },
-        },
-    }
-    return document
-
-
-def _operation(op: Op, role_of: RoleOf | None) -> dict[str, Any]:
-    responses = {**_refusals(op), **op.responses}
-    if op.body is not None:
-        responses.setdefault("413", use("PayloadTooLarge"))
-    if "{" in op.path:  # also a name or id holding a control character (path_middleware)
-        responses.setdefault("404", use("NotFound"))
-    if op.backed:
-        responses.setdefault("503", use("Unavailable"))
-    operation: dict[str, Any] = {"operationId": op.operation_id, "tags": [op.tag],
-                                 "summary": op.summary}
-    if op.description:
-        operation["description"] = op.description
-    if op.parameters:
-        operation["parameters"] = list(op.parameters)
-    if op.body is not None:
-        operation["requestBody"] = op.body
-    role = role_of(op.method.upper(), op.path) if role_of is not None else None
-    if role_of is not None:
-        if role is None:
-            operation["security"] = []
-        else:
-            operation["security"] = ([{"bearer": []}, {"accessToken": []}] if op.stream
-                                     else [{"bearer": []}])
-            operation["x-sparkgate-role"] = role
-            responses.setdefault("401", use("Unauthenticated"))
-            responses.setdefault("403", use("Forbidden"))
-    if op.links:
-        ok_response = dict(responses["200"])
-        ok_response["links"] = op.links
-        responses["200"] = ok_response
-    operation["responses"] = dict(sorted(responses.items()))
-    return operation
-
-
-def _refusals(op: Op) -> dict[str, Schema]:
-    """What any request may get before its route sees it: from the HTTP parser, for its form,
-    and from gateway/browsers.py."""
-    refusals = {"414": use("UriTooLong"), "431": use("HeaderTooLarge")}
-    if op.body is not None:
-        refusals["415"] = use("UnsupportedMediaType")
-    if op.method != "get":  # a page of another site
-        refusals["403"] = use("Forbidden")
-    if op.path not in ANY_HOST_PATHS:
-        refusals["421"] = use("MisdirectedRequest")
-    return refusals
-
-
-def _head_twin(op: Op, get: dict[str, Any]) -> dict[str, Any]:
-    """HEAD answers as GET does, with the headers and no body."""
-    head = {k: v for k, v in get.items() if k not in ("responses", "description")}
-    head["operationId"] = op.operation_id + "Head"
-    head["summary"] = f"{op.summary} (headers only)"
-    head["responses"] = {status: _without_content(response)
-                         for status, response in get["responses"].items()}
-    return head
-
-
-def _without_content(response: Schema) -> Schema:
-    if "$ref" in response:
-        name = response["$ref"].rsplit("/", 1)[1]
-        response = RESPONSES[name]
-    return {k: v for k, v in response.items() if k != "content"}
+# The dashboard's and the documentation page's files (gateway/routes/ui.py, docs.py).
+PAGE_FILE = path_param("path", "a file under the folder", {"type": "string"})
+UNCHANGED = {"304": {"description": "unchanged since the ETag given in If-None-Match"}}
+HTML_PAGE = ok({"type": "string"}, "the page", "text/html")
+PAGE_FILE_ANSWERS = {"200": ok({"type": "string"}, "the file, with its content type", "*/*"),
+                     **UNCHANGED, "404": use("NotFound")}

@@ -1,10 +1,10 @@
-"""Every route of the real app against every role: the rule table is complete and enforced.
+"""Every route of the real app against every role: each declared rule is enforced.
 
-The routes come from ``app.router`` of ``create_app(...)``, not from a list kept here, so a new
-endpoint without a rule in gateway/auth.py RULES fails ``test_every_route_has_a_rule``; and
-``test_every_role_against_every_route`` sends a request to each route as each identity (API keys
-and JWTs of each role, a submit key limited to one function, and nobody) and checks the answer:
-allowed -> neither 401 nor 403; a role too weak -> 403; no credentials -> 401.
+The routes come from ``app.router`` of ``create_app(...)``, not from a list kept here (that each
+is declared, with its rule, is tests/test_routing.py's); ``test_every_role_against_every_route``
+sends a request to each route as each identity (API keys and JWTs of each role, a submit key
+limited to one function, and nobody) and checks the answer: allowed -> neither 401 nor 403; a
+role too weak -> 403; no credentials -> 401.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sparkgate.gateway import auth
-from sparkgate.gateway.app import create_app
+from sparkgate.gateway.app import ENDPOINTS, create_app
+from sparkgate.gateway.routing import PUBLIC, Rule, declaration
 from sparkgate.jobs.keys import RANK, KeyStore
 
 ISSUER = "https://login.example.test/"
@@ -71,30 +71,27 @@ def identities(engine, signer) -> list[Who]:
     return people
 
 
-def test_every_route_has_a_rule(auth_settings, redis_url):
-    app = create_app(auth_settings, redis_url)
-    routes = app_routes(app)
-    assert len(routes) > 30  # the walk sees the real router
-    missing = [f"{method} {path}" for method, path in routes
-               if auth.rule_for(method, path) is None]
-    assert not missing, ("routes without a rule in gateway/auth.py RULES (refused to "
-                         f"everyone until they get one): {missing}")
+def rule_of(app, method: str, path: str) -> Rule:
+    route = declaration(app, method, path)
+    assert route is not None, f"{method} {path} is not declared"
+    return route.rule
 
 
 def test_rules_name_known_roles_and_scopes():
-    for (method, _path), rule in auth.RULES.items():
-        assert method in {"GET", "POST", "PUT", "DELETE"}
-        assert rule.role == auth.PUBLIC or rule.role in RANK
+    for route in ENDPOINTS:
+        rule = route.rule
+        assert route.method in {"GET", "POST", "PUT", "DELETE"}
+        assert rule.role == PUBLIC or rule.role in RANK
         assert rule.function in (None, "path")
-        assert not rule.token_in_query or (method == "GET" and rule.role != auth.PUBLIC)
+        assert not rule.token_in_query or (route.method == "GET" and rule.role != PUBLIC)
 
 
 def policy(method: str, path: str) -> str:
-    """The access policy in words of its own (docs/security.md), independent of RULES, so a
-    wrong rule is caught too, not only a missing one."""
+    """The access policy in words of its own (docs/security.md), independent of the declared
+    rules, so a wrong rule is caught too, not only a missing one."""
     method = "GET" if method == "HEAD" else method
     if path in ("/", "/health", "/v2/api/openapi.json") or re.match(r"/(ui|docs)(/|$)", path):
-        return auth.PUBLIC
+        return PUBLIC
     if (method, path) in {("POST", "/v2/api/functions/{name}/jobs"),
                           ("DELETE", "/v2/api/jobs/{id}")}:
         return "submit"
@@ -105,15 +102,15 @@ def policy(method: str, path: str) -> str:
 
 def test_the_rules_follow_the_policy(auth_settings, redis_url):
     app = create_app(auth_settings, redis_url)
-    differ = [f"{method} {path}: rule {auth.rule_for(method, path).role}, policy "
+    differ = [f"{method} {path}: rule {rule_of(app, method, path).role}, policy "
               f"{policy(method, path)}" for method, path in app_routes(app)
-              if auth.rule_for(method, path).role != policy(method, path)]
+              if rule_of(app, method, path).role != policy(method, path)]
     assert not differ, differ
 
 
 def expected(who: Who, method: str, path: str) -> str:
     role = policy(method, path)
-    if role == auth.PUBLIC:
+    if role == PUBLIC:
         return "allowed"
     if who.token is None:
         return "401"
@@ -136,8 +133,7 @@ async def test_every_role_against_every_route(aiohttp_client, auth_settings, red
     client = await aiohttp_client(app)
     wrong: list[str] = []
     for method, path in routes:
-        rule = auth.rule_for(method, path)
-        assert rule is not None, f"{method} {path} has no rule"
+        rule = rule_of(app, method, path)
         url = re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], path)
         for who in identities:
             headers = {} if who.token is None else {"Authorization": f"Bearer {who.token}"}

@@ -1,1 +1,2 @@
-"""One module per HTTP resource; ``ROUTE_TABLES`` lists them for ``create_app``."""
+"""One module per HTTP resource, each declaring its routes (``endpoints``); gateway/app.py
+lists them in ``ENDPOINTS``."""

@@ -8,21 +8,43 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from sparkgate.gateway.blocking import blocking
 from sparkgate.gateway.content_coding import refuse_encoded
+from sparkgate.gateway.openapi import ARTIFACT_NAME, STRING, array, bool_param, links, obj, ok, use
 from sparkgate.gateway.params import checked_name, query_bool
 from sparkgate.gateway.resources import CATALOG, SETTINGS
+from sparkgate.gateway.routing import ADMIN, READ, Endpoints, Op
 from sparkgate.jobs import deployment
 from sparkgate.jobs.archives import ArchiveLimits
 from sparkgate.jobs.errors import BadRequest, PayloadTooLarge
 
-routes = web.RouteTableDef()
+endpoints = Endpoints()
 
-@routes.get("/v2/api/artifacts")
+_SHA1 = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
+_UPLOAD = {"required": True, "description": "the file in the field `file`; its file name is the "
+           "artifact's name (a name ending in `.py`)",
+           "content": {"multipart/form-data": {
+               "schema": {"type": "object", "required": ["file"], "properties": {
+                   "file": {"type": "string", "format": "binary",
+                            "contentMediaType": "application/octet-stream"}}},
+               "encoding": {"file": {"contentType": "application/octet-stream, text/x-python"}},
+           }}}
+
+
+@endpoints.get("/v2/api/artifacts", READ, Op(
+    "listArtifacts", "artifacts", "List artifact names",
+    {"200": ok(array(STRING), "names, sorted")}))
 async def list_artifacts(request: web.Request) -> web.Response:
     artifacts = await blocking(request.app[CATALOG].list_artifacts)
     return web.json_response([a.name for a in artifacts])
 
 
-@routes.get("/v2/api/artifacts/{name}")
+# The code itself (which may hold credentials) is the admin's; its name and hash are not.
+@endpoints.get("/v2/api/artifacts/{name}", ADMIN, Op(
+    "downloadArtifact", "artifacts", "Download an artifact",
+    {"200": ok({"type": "string", "format": "binary"}, "the file", "application/octet-stream",
+               {"Content-Disposition": {"required": True, "schema": STRING},
+                "ETag": {"required": True, "schema": STRING,
+                         "description": "the quoted SHA-1"}}),
+     "404": use("NotFound")}, parameters=[ARTIFACT_NAME]))
 async def download_artifact(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     artifact = await blocking(catalog.get_artifact, request.match_info["name"])
@@ -34,13 +56,25 @@ async def download_artifact(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/v2/api/artifacts/{name}/sha")
+@endpoints.get("/v2/api/artifacts/{name}/sha", READ, Op(
+    "artifactSha", "artifacts", "An artifact's SHA-1",
+    {"200": ok(_SHA1, "hex", "text/plain"), "404": use("NotFound")},
+    parameters=[ARTIFACT_NAME]))
 async def artifact_sha(request: web.Request) -> web.Response:
     artifact = await blocking(request.app[CATALOG].get_artifact, request.match_info["name"])
     return web.Response(text=artifact.sha1)
 
 
-@routes.post("/v2/api/artifacts")
+@endpoints.post("/v2/api/artifacts", ADMIN, Op(
+    "uploadArtifact", "artifacts", "Upload an artifact",
+    {"200": ok({"type": "string"}, "the stored name, as Mist answered", "text/plain",
+               {"X-Artifact-Sha1": {"required": True, "schema": _SHA1}}),
+     "400": use("BadRequest"), "409": use("Conflict")},
+    parameters=[bool_param("force", "replace an artifact of that name")], body=_UPLOAD,
+    description="Parsed, never run. `409` if the name exists (unless `force=true`); replacing "
+                "it re-reads the schemas of the functions that use it.",
+    links=links("$response.body", "name", "downloadArtifact", "artifactSha",
+                "deleteArtifact")))
 async def upload_artifact(request: web.Request) -> web.Response:
     force = query_bool(request, "force")
     limit = request.app[SETTINGS].max_artifact_bytes
@@ -52,7 +86,11 @@ async def upload_artifact(request: web.Request) -> web.Response:
     return web.Response(text=artifact.name, headers={"X-Artifact-Sha1": artifact.sha1})
 
 
-@routes.delete("/v2/api/artifacts/{name}")
+@endpoints.delete("/v2/api/artifacts/{name}", ADMIN, Op(
+    "deleteArtifact", "artifacts", "Delete an artifact",
+    {"200": ok(obj({"name": STRING, "sha1": _SHA1}), "what was deleted"),
+     "404": use("NotFound"), "409": use("Conflict")}, parameters=[ARTIFACT_NAME],
+    description="`409` while functions use it (`details.functions` lists them)."))
 async def delete_artifact(request: web.Request) -> web.Response:
     artifact = await blocking(request.app[CATALOG].delete_artifact, request.match_info["name"])
     return web.json_response({"name": artifact.name, "sha1": artifact.sha1})

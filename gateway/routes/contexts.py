@@ -8,20 +8,24 @@ from typing import Any
 from aiohttp import web
 
 from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.openapi import CONTEXT_NAME, array, links, ok, ref, request_body, use
 from sparkgate.gateway.params import checked_name, json_body, json_object, json_type
 from sparkgate.gateway.redaction import REDACTED, redaction_for
 from sparkgate.gateway.render import context_info
 from sparkgate.gateway.resources import CATALOG, SETTINGS
+from sparkgate.gateway.routing import ADMIN, READ, Endpoints, Op
 from sparkgate.jobs.contexts import Context, Health
 from sparkgate.jobs.durations import parse_duration
 from sparkgate.jobs.errors import BadRequest, InvalidArguments
 
-routes = web.RouteTableDef()
+endpoints = Endpoints()
 
 WORKER_MODES = ("shared", "exclusive")
 
 
-@routes.get("/v2/api/contexts")
+@endpoints.get("/v2/api/contexts", READ, Op(
+    "listContexts", "contexts", "List contexts",
+    {"200": ok(array(ref("Context")), "sorted by name, `default` included")}))
 async def list_contexts(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     contexts = await blocking(catalog.list_contexts)
@@ -31,12 +35,21 @@ async def list_contexts(request: web.Request) -> web.Response:
                               for c in contexts])
 
 
-@routes.get("/v2/api/contexts/{name}")
+@endpoints.get("/v2/api/contexts/{name}", READ, Op(
+    "getContext", "contexts", "One context",
+    {"200": ok(ref("Context")), "404": use("NotFound")}, parameters=[CONTEXT_NAME]))
 async def get_context(request: web.Request) -> web.Response:
     return await _answer(request, request.match_info["name"])
 
 
-@routes.post("/v2/api/contexts")
+@endpoints.post("/v2/api/contexts", ADMIN, Op(
+    "saveContext", "contexts", "Create or replace a context",
+    {"200": ok(ref("Context"), "the stored context"), "400": use("BadRequest")},
+    body=request_body(ref("ContextDefinition"), "the context; only `name` is required"),
+    description="As Mist's: replaces a context of that name. Its workers drain and restart "
+                "with the new definition.",
+    links=links("$response.body#/name", "name", "getContext", "replaceContext",
+                "deleteContext")))
 async def create_context(request: web.Request) -> web.Response:
     """Create, or update an existing one: Mist's POST upserts, and mist-cli relies on it."""
     body = await _body(request)
@@ -46,7 +59,11 @@ async def create_context(request: web.Request) -> web.Response:
     return await _answer(request, context.name)
 
 
-@routes.put("/v2/api/contexts/{name}")
+@endpoints.put("/v2/api/contexts/{name}", ADMIN, Op(
+    "replaceContext", "contexts", "Replace a context (and repair it)",
+    {"200": ok(ref("Context"), "the stored context"), "400": use("BadRequest"),
+     "404": use("NotFound")}, parameters=[CONTEXT_NAME],
+    body=request_body(ref("ContextReplacement"), "the whole definition")))
 async def update_context(request: web.Request) -> web.Response:
     body = await _body(request)
     name = request.match_info["name"]
@@ -57,7 +74,11 @@ async def update_context(request: web.Request) -> web.Response:
     return await _answer(request, name)
 
 
-@routes.delete("/v2/api/contexts/{name}")
+@endpoints.delete("/v2/api/contexts/{name}", ADMIN, Op(
+    "deleteContext", "contexts", "Delete a context",
+    {"200": ok(ref("Context"), "the deleted context"), "400": use("BadRequest"),
+     "404": use("NotFound"), "409": use("Conflict")}, parameters=[CONTEXT_NAME],
+    description="`400` for `default`; `409` while a function has it as its default."))
 async def delete_context(request: web.Request) -> web.Response:
     deleted = await blocking(request.app[CATALOG].delete_context, request.match_info["name"])
     return web.json_response(context_info(deleted, Health(), redaction_for(request)))

@@ -41,8 +41,10 @@ from sparkgate.gateway.events_hub import (
     Stream,
 )
 from sparkgate.gateway.log_throttle import LogThrottle
+from sparkgate.gateway.openapi import JOB_ID_PARAM, filter_param, ok, param, use
 from sparkgate.gateway.params import query_bool
 from sparkgate.gateway.resources import HUB, SETTINGS, STORE
+from sparkgate.gateway.routing import EVENTS, Endpoints, Op
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.errors import BadRequest, NotFound
 from sparkgate.jobs.events import TERMINAL_EVENTS, encode, lifecycle_event
@@ -50,7 +52,7 @@ from sparkgate.jobs.store import Job, Store
 
 log = logging.getLogger("sparkgate.events")
 
-routes = web.RouteTableDef()
+endpoints = Endpoints()
 
 _REPEATED = LogThrottle(log)
 
@@ -69,6 +71,12 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 DROPPED_REASON = "the client did not keep up with the events; reconnect and re-read the jobs"
+
+# A client (API key; address with authentication off) holds max_streams_per_client.
+_TOO_MANY = {"429": use("TooManyRequests")}
+_UPGRADE = {"101": ok(None, "switched to a WebSocket: one JSON job event per message, "
+                            "`keep-alive` every 60 s"),
+            "400": use("BadRequest"), **_TOO_MANY}
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,13 @@ class EventFilter:
 # WebSockets, as Mist's
 
 
-@routes.get("/v2/api/ws/all")
+@endpoints.get("/v2/api/ws/all", EVENTS, Op(
+    "wsAll", "events", "Every job's events (WebSocket)", _UPGRADE,
+    parameters=[param("withLogs")],
+    description="Mist's event socket. `400` for a request that is not a WebSocket handshake; "
+                "`429` when the caller holds its limit of event streams "
+                "(`max_streams_per_client`). A client that stops reading is sent a `dropped` "
+                "event and closed (1013) once `stream_buffer_max_bytes` wait for it."))
 async def ws_all(request: web.Request) -> web.StreamResponse:
     events = EventFilter(with_logs=query_bool(request, "withLogs"),
                          owner=identity(request).owner_scope)
@@ -130,7 +144,10 @@ async def ws_all(request: web.Request) -> web.StreamResponse:
         return ws
 
 
-@routes.get("/v2/api/ws/jobs/{id}")
+@endpoints.get("/v2/api/ws/jobs/{id}", EVENTS, Op(
+    "wsJob", "events", "One job's events (WebSocket)", {**_UPGRADE, "404": use("NotFound")},
+    parameters=[JOB_ID_PARAM, param("withLogs")],
+    description="Closes after the job's end event; for an ended job, sends it at once."))
 async def ws_job(request: web.Request) -> web.StreamResponse:
     job_id = request.match_info["id"]
     events = EventFilter(with_logs=query_bool(request, "withLogs"))
@@ -236,7 +253,15 @@ async def _ended(ws: web.WebSocketResponse, store: Store, request: web.Request) 
 # Server-Sent Events
 
 
-@routes.get("/v2/api/events")
+@endpoints.get("/v2/api/events", EVENTS, Op(
+    "events", "events", "Job events (Server-Sent Events)",
+    {"200": ok({"type": "string"}, "`id: n`, `event: <name>`, `data: <json>` per event; "
+               "`: keep-alive` every 15 s; live only", "text/event-stream"),
+     "400": use("BadRequest"), **_TOO_MANY},
+    parameters=[filter_param("job", "only these jobs"),
+                filter_param("function", "only jobs of these functions"),
+                filter_param("context", "only jobs of these contexts"),
+                param("withLogs")]))
 async def sse(request: web.Request) -> web.StreamResponse:
     events = EventFilter(
         with_logs=query_bool(request, "withLogs"),

@@ -13,6 +13,23 @@ from aiohttp import web
 
 from sparkgate.gateway.auth import identity, require_cancel, visible
 from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.openapi import (
+    FUNCTION_NAME,
+    JOB_ID_PARAM,
+    JOB_LIST_PARAMS,
+    STRING,
+    WORKER_ID,
+    array,
+    bool_param,
+    duration_param,
+    links,
+    ok,
+    param,
+    ref,
+    request_body,
+    text_param,
+    use,
+)
 from sparkgate.gateway.params import (
     json_body,
     query_bool,
@@ -23,6 +40,7 @@ from sparkgate.gateway.params import (
 from sparkgate.gateway.ratelimit import check_submit_rate
 from sparkgate.gateway.render import job_details, sync_response
 from sparkgate.gateway.resources import AREDIS, CATALOG, HUB, QUEUE, SETTINGS, STORE, SUBMISSIONS
+from sparkgate.gateway.routing import READ, SUBMIT, Endpoints, Op, Rule
 from sparkgate.gateway.waiting import wait_for_end
 from sparkgate.jobs import cancellation
 from sparkgate.jobs.db import json_text
@@ -35,12 +53,48 @@ from sparkgate.jobs.state import MIST_STATUSES
 from sparkgate.jobs.store import Job, JobQuery, RawJSON, Store
 from sparkgate.jobs.submission import SubmitRequest
 
-routes = web.RouteTableDef()
+endpoints = Endpoints()
 
 MAX_LIMIT = 1000
 
+_PAGE = {"anyOf": [array(ref("JobDetails")), ref("JobPage")]}
+_LISTED = "newest first: a bare list, or `{jobs, total}` with `paginate=true`"
 
-@routes.post("/v2/api/functions/{name}/jobs")
+
+@endpoints.post("/v2/api/functions/{name}/jobs", Rule("submit", function="path"), Op(
+    "runFunction", "jobs", "Run a function",
+    {
+        "200": ok({"anyOf": [ref("JobId"), ref("SyncResult"), ref("JobDetails")]},
+                  "async: `{id}` once queued; `force=true`: Mist's `{success, payload, "
+                  "errors}` once ended (a failed job too); `wait=`: the ended job"),
+        "202": ok(ref("WaitPending"), "`wait=` ran out before the job ended",
+                  headers={"Location": {"required": True, "schema": STRING,
+                                        "description": "the job"}}),
+        "400": use("BadRequest"), "404": use("NotFound"), "409": use("Conflict"),
+        "429": use("TooManyRequests"),
+    },
+    description="Arguments are checked against the function's schema before anything is "
+                "recorded (`400 invalid_arguments` lists every problem). `429` when the "
+                "context already has `max_queued_per_context` jobs waiting, or the "
+                "submitter is over `submits_per_second`.",
+    parameters=[
+        FUNCTION_NAME,
+        bool_param("force", "Mist's sync call: answer when the job has ended"),
+        duration_param("wait", "*sparkgate*: wait at most this long for the end; `202` "
+                               "if it has not ended by then"),
+        text_param("context", "run in this context instead of the function's default"),
+        text_param("externalId", "your own id for the job; a repeated submit with the same "
+                                 "id answers the job it created"),
+        duration_param("startTimeout", "fail the job if it waits longer in the queue"),
+        duration_param("performTimeout", "fail the job if it runs longer"),
+        {"name": "Idempotency-Key", "in": "header", "required": False, "schema": STRING,
+         "description": "a retry with the same key (per submitter and function) answers "
+                        "the job the first request created; with other arguments or "
+                        "context, `409`. Without it, `externalId` plays that part"},
+    ],
+    body=request_body({"type": "object", "description": "the function's arguments"},
+                      "the arguments (an empty body is `{}`)", required=False),
+    links=links("$response.body#/id", "id", "getJob", "getJobLogs", "cancelJob")))
 async def run_function(request: web.Request) -> web.Response:
     app = request.app
     who = identity(request)
@@ -82,28 +136,43 @@ async def run_function(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/v2/api/jobs")
+@endpoints.get("/v2/api/jobs", READ, Op(
+    "listJobs", "jobs", "List jobs", {"200": ok(_PAGE, _LISTED), "400": use("BadRequest")},
+    parameters=[*JOB_LIST_PARAMS, param("jobFunction")]))
 async def list_jobs(request: web.Request) -> web.Response:
     return await _list(request, JobQuery())
 
 
-@routes.get("/v2/api/functions/{name}/jobs")
+@endpoints.get("/v2/api/functions/{name}/jobs", READ, Op(
+    "listFunctionJobs", "jobs", "A function's jobs",
+    {"200": ok(_PAGE, _LISTED), "400": use("BadRequest"), "404": use("NotFound")},
+    parameters=[FUNCTION_NAME, *JOB_LIST_PARAMS]))
 async def list_function_jobs(request: web.Request) -> web.Response:
     await blocking(request.app[CATALOG].get_function, request.match_info["name"])
     return await _list(request, JobQuery(function=request.match_info["name"]))
 
 
-@routes.get("/v2/api/workers/{id}/jobs")
+@endpoints.get("/v2/api/workers/{id}/jobs", READ, Op(
+    "listWorkerJobs", "jobs", "A worker's jobs",
+    {"200": ok(_PAGE, _LISTED), "400": use("BadRequest")},
+    parameters=[WORKER_ID, *JOB_LIST_PARAMS, param("jobFunction")],
+    description="Jobs a worker took, live or not."))
 async def list_worker_jobs(request: web.Request) -> web.Response:
     return await _list(request, JobQuery(worker_id=request.match_info["id"]))
 
 
-@routes.get("/v2/api/jobs/{id}")
+@endpoints.get("/v2/api/jobs/{id}", READ, Op(
+    "getJob", "jobs", "One job", {"200": ok(ref("JobDetails")), "404": use("NotFound")},
+    parameters=[JOB_ID_PARAM]))
 async def get_job(request: web.Request) -> web.Response:
     return await _job_response(await _visible_job(request))
 
 
-@routes.get("/v2/api/jobs/{id}/logs")
+@endpoints.get("/v2/api/jobs/{id}/logs", READ, Op(
+    "getJobLogs", "jobs", "A job's log",
+    {"200": ok({"type": "string"}, "one line per record: `LEVEL ISO-time [job id] message`; "
+               "empty while none", "text/plain"), "404": use("NotFound")},
+    parameters=[JOB_ID_PARAM]))
 async def job_logs(request: web.Request) -> web.Response:
     store = request.app[STORE]
     job_id = (await _visible_job(request)).id
@@ -112,7 +181,11 @@ async def job_logs(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/plain")
 
 
-@routes.delete("/v2/api/jobs/{id}")
+@endpoints.delete("/v2/api/jobs/{id}", SUBMIT, Op(
+    "cancelJob", "jobs", "Cancel a job",
+    {"200": ok(ref("JobDetails"), "the job: `cancelled`, or `cancelling` while its worker "
+               "stops it"), "404": use("NotFound"), "409": use("Conflict")},
+    parameters=[JOB_ID_PARAM]))
 async def cancel_job(request: web.Request) -> web.Response:
     app = request.app
     require_cancel(request, await _visible_job(request))

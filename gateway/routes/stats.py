@@ -10,12 +10,14 @@ from aiohttp import web
 
 from sparkgate.gateway.auth import identity
 from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.openapi import STATS_DURATION, ok, query_param, ref, use
 from sparkgate.gateway.resources import STORE
+from sparkgate.gateway.routing import READ, Endpoints, Op
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.durations import parse_duration
 from sparkgate.jobs.errors import BadRequest
 
-routes = web.RouteTableDef()
+endpoints = Endpoints()
 
 DEFAULT_WINDOW_MS = 3_600_000
 MAX_WINDOW_MS = 24 * 3_600_000
@@ -27,7 +29,13 @@ RUN_LOOKBACK_MS = 24 * 3_600_000
 ENDED = ("finished", "failed", "cancelled")
 
 
-@routes.get("/v2/api/stats")
+@endpoints.get("/v2/api/stats", READ, Op(
+    "stats", "status", "Jobs per bucket over a window",
+    {"200": ok(ref("Stats")), "400": use("BadRequest")}, parameters=[
+        query_param("window", STATS_DURATION, "how far back: 1s to 24h (default 1h)"),
+        query_param("bucket", STATS_DURATION, "bucket size: at least 1s, at most the window, "
+                                              "at most 1440 buckets (default 1min)"),
+    ]))
 async def stats(request: web.Request) -> web.Response:
     window_ms = _duration_ms(request, "window", DEFAULT_WINDOW_MS, MIN_BUCKET_MS, MAX_WINDOW_MS)
     bucket_ms = _duration_ms(request, "bucket", _default_bucket_ms(window_ms), MIN_BUCKET_MS,

@@ -13,12 +13,17 @@ from aiohttp import web
 from sqlalchemy import make_url
 
 from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.openapi import obj, ok, ref
 from sparkgate.gateway.resources import AREDIS, HUB, SETTINGS, STARTED_MS, STORE, WORKERS
+from sparkgate.gateway.routing import OPEN, READ, Endpoints, Op
 
-routes = web.RouteTableDef()
+endpoints = Endpoints()
 
 
-@routes.get("/v2/api/status")
+# Versions of sparkgate, Spark, Java and Python, the database kind: useful to an attacker
+# choosing an exploit, so not public (the public health check is /health).
+@endpoints.get("/v2/api/status", READ, Op(
+    "status", "status", "Versions and counters", {"200": ok(ref("Status"))}))
 async def status(request: web.Request) -> web.Response:
     app = request.app
     workers = await blocking(app[WORKERS].live)
@@ -35,7 +40,11 @@ async def status(request: web.Request) -> web.Response:
     })
 
 
-@routes.get("/health")
+# What load balancers and containers probe without credentials; it says only "ok".
+@endpoints.get("/health", OPEN, Op(
+    "health", "status", "Liveness",
+    {"200": ok(obj({"status": {"const": "ok"}}),
+               "serving, and Redis and the database answer (503 when either does not)")}))
 async def health(request: web.Request) -> web.Response:
     """200 when Redis and the database both answer; else 503 naming the one that does not
     (the error middleware's), so a load balancer takes a gateway that cannot submit out."""

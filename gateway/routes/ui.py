@@ -16,9 +16,11 @@ from pathlib import Path
 from aiohttp import web
 
 from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.openapi import HTML_PAGE, PAGE_FILE, PAGE_FILE_ANSWERS, UNCHANGED, redirect
+from sparkgate.gateway.routing import OPEN, Endpoints, Op
 from sparkgate.jobs.errors import NotFound
 
-routes = web.RouteTableDef()
+endpoints = Endpoints()
 
 ROOT = Path(__file__).resolve().parent.parent / "static" / "ui"
 
@@ -47,18 +49,23 @@ class _File:
 _cache: dict[Path, _File] = {}
 
 
-@routes.get("/ui")
+# The dashboard's files hold no data (its API calls need a role): public.
+@endpoints.get("/ui", OPEN, Op(
+    "dashboardRedirect", "pages", "The dashboard", {"302": redirect("/ui/")}, backed=False))
 async def ui_root(request: web.Request) -> web.Response:
     # index.html names its modules relative to itself: they resolve under /ui/ only.
     raise web.HTTPFound("/ui/")
 
 
-@routes.get("/ui/")
+@endpoints.get("/ui/", OPEN, Op(
+    "dashboard", "pages", "The dashboard", {"200": HTML_PAGE, **UNCHANGED}, backed=False))
 async def ui_index(request: web.Request) -> web.Response:
     return await _serve(request, "index.html")
 
 
-@routes.get("/ui/{path:.+}")
+@endpoints.get("/ui/{path:.+}", OPEN, Op(
+    "dashboardFile", "pages", "A file of the dashboard", PAGE_FILE_ANSWERS,
+    parameters=[PAGE_FILE], backed=False))
 async def ui_file(request: web.Request) -> web.Response:
     return await _serve(request, request.match_info["path"])
 

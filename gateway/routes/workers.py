@@ -8,16 +8,20 @@ from aiohttp import web
 
 from sparkgate.gateway.auth import identity
 from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.openapi import WORKER_ID, array, ok, ref, use
 from sparkgate.gateway.redaction import Redaction, redaction_for
 from sparkgate.gateway.resources import AREDIS, STORE, WORKERS
+from sparkgate.gateway.routing import ADMIN, READ, Endpoints, Op
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.errors import NotFound
 from sparkgate.jobs.publishing import send_control_async
 
-routes = web.RouteTableDef()
+endpoints = Endpoints()
 
 
-@routes.get("/v2/api/workers")
+@endpoints.get("/v2/api/workers", READ, Op(
+    "listWorkers", "workers", "Live workers",
+    {"200": ok(array(ref("Worker")), "sorted by id")}))
 async def list_workers(request: web.Request) -> web.Response:
     records = await blocking(request.app[WORKERS].live)
     owned = await _owned_running_jobs(request, records)
@@ -25,14 +29,19 @@ async def list_workers(request: web.Request) -> web.Response:
     return web.json_response([worker_info(r, redaction, owned) for r in records])
 
 
-@routes.get("/v2/api/workers/{id}")
+@endpoints.get("/v2/api/workers/{id}", READ, Op(
+    "getWorker", "workers", "One live worker",
+    {"200": ok(ref("Worker")), "404": use("NotFound")}, parameters=[WORKER_ID]))
 async def get_worker(request: web.Request) -> web.Response:
     record = await _live(request)
     owned = await _owned_running_jobs(request, [record])
     return web.json_response(worker_info(record, redaction_for(request), owned))
 
 
-@routes.delete("/v2/api/workers/{id}")
+@endpoints.delete("/v2/api/workers/{id}", ADMIN, Op(
+    "stopWorker", "workers", "Drain and stop a live worker",
+    {"200": ok(ref("Worker"), "the worker, `state` `draining`"), "404": use("NotFound")},
+    parameters=[WORKER_ID]))
 async def stop_worker(request: web.Request) -> web.Response:
     """Drain and stop: the worker takes no new job and ends once its running jobs have (those
     still running after its stop grace fail, saying why). Answers at once."""
