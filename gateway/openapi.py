@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sparkgate.jobs.booleans import FALSE_WORDS, TRUE_WORDS
+
 Schema = dict[str, Any]
 
 OPENAPI_PATH = "/v2/api/openapi.json"
@@ -72,8 +74,7 @@ def _any_case(word: str) -> str:
 
 
 # gateway/params.py: query_bool (stripped, any case; empty is false).
-BOOLEAN_QUERY = (rf"^{WS}*(" + "|".join(_any_case(w) for w in
-                                     ("true", "1", "yes", "on", "false", "0", "no", "off"))
+BOOLEAN_QUERY = (rf"^{WS}*(" + "|".join(_any_case(w) for w in (*TRUE_WORDS, *FALSE_WORDS))
                  + rf")?{WS}*$")
 
 

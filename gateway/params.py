@@ -15,6 +15,7 @@ from aiohttp import web
 from sparkgate.gateway.blocking import blocking
 from sparkgate.gateway.browsers import from_browser
 from sparkgate.gateway.content_coding import body_decoder
+from sparkgate.jobs.booleans import parse_bool
 from sparkgate.jobs.durations import parse_duration
 from sparkgate.jobs.errors import BadRequest, PayloadTooLarge
 
@@ -22,8 +23,6 @@ from sparkgate.jobs.errors import BadRequest, PayloadTooLarge
 # recursion limits.
 MAX_JSON_DEPTH = 64
 _TOO_DEEP = object()
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off", ""}
 
 
 # Bodies larger than this are parsed off the event loop; smaller ones (nearly all) parse in
@@ -271,13 +270,13 @@ def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
     raw = request.query.get(name)
     if raw is None:
         return default
-    text = raw.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise BadRequest(f"query parameter {name}: expected true or false, got {raw!r}",
-                     {"field": name, "expected": "true or false", "got": raw})
+    if not raw.strip():
+        return False  # "?force=" is no force
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter {name}: expected true or false, got {raw!r}",
+                         {"field": name, "expected": "true or false", "got": raw}) from None
 
 
 _INTEGER = re.compile(r"-?[0-9]{1,18}")

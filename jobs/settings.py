@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparkgate.jobs.booleans import parse_bool
 from sparkgate.jobs.durations import parse_duration
 from sparkgate.jobs.errors import ConfigError
 
@@ -304,7 +305,7 @@ def _duration(raw: Any, name: str, optional: bool) -> float | None:
 def _convert(base: Any, raw: Any) -> Any:
     origin = typing.get_origin(base)
     if base is bool:
-        return _to_bool(raw)
+        return parse_bool(raw)
     if base is int and not isinstance(raw, bool):
         return int(raw)
     if base is float and not isinstance(raw, bool):
@@ -332,17 +333,6 @@ def _string_list(raw: Any) -> tuple[str, ...]:
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise TypeError(f"expected a list of strings, got {raw!r}")
     return tuple(i.strip() for i in items if i.strip())
-
-
-def _to_bool(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"expected true or false, got {raw!r}")
 
 
 def _is_optional(hint: Any) -> bool:
