@@ -120,10 +120,10 @@ async def run_function(request: web.Request) -> web.Response:
     with app[HUB].watch(new_id) as watch:
         job = await app[SUBMISSIONS].submit(dataclasses.replace(submit_request, job_id=new_id))
         # Another id: an earlier job of the same idempotency key, watched by wait_for_end.
-        ours = {"watch": watch, "known": job} if job.id == new_id else {}
+        ours = job.id == new_id
         timeout_s = None if force or wait_ms is None else wait_ms / 1000
-        job = await wait_for_end(app[HUB], app[STORE], job.id, timeout_s,
-                                 outcome_only=force, **ours)
+        job = await wait_for_end(app[HUB], app[STORE], job.id, timeout_s, outcome_only=force,
+                                 watch=watch if ours else None, known=job if ours else None)
     if force:
         # Inline: a result from the terminal event is small (events carry at most 64 KiB), one
         # read from the database is spliced in unparsed.
