@@ -54,7 +54,7 @@ from sparkgate.jobs.publishing import publish
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, JobBrief, Store
-from sparkgate.jobs.timeouts import start_timeout_message
+from sparkgate.jobs.timeouts import missed_start
 from sparkgate.jobs.worker_registry import WorkerRegistry
 
 log = logging.getLogger("sparkgate.reconciler")
@@ -238,11 +238,10 @@ class Reconciler:
         failed = 0
         waiting = []
         for job in queued:
-            waited = now - job.create_time
-            if job.start_timeout_ms is None or waited <= job.start_timeout_ms:
+            reason = missed_start(job, now)
+            if reason is None:
                 waiting.append(job)
                 continue
-            reason = start_timeout_message(job.context, waited, job.start_timeout_ms)
             if self._transition(job.id, JobStatus.FAILED, JobStatus.QUEUED, reason,
                                 error=reason, end_time=now):
                 self.queue.remove(job.id, job.context)

@@ -26,6 +26,7 @@ from sparkgate.jobs.signatures.model import Signature
 from sparkgate.jobs.signatures.validation import validate_arguments
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, NewJob, Store
+from sparkgate.jobs.timeouts import job_timeout_ms
 
 log = logging.getLogger("sparkgate.submission")
 
@@ -212,8 +213,8 @@ def _new_job(checked: _Checked) -> NewJob:
         file_path=function.path, class_name=function.class_name,
         artifact_sha1=checked.target.artifact_sha1, source=request.source,
         external_id=request.external_id,
-        start_timeout_ms=_or_default(request.start_timeout_ms, context.start_timeout_s),
-        perform_timeout_ms=_or_default(request.perform_timeout_ms, context.perform_timeout_s),
+        start_timeout_ms=job_timeout_ms(request.start_timeout_ms, context.start_timeout_s),
+        perform_timeout_ms=job_timeout_ms(request.perform_timeout_ms, context.perform_timeout_s),
         submitter=request.submitter, idempotency_key=checked.key,
         **({"id": request.job_id} if request.job_id else {}),
     )
@@ -307,9 +308,3 @@ def broken_message(context: str, health: Health) -> str:
         f"(last: {health.last_failure}). Fix its settings and update it "
         f"(PUT /v2/api/contexts/{context}) to repair it; its jobs fail until then."
     )
-
-
-def _or_default(requested_ms: int | None, default_s: int | None) -> int | None:
-    if requested_ms is not None:
-        return requested_ms
-    return None if default_s is None else default_s * 1000

@@ -23,7 +23,7 @@ from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, Store
-from sparkgate.jobs.timeouts import perform_timeout_message, start_timeout_message
+from sparkgate.jobs.timeouts import missed_start, perform_timeout_message
 from sparkgate.workers.artifacts import FunctionLoader
 from sparkgate.workers.joblogs import JobLogCapture
 from sparkgate.workers.progress import ProgressTracker
@@ -68,19 +68,18 @@ class JobRunner:
         publish(self.redis, *events)
 
     def _claim(self, job_id: str) -> Job | None:
+        claimed_at = now_ms()
         try:
             job = self.store.transition(
-                job_id, JobStatus.STARTED, worker_id=self.worker_id, start_time=now_ms()
+                job_id, JobStatus.STARTED, worker_id=self.worker_id, start_time=claimed_at
             )
         except (IllegalTransition, NotFound):
             self.queue.done(job_id)
             return None  # cancelled or failed while queued: nothing to run
-        waited_ms = job.start_time - job.create_time
-        late = job.start_timeout_ms is not None and waited_ms > job.start_timeout_ms
-        self._announce_start(job, runs=not late)
-        if late:
-            self._record(job, Outcome(error=start_timeout_message(
-                job.context, waited_ms, job.start_timeout_ms)))
+        late = missed_start(job, claimed_at)
+        self._announce_start(job, runs=late is None)
+        if late is not None:
+            self._record(job, Outcome(error=late))
             return None
         self.watchdog.started(job.id, job.perform_timeout_ms)
         self.progress.watch(job.id)

@@ -44,7 +44,7 @@ from sparkgate.jobs.queue import JobQueue, queue_name
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Store
-from sparkgate.jobs.timeouts import perform_timeout_message
+from sparkgate.jobs.timeouts import abandoned_message
 from sparkgate.jobs.worker_registry import WorkerRegistry
 from sparkgate.workers.artifacts import FunctionLoader
 from sparkgate.workers.execution import JobRunner
@@ -358,8 +358,7 @@ class Worker:
         and replace this worker (the only way to stop a thread is to end its process)."""
         job = self.store.get_job(job_id)
         if why is Interruption.TIMEOUT:
-            reason = (perform_timeout_message(job.perform_timeout_ms)
-                      + "; it did not stop, so its worker was replaced")
+            reason = abandoned_message(job.perform_timeout_ms)
         else:
             reason = (f"cancelled; the function ignored Spark's cancel for "
                       f"{self.settings.cancel_grace_s}s, so its worker was replaced")

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sparkgate.jobs.timeouts import past, perform_deadline
+
 log = logging.getLogger("sparkgate.worker")
 
 TICK_S = 0.1
@@ -47,9 +49,7 @@ class Watchdog:
         self._thread.start()
 
     def started(self, job_id: str, perform_timeout_ms: int | None) -> None:
-        deadline = None
-        if perform_timeout_ms is not None:
-            deadline = time.monotonic() + perform_timeout_ms / 1000
+        deadline = perform_deadline(perform_timeout_ms, time.monotonic())
         with self._lock:
             self._watches[job_id] = _Watch(deadline)
 
@@ -61,8 +61,7 @@ class Watchdog:
             watch = self._watches.pop(job_id, None)
         if watch is None:
             return None
-        if watch.interrupted is None and watch.perform_deadline is not None \
-                and now >= watch.perform_deadline:
+        if watch.interrupted is None and past(watch.perform_deadline, now):
             return Interruption.TIMEOUT
         return watch.interrupted
 
@@ -98,11 +97,9 @@ class Watchdog:
         being watched: each is reported once)."""
         with self._lock:
             timed_out = [job_id for job_id, w in self._watches.items()
-                         if w.interrupted is None and w.perform_deadline is not None
-                         and now >= w.perform_deadline]
+                         if w.interrupted is None and past(w.perform_deadline, now)]
             overdue = [(job_id, w.interrupted) for job_id, w in self._watches.items()
-                       if w.interrupted is not None and w.grace_deadline is not None
-                       and now >= w.grace_deadline]
+                       if w.interrupted is not None and past(w.grace_deadline, now)]
             for job_id, _ in overdue:
                 del self._watches[job_id]
         return timed_out, overdue
