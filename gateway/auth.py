@@ -40,7 +40,8 @@ from aiohttp import web
 
 from sparkgate.gateway.blocking import blocking
 from sparkgate.gateway.jwt_tokens import JwtVerifier
-from sparkgate.gateway.resources import STORE
+from sparkgate.gateway.redaction import Redaction
+from sparkgate.gateway.resources import SETTINGS, STORE
 from sparkgate.gateway.routing import PUBLIC, Handler, Rule, declaration
 from sparkgate.jobs.errors import Forbidden, Unauthenticated
 from sparkgate.jobs.keys import (
@@ -111,6 +112,12 @@ IDENTITY = web.RequestKey("identity", Identity)
 
 def identity(request: web.Request) -> Identity:
     return request[IDENTITY]
+
+
+def redaction_for(request: web.Request) -> Redaction:
+    """How the caller sees Spark settings: as they are, or with secret-looking ones redacted."""
+    return Redaction(request[IDENTITY].sees_secrets,
+                     request.app[SETTINGS].secret_spark_conf_keys)
 
 
 def visible(request: web.Request, job: Job) -> Job:

@@ -14,84 +14,40 @@ from __future__ import annotations
 
 from typing import Any
 
+from sparkgate.gateway.wire.contexts import CONTEXT, CONTEXT_DEFINITION, CONTEXT_REPLACEMENT
+from sparkgate.gateway.wire.functions import FUNCTION_DEFINITION, FUNCTION_INFO
+from sparkgate.gateway.wire.jobs import JOB_DETAILS, SYNC_RESULT
+from sparkgate.gateway.wire.schema import (
+    DURATION_PATTERN,
+    DURATION_TEXT,
+    INT,
+    STRING,
+    TIME_MS,
+    WS,
+    Schema,
+    any_case,
+    array,
+    obj,
+    ref,
+)
+from sparkgate.gateway.wire.workers import WORKER
 from sparkgate.jobs.booleans import FALSE_WORDS, TRUE_WORDS
-
-Schema = dict[str, Any]
 
 OPENAPI_PATH = "/v2/api/openapi.json"
 DOCS_PATH = "/docs"
 
-#: Longest duration the gateway takes (jobs/durations.py: MAX_SECONDS), in seconds.
-MAX_DURATION_S = 100 * 365 * 86400
 MAX_JOB_LIMIT = 1000
 MIST_STATUSES = ("initialized", "queued", "started", "job-file-downloading", "cancelling",
                  "finished", "cancelled", "failed")
-JOB_STATUSES = ("queued", "started", "cancelling", "finished", "cancelled", "failed")
-
-# A name of a function, context or artifact (gateway/params.py: checked_name).
-NAME = r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.\-]{0,254}$"
 NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
 
 
-def ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def array(items: Schema) -> Schema:
-    return {"type": "array", "items": items}
-
-
-def obj(required: dict[str, Schema], optional: dict[str, Schema] | None = None, *,
-        closed: bool = True, description: str | None = None) -> Schema:
-    schema: Schema = {"type": "object", "properties": {**required, **(optional or {})},
-                      "required": list(required)}
-    if closed:
-        schema["additionalProperties"] = False
-    if description:
-        schema["description"] = description
-    return schema
-
-
-STRING: Schema = {"type": "string"}
-INT: Schema = {"type": "integer"}
-TIME_MS: Schema = {"type": "integer", "description": "epoch milliseconds"}
-ANY: Schema = {}
-NAME_STRING: Schema = {"type": "string", "pattern": NAME}
-_UNITS = ("ms", "s", "sec", "second", "seconds", "m", "min", "minute", "minutes", "h", "hour",
-          "hours", "d", "day", "days")
-_UNBOUNDED = ("inf", "infinite", "unbounded")
-
-
-# What Python's str.strip() and re's \s take for whitespace, spelled out: a JSON Schema
-# validator's \s (ECMA-262) leaves out \x1c-\x1f and \x85, so the two would disagree.
-WS = ("[\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029"
-      "\\u202f\\u205f\\u3000]")
-
-
-def _any_case(word: str) -> str:
-    """Case-insensitive words are spelled out: JSON Schema patterns have no flags."""
-    return "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in word)
-
-
 # gateway/params.py: query_bool (stripped, any case; empty is false).
-BOOLEAN_QUERY = (rf"^{WS}*(" + "|".join(_any_case(w) for w in (*TRUE_WORDS, *FALSE_WORDS))
+BOOLEAN_QUERY = (rf"^{WS}*(" + "|".join(any_case(w) for w in (*TRUE_WORDS, *FALSE_WORDS))
                  + rf")?{WS}*$")
 
-
-# jobs/durations.py reads these.
-DURATION_PATTERN = (rf"^{WS}*([0-9]+(\.[0-9]+)?{WS}*({'|'.join(_any_case(u) for u in _UNITS)})?"
-                    rf"|{'|'.join(_any_case(w) for w in _UNBOUNDED)}){WS}*$")
-DURATION_TEXT: Schema = {
-    "type": "string",
-    "pattern": DURATION_PATTERN,
-    "description": "`500ms`, `10s`, `5min`, `1h`, `1d` (also `sec`, `m`, `minute(s)`, "
-                   "`hour(s)`, `day(s)`), a bare number of seconds, or `Inf`; at most 100 years",
-}
 STATS_DURATION: Schema = {**DURATION_TEXT, "pattern": f"^$|{DURATION_PATTERN}",
                           "description": "a duration; empty is the default"}
-DURATION_VALUE: Schema = {
-    "anyOf": [{"type": "number", "minimum": 0, "maximum": MAX_DURATION_S}, DURATION_TEXT],
-}
 
 # ---------------------------------------------------------------------------------------------
 # Schemas
@@ -118,67 +74,12 @@ MIST_TYPE: Schema = {
     "additionalProperties": False,
 }
 
-FUNCTION_INFO = obj({
-    "name": STRING,
-    "lang": {"const": "python"},
-    "execute": {"type": "object", "additionalProperties": ref("MistType"),
-                "description": "Mist's argument map, in declaration order"},
-    "tags": array(STRING),
-    "path": {"type": "string", "description": "the artifact"},
-    "className": STRING,
-    "defaultContext": STRING,
-    "argumentsSchema": {"type": ["object", "null"], "description": "*sparkgate*: the "
-                        "arguments as JSON Schema (2020-12); null when stored with force=true"},
-}, description="Mist's FunctionInfo, plus argumentsSchema")
-
-FUNCTION_DEFINITION = obj({
-    "name": NAME_STRING,
-    "path": {**NAME_STRING, "description": "an uploaded artifact"},
-    "className": {"type": "string", "description": "a top-level function of the artifact "
-                  "(identifier), or package.module.function"},
-}, {
-    "defaultContext": {"type": ["string", "null"], "description": "an existing context; "
-                       "`default` when left out, empty or null"},
-    "lang": {"const": "python"},
-    "tags": array(STRING),
-})
-
 PROGRESS = obj({
     "jobs": obj({"done": INT, "total": INT}),
     "stages": obj({"done": INT, "total": INT}),
     "tasks": obj({"done": INT, "total": INT, "active": INT, "failed": INT}),
     "percent": {"type": "number", "minimum": 0, "maximum": 100},
 }, description="what Spark has done for the job")
-
-JOB_DETAILS = obj({
-    "jobId": STRING,
-    "function": STRING,
-    "context": STRING,
-    "params": obj({"filePath": STRING, "className": STRING,
-                   "arguments": {"description": "the arguments; in a listing, a `Truncated` "
-                                 "marker instead when larger than listing_value_max_bytes"},
-                   "action": {"const": "execute"}}),
-    "status": {"enum": list(JOB_STATUSES)},
-    "source": {"type": "string", "description": "`Http`, `Cli`, `Async mqtt`, `Async ws`"},
-    "createTime": TIME_MS,
-}, {
-    "externalId": STRING,
-    "startTime": TIME_MS,
-    "endTime": TIME_MS,
-    "workerId": STRING,
-    "jobResult": {"description": "the result when finished; the error text when failed; "
-                  "in a listing, a `Truncated` marker instead when larger than "
-                  "listing_value_max_bytes"},
-    "progress": ref("Progress"),
-    "startTimeout": {"type": "integer", "description": "milliseconds"},
-    "performTimeout": {"type": "integer", "description": "milliseconds"},
-    "submitter": {"type": "string", "description": "*sparkgate*: who submitted it: "
-                  "`key:<name>`, `jwt:<subject>`, `mqtt` or `anonymous`"},
-    "truncated": {"type": "array", "uniqueItems": True,
-                  "items": {"enum": ["params.arguments", "jobResult"]},
-                  "description": "*sparkgate*, listings only: the fields holding a `Truncated` "
-                                 "marker"},
-}, description="Mist's JobDetails; fields other than the first seven are left out while empty")
 
 TRUNCATED = obj({"truncated": {"const": True}, "bytes": {"type": "integer", "minimum": 0},
                  "url": STRING},
@@ -190,69 +91,8 @@ JOB_PAGE = obj({"jobs": array(ref("JobDetails")), "total": {"type": "integer", "
                 "totalExact": {"type": "boolean", "description": "*sparkgate*: false when, "
                                "beyond 10,000 matches, total is PostgreSQL's estimate"}})
 JOB_ID = obj({"id": STRING}, description="async submit: the job is queued")
-SYNC_RESULT = obj({"success": {"type": "boolean"}, "payload": ANY, "errors": array(STRING)},
-                  description="Mist's answer to force=true")
 WAIT_PENDING = obj({"id": STRING, "status": {"enum": ["queued", "started", "cancelling"]},
                     "url": STRING}, description="wait= ran out before the job ended")
-
-_SPARK_CONF_VALUES = {"type": "object",
-                      "additionalProperties": {"type": ["string", "number", "boolean"]}}
-_INT_1_1000 = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1000},
-                         {"type": "string", "pattern": rf"^{WS}*[0-9]+{WS}*$",
-                          "description": "digits, 1 to 1000"}]}
-_BOOL_VALUE = {"anyOf": [{"type": "boolean"}, {
-    "type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"}]}
-_CONTEXT_FIELDS = {
-    "sparkConf": _SPARK_CONF_VALUES,
-    "maxJobs": _INT_1_1000,
-    "workerMode": {"enum": ["shared", "exclusive"]},
-    "precreated": _BOOL_VALUE,
-    "downtime": DURATION_VALUE,
-    "maxConnFailures": _INT_1_1000,
-    "runOptions": {"type": "string", "pattern": "^[^\\x00]*$", "description": "no NUL"},
-    "streamingDuration": {"anyOf": [{"type": "number", "minimum": 0, "maximum": 2**31 - 1},
-                                    DURATION_TEXT],
-                          "description": "finite, at most 2147483647s (68 years)"},
-    "startTimeout": DURATION_VALUE,
-    "performTimeout": DURATION_VALUE,
-}
-CONTEXT_DEFINITION = obj({"name": NAME_STRING}, _CONTEXT_FIELDS,
-                         description="fields left out take the configured context defaults")
-CONTEXT_REPLACEMENT = obj({}, {"name": {**STRING, "description": "if given, the path's name"},
-                               **_CONTEXT_FIELDS})
-CONTEXT = obj({
-    "name": STRING,
-    "sparkConf": {"type": "object", "additionalProperties": STRING},
-    "maxJobs": INT,
-    "workerMode": {"enum": ["shared", "exclusive"]},
-    "precreated": {"type": "boolean"},
-    "downtime": STRING,
-    "maxConnFailures": INT,
-    "runOptions": STRING,
-    "streamingDuration": STRING,
-    "startTimeout": STRING,
-    "performTimeout": STRING,
-    "state": {"enum": ["ok", "broken"]},
-    "workerFailures": INT,
-    "lastFailure": {"type": ["string", "null"]},
-}, description="Mist's Context, plus job timeout defaults and health")
-
-WORKER = obj({
-    "name": STRING,
-    "address": STRING,
-    "context": STRING,
-    "initInfo": obj({"sparkConf": {"type": "object", "additionalProperties": STRING},
-                     "maxJobs": INT, "workerMode": STRING}),
-    "startedAt": TIME_MS,
-    "uptimeMs": INT,
-    "heartbeatAt": TIME_MS,
-    "runningJobs": {**array(STRING), "description": "the running jobs the caller may see "
-                    "(a submit key: its own)"},
-    "runningJobCount": {**INT, "description": "every running job, the caller's or not"},
-    "jobsDone": INT,
-    "state": {"enum": ["running", "draining"]},
-    "drainReason": {"type": ["string", "null"]},
-}, description="Mist's WorkerLink plus live state")
 
 STATUS = obj({
     "mistVersion": STRING,

@@ -20,11 +20,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aiohttp import web
-
-from sparkgate.gateway.auth import identity
-from sparkgate.gateway.resources import SETTINGS
-
 SECRET_CONF_KEY = re.compile(
     r"secret|passw(or)?d|token|credential|private|jaas"
     r"|(access|account|api|encryption)[._-]?key",
@@ -52,8 +47,3 @@ class Redaction:
     def _secret(self, key: str, value: str) -> bool:
         return bool(SECRET_CONF_KEY.search(key) or SECRET_CONF_VALUE.search(value)
                     or (self.extra_keys and re.search(self.extra_keys, key, re.IGNORECASE)))
-
-
-def redaction_for(request: web.Request) -> Redaction:
-    return Redaction(identity(request).sees_secrets,
-                     request.app[SETTINGS].secret_spark_conf_keys)

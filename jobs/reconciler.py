@@ -55,7 +55,7 @@ from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, JobBrief, Store
 from sparkgate.jobs.timeouts import missed_start
-from sparkgate.jobs.worker_registry import WorkerRegistry
+from sparkgate.jobs.worker_registry import WorkerRecord, WorkerRegistry
 
 log = logging.getLogger("sparkgate.reconciler")
 
@@ -78,16 +78,15 @@ def forgotten_message(worker_id: str) -> str:
             "record its end (its database writes failed); the job may have run in part")
 
 
-def _forgotten(record: dict, jobs: list[JobBrief]) -> list[JobBrief]:
+def _forgotten(record: WorkerRecord, jobs: list[JobBrief]) -> list[JobBrief]:
     """Jobs a live worker had claimed before its last heartbeat but no longer lists.
 
     Safe: a worker lists a job from before its claim until after its final write, and takes
     the heartbeat's time before it reads its list (workers/process.py), both on its own clock.
     """
-    running = set(record.get("runningJobs", ()))
-    beat = record.get("heartbeatAt", 0)
+    running = set(record.running_jobs)
     return [job for job in jobs if job.id not in running
-            and job.start_time is not None and job.start_time < beat]
+            and job.start_time is not None and job.start_time < record.heartbeat_at]
 
 
 class Reconciler:
@@ -220,7 +219,7 @@ class Reconciler:
                 ended += sum(self._end_lost(job, reason) for job in jobs)
                 continue
             for job in _forgotten(record, jobs):
-                ended += self._end_lost(job, forgotten_message(record["id"]))
+                ended += self._end_lost(job, forgotten_message(record.id))
         return ended
 
     def _end_lost(self, job: JobBrief, reason: str) -> int:

@@ -45,7 +45,7 @@ from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Store
 from sparkgate.jobs.timeouts import abandoned_message
-from sparkgate.jobs.worker_registry import WorkerRegistry
+from sparkgate.jobs.worker_registry import WorkerRecord, WorkerRegistry
 from sparkgate.workers.artifacts import FunctionLoader
 from sparkgate.workers.execution import JobRunner
 from sparkgate.workers.joblogs import JobLogCapture
@@ -396,37 +396,30 @@ class Worker:
     def _beat(self, rq_worker: rq.Worker) -> None:
         record = self._announce()
         # What `rq info` shows: this worker as busy or idle.
-        rq_worker.set_state("busy" if record["runningJobs"] else "idle")
+        rq_worker.set_state("busy" if record.running_jobs else "idle")
         rq_worker.heartbeat(timeout=int(self.settings.worker_ttl_s) + 1)
 
-    def _announce(self) -> dict[str, Any]:
+    def _announce(self) -> WorkerRecord:
         with self._announcing:
             record = self.record()
-            self.registry.beat(record)
+            self.registry.beat(record.to_json())
         return record
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> WorkerRecord:
         # The time is taken before the list is read: the reconciler relies on every job
         # claimed before heartbeatAt being listed (jobs/reconciler.py, _forgotten).
         beat = now_ms()
         with self._lock:
             running = sorted(self.running)
             done = self.jobs_done
-        return {
-            "id": self.id,
-            "context": self.context.name,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "startedAt": self.started_ms,
-            "heartbeatAt": beat,
-            "maxJobs": self.context.max_jobs,
-            "workerMode": self.context.worker_mode,
-            "sparkConf": spark_conf_for(self.context),
-            "runningJobs": running,
-            "jobsDone": done,
-            "state": "draining" if self.draining.is_set() else "running",
-            "drainReason": self.drain_reason,
-        }
+        return WorkerRecord(
+            id=self.id, context=self.context.name, host=socket.gethostname(), pid=os.getpid(),
+            started_at=self.started_ms, heartbeat_at=beat, max_jobs=self.context.max_jobs,
+            worker_mode=self.context.worker_mode, spark_conf=spark_conf_for(self.context),
+            running_jobs=running, jobs_done=done,
+            state="draining" if self.draining.is_set() else "running",
+            drain_reason=self.drain_reason,
+        )
 
     def _obey(self, watchdog: Watchdog) -> None:
         """Carry out control messages sent to this worker's own channel."""

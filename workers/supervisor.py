@@ -48,7 +48,7 @@ from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Store
 from sparkgate.jobs.submission import broken_message
-from sparkgate.jobs.worker_registry import WorkerRegistry
+from sparkgate.jobs.worker_registry import WorkerRecord, WorkerRegistry
 from sparkgate.workers.process import REPEATED_SIGNAL_S
 from sparkgate.workers.scratch import sweep_scratch
 
@@ -99,7 +99,7 @@ class _View:
     contexts: dict[str, Context]
     health: dict[str, Health]
     queued: dict[str, int]
-    live: list[dict] = field(default_factory=list)
+    live: list[WorkerRecord] = field(default_factory=list)
 
 
 class Supervisor:
@@ -179,9 +179,9 @@ class Supervisor:
         """Workers that take this context's jobs now or soon: live ones that are not draining
         (or all, ``with_draining``), anywhere, plus local ones with no record (still starting,
         or between a Redis flush and their next beat; a frozen one until it is killed)."""
-        live = [w for w in view.live if w["context"] == context]
-        running = sum(1 for w in live if with_draining or w.get("state") != "draining")
-        registered = {w["pid"] for w in live if w["host"] == self._host}
+        live = [w for w in view.live if w.context == context]
+        running = sum(1 for w in live if with_draining or w.state != "draining")
+        registered = {w.pid for w in live if w.host == self._host}
         starting = sum(1 for p in self._local(context)
                        if p.popen.pid not in registered and not (p.draining or p.replaced))
         return running + starting
@@ -267,7 +267,7 @@ class Supervisor:
             for process in self.processes:
                 process.beat_seen_at = now
         self._looked_at = now
-        beats = {w["pid"]: w["heartbeatAt"] for w in view.live if w["host"] == self._host}
+        beats = {w.pid: w.heartbeat_at for w in view.live if w.host == self._host}
         for process in self.processes:
             beat = beats.get(process.popen.pid)
             if beat is not None and beat != process.beat:
@@ -306,8 +306,8 @@ class Supervisor:
         """A dead worker's presence record goes now, not when its TTL runs out: it stops
         counting as serving its context, and the reconciler ends its jobs at once."""
         for record in [w for w in view.live
-                       if w["host"] == self._host and w["pid"] == process.popen.pid]:
-            self.registry.remove(record["id"])
+                       if w.host == self._host and w.pid == process.popen.pid]:
+            self.registry.remove(record.id)
             view.live.remove(record)
 
     def _count_failure(self, context: Context, reason: str) -> None:
@@ -363,8 +363,8 @@ class Supervisor:
         """How many jobs this supervisor's workers are running. The database says it, not
         their records, which tell it only at their next heartbeat."""
         pids = {process.popen.pid for process in self._alive()}
-        ours = {w["id"] for w in self.registry.live()
-                if w["host"] == self._host and w["pid"] in pids}
+        ours = {w.id for w in self.registry.live()
+                if w.host == self._host and w.pid in pids}
         running = self.store.jobs_in([JobStatus.STARTED, JobStatus.CANCELLING])
         return sum(1 for job in running if job.worker_id in ours)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from sparkgate.gateway.blocking import blocking
@@ -17,13 +15,12 @@ from sparkgate.gateway.openapi import (
     request_body,
     use,
 )
-from sparkgate.gateway.params import checked_name, json_body, json_object, query_bool
-from sparkgate.gateway.render import function_info
+from sparkgate.gateway.params import json_body, json_object, query_bool
 from sparkgate.gateway.resources import CATALOG, SETTINGS
 from sparkgate.gateway.routing import ADMIN, READ, Endpoints, Op
-from sparkgate.jobs.contexts import DEFAULT_CONTEXT
+from sparkgate.gateway.wire.fields import to_json
+from sparkgate.gateway.wire.functions import FunctionInfo, function_definition
 from sparkgate.jobs.deployment import build_function
-from sparkgate.jobs.errors import BadRequest
 from sparkgate.jobs.functions import Function
 
 endpoints = Endpoints()
@@ -32,15 +29,13 @@ _DEFINITION = request_body(ref("FunctionDefinition"), "the function: `path` name
                            "artifact, `className` a function in it")
 _FORCE = bool_param("force", "store without reading the artifact (no argument schema)")
 
-_FIELDS = {"name", "path", "className", "defaultContext", "lang", "tags"}
-
 
 @endpoints.get("/v2/api/functions", READ, Op(
     "listFunctions", "functions", "List functions",
     {"200": ok(array(ref("FunctionInfo")), "every function, sorted by name")}))
 async def list_functions(request: web.Request) -> web.Response:
     functions = await blocking(request.app[CATALOG].list_functions)
-    return web.json_response([function_info(f) for f in functions])
+    return web.json_response([to_json(FunctionInfo.of(f)) for f in functions])
 
 
 @endpoints.get("/v2/api/functions/{name}", READ, Op(
@@ -48,7 +43,7 @@ async def list_functions(request: web.Request) -> web.Response:
     {"200": ok(ref("FunctionInfo")), "404": use("NotFound")}, parameters=[FUNCTION_NAME]))
 async def get_function(request: web.Request) -> web.Response:
     function = await blocking(request.app[CATALOG].get_function, request.match_info["name"])
-    return web.json_response(function_info(function))
+    return web.json_response(to_json(FunctionInfo.of(function)))
 
 
 @endpoints.post("/v2/api/functions", ADMIN, Op(
@@ -64,7 +59,7 @@ async def create_function(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     function = await _function_from_request(request)
     created = await blocking(catalog.create_function, function)
-    return web.json_response(function_info(created))
+    return web.json_response(to_json(FunctionInfo.of(created)))
 
 
 @endpoints.put("/v2/api/functions", ADMIN, Op(
@@ -76,7 +71,7 @@ async def update_function(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     function = await _function_from_request(request)
     updated = await blocking(catalog.update_function, function)
-    return web.json_response(function_info(updated))
+    return web.json_response(to_json(FunctionInfo.of(updated)))
 
 
 @endpoints.delete("/v2/api/functions/{name}", ADMIN, Op(
@@ -85,42 +80,14 @@ async def update_function(request: web.Request) -> web.Response:
     parameters=[FUNCTION_NAME]))
 async def delete_function(request: web.Request) -> web.Response:
     deleted = await blocking(request.app[CATALOG].delete_function, request.match_info["name"])
-    return web.json_response(function_info(deleted))
+    return web.json_response(to_json(FunctionInfo.of(deleted)))
 
 
 async def _function_from_request(request: web.Request) -> Function:
     body = json_object(await json_body(request, limit=request.app[SETTINGS].max_body_bytes),
                        "function")
-    unknown = sorted(set(body) - _FIELDS)
-    if unknown:
-        raise BadRequest(f"function: unknown field(s) {', '.join(unknown)}; expected "
-                         f"{', '.join(sorted(_FIELDS))}", {"fields": unknown})
-    name = checked_name(body.get("name"), "name")
-    path = checked_name(body.get("path"), "path")
-    class_name = _class_name(body.get("className"))
-    context = checked_name(body.get("defaultContext") or DEFAULT_CONTEXT, "defaultContext")
-    if body.get("lang", "python") != "python":
-        raise BadRequest(f"lang: expected \"python\", got {body.get('lang')!r}",
-                         {"field": "lang", "expected": "python", "got": body.get("lang")})
-    tags = _tags(body.get("tags", []))
+    definition = function_definition(body)
     inspect = not query_bool(request, "force")
-    return await blocking(build_function, request.app[CATALOG], name, path, class_name, context,
-                          tags, inspect)
-
-
-def _tags(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise BadRequest(f"tags: expected an array of strings, got {value!r}",
-                         {"field": "tags", "expected": "array of strings", "got": value})
-    return value
-
-
-def _class_name(value: Any) -> str:
-    parts = value.split(".") if isinstance(value, str) else []
-    if not parts or not all(p.isidentifier() for p in parts):
-        raise BadRequest(
-            f"className: expected a Python function name (or package.module.function), "
-            f"got {value!r}", {"field": "className", "expected": "identifier", "got": value},
-        )
-    return value
-
+    return await blocking(build_function, request.app[CATALOG], definition.name,
+                          definition.path, definition.class_name, definition.default_context,
+                          definition.tags, inspect)

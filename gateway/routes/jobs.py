@@ -38,16 +38,17 @@ from sparkgate.gateway.params import (
     query_str,
 )
 from sparkgate.gateway.ratelimit import check_submit_rate
-from sparkgate.gateway.render import job_details, sync_response
 from sparkgate.gateway.resources import AREDIS, CATALOG, HUB, QUEUE, SETTINGS, STORE, SUBMISSIONS
 from sparkgate.gateway.routing import READ, SUBMIT, Endpoints, Op, Rule
 from sparkgate.gateway.waiting import wait_for_end
+from sparkgate.gateway.wire.fields import to_json
+from sparkgate.gateway.wire.jobs import JobDetails, SyncResult
 from sparkgate.jobs import cancellation
 from sparkgate.jobs.db import json_text
 from sparkgate.jobs.errors import BadRequest
 from sparkgate.jobs.events import lifecycle_event
 from sparkgate.jobs.ids import uuid7
-from sparkgate.jobs.logs import format_mist_line
+from sparkgate.jobs.logs.mist_text import format_mist_line
 from sparkgate.jobs.publishing import publish_async
 from sparkgate.jobs.state import MIST_STATUSES
 from sparkgate.jobs.store import Job, JobQuery, RawJSON, Store
@@ -127,7 +128,8 @@ async def run_function(request: web.Request) -> web.Response:
     if force:
         # Inline: a result from the terminal event is small (events carry at most 64 KiB), one
         # read from the database is spliced in unparsed.
-        return web.Response(body=_encode(sync_response(job)), content_type="application/json")
+        return web.Response(body=_encode(to_json(SyncResult.of(job))),
+                            content_type="application/json")
     if job.status.terminal:
         return await _job_response(job)
     return web.json_response(
@@ -228,7 +230,7 @@ def _listing(store: Store, query: JobQuery, paginate: bool, value_max_bytes: int
     capped, a page of 1000 jobs can carry tens of MB: json_text encodes it in a fifth of the
     time json.dumps takes, with the GIL held."""
     jobs, _ = store.list_jobs(query, value_max_bytes=value_max_bytes)
-    page = [job_details(j) for j in jobs]
+    page = [to_json(JobDetails.of(j)) for j in jobs]
     if not paginate:
         return json_text(page).encode()
     counted = store.count_jobs(query)
@@ -238,7 +240,7 @@ def _listing(store: Store, query: JobQuery, paginate: bool, value_max_bytes: int
 
 async def _job_response(job: Job) -> web.Response:
     """A job in full: its arguments or result may be megabytes, encoded off the loop."""
-    return web.Response(body=await blocking(_encode, job_details(job)),
+    return web.Response(body=await blocking(_encode, to_json(JobDetails.of(job))),
                         content_type="application/json")
 
 

@@ -1,0 +1,1 @@
+"""Typed wire models: Mist's JSON shapes, from which parsing, rendering and schemas come."""
