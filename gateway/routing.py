@@ -19,15 +19,13 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
+from sparkgate.gateway.wire.schema import Schema
 from sparkgate.jobs.keys import RANK
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-#: A piece of the OpenAPI document (gateway/openapi.py builds them).
-Schema = dict[str, Any]
 
 PUBLIC = "public"
 
@@ -56,6 +54,7 @@ READ, SUBMIT, ADMIN = Rule("read"), Rule("submit"), Rule("admin")
 #: The event streams: browsers cannot set headers on a WebSocket or an EventSource.
 EVENTS = Rule("read", token_in_query=True)
 OPEN = Rule(PUBLIC)
+
 
 @dataclass(frozen=True)
 class Op:
