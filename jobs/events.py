@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from sparkgate.jobs.db import now_ms
-from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.logs.lines import LogLine
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, oversized_marker
 

@@ -39,7 +39,7 @@ from sparkgate.jobs import tables as t
 from sparkgate.jobs.db import now_ms, writing
 from sparkgate.jobs.errors import IllegalTransition, NotFound
 from sparkgate.jobs.ids import uuid7
-from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.logs.lines import LogLine
 from sparkgate.jobs.state import ALLOWED_SOURCES, JobStatus
 
 

@@ -23,7 +23,7 @@ from redis import Redis
 from sparkgate.gateway.app import create_app
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.events import CHANNEL, encode, lifecycle_event, worker_assigned_event
-from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.logs.lines import LogLine
 from sparkgate.jobs.publishing import control_channel
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.state import JobStatus

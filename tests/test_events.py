@@ -33,7 +33,7 @@ from sparkgate.jobs.events import (
     progress_event,
     worker_assigned_event,
 )
-from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.logs.lines import LogLine
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, NewJob, Store
 from tests.server_process import Server, running_server

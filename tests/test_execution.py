@@ -19,6 +19,7 @@ from sparkgate.jobs import cancellation
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.events import CHANNEL
 from sparkgate.jobs.functions import Function
+from sparkgate.jobs.logs.capture import JobLogCapture
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.signatures.reading import inspect_source
 from sparkgate.jobs.state import JobStatus
@@ -26,7 +27,6 @@ from sparkgate.jobs.store import Job, Store
 from sparkgate.jobs.submission import SubmitRequest, submit
 from sparkgate.workers.artifacts import FunctionLoader
 from sparkgate.workers.execution import JobRunner
-from sparkgate.workers.joblogs import JobLogCapture
 from sparkgate.workers.progress import ProgressTracker
 from sparkgate.workers.watchdog import Watchdog
 from tests.conftest import function_source

@@ -15,8 +15,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from sparkgate.jobs.logs import LogLine, format_mist_line, iso_utc_ms, mist_level
-from sparkgate.workers.joblogs import JobLogCapture
+from sparkgate.jobs.logs.capture import JobLogCapture
+from sparkgate.jobs.logs.lines import LogLine, mist_level
+from sparkgate.jobs.logs.mist_text import format_mist_line, iso_utc_ms
 
 WAIT_S = 10
 

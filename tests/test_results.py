@@ -13,12 +13,12 @@ import pytest
 from pyspark.sql import Row
 
 from sparkgate.jobs.functions import Function
+from sparkgate.jobs.logs.capture import JobLogCapture
 from sparkgate.jobs.signatures.reading import inspect_source
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.submission import SubmitRequest, submit
 from sparkgate.workers.artifacts import FunctionLoader
 from sparkgate.workers.execution import JobRunner
-from sparkgate.workers.joblogs import JobLogCapture
 from sparkgate.workers.progress import ProgressTracker
 from sparkgate.workers.results import (
     ResultNotSerializable,

@@ -30,7 +30,7 @@ from sparkgate.gateway.redaction import REDACTED
 from sparkgate.jobs.errors import ConfigError
 from sparkgate.jobs.events import CHANNEL, encode, logs_event, progress_event
 from sparkgate.jobs.keys import KeyStore
-from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.logs.lines import LogLine
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import NewJob, Store

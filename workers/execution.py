@@ -17,7 +17,8 @@ from sqlalchemy.exc import DBAPIError
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.errors import IllegalTransition, NotFound
 from sparkgate.jobs.events import lifecycle_event, logs_event, worker_assigned_event
-from sparkgate.jobs.logs import LogLine, mist_level
+from sparkgate.jobs.logs.capture import JobLogCapture
+from sparkgate.jobs.logs.lines import LogLine, mist_level
 from sparkgate.jobs.publishing import publish
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.settings import Settings
@@ -25,7 +26,6 @@ from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, Store
 from sparkgate.jobs.timeouts import missed_start, perform_timeout_message
 from sparkgate.workers.artifacts import FunctionLoader
-from sparkgate.workers.joblogs import JobLogCapture
 from sparkgate.workers.progress import ProgressTracker
 from sparkgate.workers.results import checked_result
 from sparkgate.workers.watchdog import Interruption, Watchdog

@@ -37,7 +37,8 @@ from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.db import make_engine, now_ms
 from sparkgate.jobs.errors import IllegalTransition
 from sparkgate.jobs.events import lifecycle_event, logs_event, progress_event
-from sparkgate.jobs.logs import LogLine
+from sparkgate.jobs.logs.capture import JobLogCapture
+from sparkgate.jobs.logs.lines import LogLine
 from sparkgate.jobs.outage import Outage
 from sparkgate.jobs.publishing import control_channel, publish
 from sparkgate.jobs.queue import JobQueue, queue_name
@@ -48,7 +49,6 @@ from sparkgate.jobs.timeouts import abandoned_message
 from sparkgate.jobs.worker_registry import WorkerRecord, WorkerRegistry
 from sparkgate.workers.artifacts import FunctionLoader
 from sparkgate.workers.execution import JobRunner
-from sparkgate.workers.joblogs import JobLogCapture
 from sparkgate.workers.progress import ProgressTracker
 from sparkgate.workers.scratch import remove_scratch, scratch_dir, use_scratch
 from sparkgate.workers.session import build_session, check_java, spark_conf_for, write_pools_file

@@ -48,7 +48,7 @@ from sparkgate.jobs.db import json_text
 from sparkgate.jobs.errors import BadRequest
 from sparkgate.jobs.events import lifecycle_event
 from sparkgate.jobs.ids import uuid7
-from sparkgate.jobs.logs import format_mist_line
+from sparkgate.jobs.logs.mist_text import format_mist_line
 from sparkgate.jobs.publishing import publish_async
 from sparkgate.jobs.state import MIST_STATUSES
 from sparkgate.jobs.store import Job, JobQuery, RawJSON, Store
