@@ -48,7 +48,8 @@ def machine_facts() -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    dirty = bool(_run(["git", "status", "--porcelain", "--", "sparkgate", "gateway", "workers", "jobs"]))
+    dirty = bool(_run(["git", "status", "--porcelain", "--",
+                       "sparkgate", "gateway", "workers", "jobs"]))
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cores": os.cpu_count(),

@@ -26,6 +26,7 @@ from sparkgate.workers.results import (
     checked_result,
     to_json_value,
 )
+from sparkgate.workers.session import job_group_canceller
 from sparkgate.workers.watchdog import Watchdog
 
 
@@ -100,7 +101,7 @@ def small_limit_runner(store, catalog, queue, redis, spark, tmp_path: Path
     """A worker's job runner, in this process, whose results may be 1,000 bytes of JSON."""
     sc = spark.sparkContext
     capture = JobLogCapture(store.append_logs, flush_interval_s=0.1)
-    watchdog = Watchdog(sc.cancelJobGroup, lambda job_id, why: None, cancel_grace_s=30)
+    watchdog = Watchdog(job_group_canceller(sc), lambda job_id, why: None, cancel_grace_s=30)
     progress = ProgressTracker(sc, store.set_progress, interval_s=0.1)
     yield JobRunner(store=store, queue=queue, redis=redis,
                     loader=FunctionLoader(catalog, tmp_path / "cache"), spark=spark,
@@ -130,8 +131,8 @@ def test_a_too_large_result_fails_its_job_and_the_worker_runs_the_next(
     failed = run_sized(small_limit_runner, catalog, store, queue, 300)
     assert failed.status is JobStatus.FAILED
     assert failed.result is None
-    assert failed.error.startswith("sparkgate.workers.results.ResultTooLarge: result is 1,390 bytes of "
-                                   "JSON; the limit is max_result_bytes = 1,000")
+    assert failed.error.startswith("sparkgate.workers.results.ResultTooLarge: result is 1,390 "
+                                   "bytes of JSON; the limit is max_result_bytes = 1,000")
     logs = [line.message for line in store.job_logs(failed.id)]
     assert any("result is 1,390 bytes" in line for line in logs)
 

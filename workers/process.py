@@ -51,7 +51,13 @@ from sparkgate.workers.artifacts import FunctionLoader
 from sparkgate.workers.execution import JobRunner
 from sparkgate.workers.progress import ProgressTracker
 from sparkgate.workers.scratch import remove_scratch, scratch_dir, use_scratch
-from sparkgate.workers.session import build_session, check_java, spark_conf_for, write_pools_file
+from sparkgate.workers.session import (
+    build_session,
+    check_java,
+    job_group_canceller,
+    spark_conf_for,
+    write_pools_file,
+)
 from sparkgate.workers.watchdog import Interruption, Watchdog
 
 log = logging.getLogger("sparkgate.worker")
@@ -156,7 +162,7 @@ class Worker:
         sc = spark.sparkContext
         capture = JobLogCapture(self._ship_logs)
         capture.install()
-        watchdog = Watchdog(sc.cancelJobGroup, self._on_overdue, self.settings.cancel_grace_s)
+        watchdog = Watchdog(job_group_canceller(sc), self._on_overdue, self.settings.cancel_grace_s)
         progress = ProgressTracker(sc, self._on_progress)
         runner = JobRunner(
             store=self.store, queue=self.queue, redis=self.redis,

@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.errors import ConfigError
+
+if TYPE_CHECKING:  # pyspark is imported only where a session is built
+    from pyspark import SparkContext
 
 # A worker's defaults; a context's sparkConf overrides any of them (e.g. to turn the UI on).
 SESSION_DEFAULTS = {
@@ -71,3 +76,18 @@ def build_session(context: Context, pools_file: Path, scratch: Path):
     for key, value in spark_conf_for(context).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def job_group_canceller(sc: SparkContext) -> Callable[[str], None]:
+    """Cancels a job group's unfinished Spark jobs, and does nothing when it has none (where
+    Spark's own cancelJobGroup logs a warning), so the watchdog may call it at every tick."""
+    tracker = sc.statusTracker()
+
+    def cancel(group: str) -> None:
+        for spark_job in tracker.getJobIdsForGroup(group):
+            info = tracker.getJobInfo(spark_job)
+            if info is not None and info.status not in ("SUCCEEDED", "FAILED"):
+                sc.cancelJobGroup(group)
+                return
+
+    return cancel

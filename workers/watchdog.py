@@ -86,23 +86,29 @@ class Watchdog:
 
     def _run(self) -> None:
         while not self._stop.wait(TICK_S):
-            timed_out, overdue = self._due(time.monotonic())
+            timed_out, interrupted, overdue = self._due(time.monotonic())
             for job_id in timed_out:
                 self._interrupt(job_id, Interruption.TIMEOUT)
+            # Spark cancels only the group's active jobs: one the function starts after the
+            # interruption (or while its first is still being planned) is cancelled here.
+            for job_id in interrupted:
+                self._cancel_group(job_id)
             for job_id, why in overdue:
                 self._report(job_id, why)
 
-    def _due(self, now: float) -> tuple[list[str], list[tuple[str, Interruption]]]:
-        """Jobs past their perform deadline, and interrupted jobs past their grace (which stop
-        being watched: each is reported once)."""
+    def _due(self, now: float) -> tuple[list[str], list[str], list[tuple[str, Interruption]]]:
+        """Jobs past their perform deadline, jobs interrupted within their grace, and
+        interrupted jobs past their grace (which stop being watched: each is reported once)."""
         with self._lock:
             timed_out = [job_id for job_id, w in self._watches.items()
                          if w.interrupted is None and past(w.perform_deadline, now)]
+            interrupted = [job_id for job_id, w in self._watches.items()
+                           if w.interrupted is not None and not past(w.grace_deadline, now)]
             overdue = [(job_id, w.interrupted) for job_id, w in self._watches.items()
                        if w.interrupted is not None and past(w.grace_deadline, now)]
             for job_id, _ in overdue:
                 del self._watches[job_id]
-        return timed_out, overdue
+        return timed_out, interrupted, overdue
 
     def _report(self, job_id: str, why: Interruption) -> None:
         try:
