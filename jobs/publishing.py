@@ -51,7 +51,10 @@ def publish(redis: Redis, *events: Event, along: Callable[[Pipeline], object] | 
             add_events(pipe, *events)
             pipe.execute()
     except RedisError as exc:
-        (on_error or _lost(events))(exc)
+        if on_error is None:
+            _warn_lost(events, exc)
+        else:
+            on_error(exc)
 
 
 async def publish_async(redis: AsyncRedis, *events: Event) -> None:
@@ -61,14 +64,12 @@ async def publish_async(redis: AsyncRedis, *events: Event) -> None:
             add_events(pipe, *events)
             await pipe.execute()
     except RedisError as exc:
-        _lost(events)(exc)
+        _warn_lost(events, exc)
 
 
-def _lost(events: tuple[Event, ...]) -> OnError:
-    def warn(exc: RedisError) -> None:
-        names = ", ".join(f"{e.get('event')} of job {e.get('id')}" for e in events)
-        log.warning("event(s) not published (%s): %s", names, exc)
-    return warn
+def _warn_lost(events: tuple[Event, ...], exc: RedisError) -> None:
+    names = ", ".join(f"{e.get('event')} of job {e.get('id')}" for e in events)
+    log.warning("event(s) not published (%s): %s", names, exc)
 
 
 # -- control messages ------------------------------------------------------------------------

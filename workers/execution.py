@@ -65,6 +65,7 @@ class JobRunner:
             self._record(job, self._execute(job, slot))
 
     def publish(self, *events: dict[str, Any]) -> None:
+        """Best effort: raising here would abandon a claimed job (started until "worker lost")."""
         publish(self.redis, *events)
 
     def _claim(self, job_id: str) -> Job | None:
