@@ -16,7 +16,13 @@ from typing import Any
 
 from sparkgate.gateway.wire.contexts import CONTEXT, CONTEXT_DEFINITION, CONTEXT_REPLACEMENT
 from sparkgate.gateway.wire.functions import FUNCTION_DEFINITION, FUNCTION_INFO
-from sparkgate.gateway.wire.jobs import JOB_DETAILS, SYNC_RESULT
+from sparkgate.gateway.wire.jobs import (
+    JOB_DETAILS,
+    JOB_ID,
+    JOB_PAGE,
+    SYNC_RESULT,
+    WAIT_PENDING,
+)
 from sparkgate.gateway.wire.schema import (
     DURATION_PATTERN,
     DURATION_TEXT,
@@ -87,12 +93,6 @@ TRUNCATED = obj({"truncated": {"const": True}, "bytes": {"type": "integer", "min
                             "result too big to list: `bytes`, the size of its JSON; `url`, the "
                             "job, which has it in full")
 
-JOB_PAGE = obj({"jobs": array(ref("JobDetails")), "total": {"type": "integer", "minimum": 0},
-                "totalExact": {"type": "boolean", "description": "*sparkgate*: false when, "
-                               "beyond 10,000 matches, total is PostgreSQL's estimate"}})
-JOB_ID = obj({"id": STRING}, description="async submit: the job is queued")
-WAIT_PENDING = obj({"id": STRING, "status": {"enum": ["queued", "started", "cancelling"]},
-                    "url": STRING}, description="wait= ran out before the job ended")
 
 STATUS = obj({
     "mistVersion": STRING,

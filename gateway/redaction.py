@@ -10,8 +10,9 @@ password, token, access key), widened to other credentials that Spark and Hadoop
 carry; a false positive hides a harmless value, nothing more.
 
 Only admins write contexts, and they read the real values, so what they read can be written
-back as is; the marker itself is refused as a value (contexts.py), so a copy of a redacted
-view can never replace a secret with it.
+back as is; the marker itself is refused as a value (gateway/wire/contexts.py), so a copy of a
+redacted view can never replace a secret with it. Who sees what: gateway/auth.py's
+``redaction_for``.
 """
 
 from __future__ import annotations

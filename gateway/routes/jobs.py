@@ -42,7 +42,7 @@ from sparkgate.gateway.resources import AREDIS, CATALOG, HUB, QUEUE, SETTINGS, S
 from sparkgate.gateway.routing import READ, SUBMIT, Endpoints, Op, Rule
 from sparkgate.gateway.waiting import wait_for_end
 from sparkgate.gateway.wire.fields import to_json
-from sparkgate.gateway.wire.jobs import JobDetails, SyncResult
+from sparkgate.gateway.wire.jobs import JobDetails, JobId, JobPage, SyncResult, WaitPending
 from sparkgate.jobs import cancellation
 from sparkgate.jobs.db import json_text
 from sparkgate.jobs.errors import BadRequest
@@ -115,7 +115,7 @@ async def run_function(request: web.Request) -> web.Response:
     )
     if not (force or "wait" in request.query):
         job = await app[SUBMISSIONS].submit(submit_request)
-        return web.json_response({"id": job.id})
+        return web.json_response(to_json(JobId(job.id)))
     # Watched before it exists: its end cannot be missed, and the wait needs no first read.
     new_id = uuid7()
     with app[HUB].watch(new_id) as watch:
@@ -132,10 +132,8 @@ async def run_function(request: web.Request) -> web.Response:
                             content_type="application/json")
     if job.status.terminal:
         return await _job_response(job)
-    return web.json_response(
-        {"id": job.id, "status": job.status.value, "url": f"/v2/api/jobs/{job.id}"},
-        status=202, headers={"Location": f"/v2/api/jobs/{job.id}"},
-    )
+    return web.json_response(to_json(WaitPending.of(job)), status=202,
+                             headers={"Location": f"/v2/api/jobs/{job.id}"})
 
 
 @endpoints.get("/v2/api/jobs", READ, Op(
@@ -234,8 +232,7 @@ def _listing(store: Store, query: JobQuery, paginate: bool, value_max_bytes: int
     if not paginate:
         return json_text(page).encode()
     counted = store.count_jobs(query)
-    # totalExact (sparkgate's): false when the total is PostgreSQL's estimate.
-    return json_text({"jobs": page, "total": counted.total, "totalExact": counted.exact}).encode()
+    return json_text(to_json(JobPage(page, counted.total, counted.exact))).encode()
 
 
 async def _job_response(job: Job) -> web.Response:

@@ -38,7 +38,8 @@ ABSENT = Absent.ABSENT
 @dataclass(frozen=True)
 class Reading:
     """How a request sets a field: the JSON Schema of what it may send, and ``read``, which
-    turns that into the field's value or raises ``ValueError`` saying what it expected."""
+    turns that into the field's value. Read by ``read_present``, it raises ``ValueError``
+    saying what it expected; by ``read_each``, its own ``BadRequest``."""
 
     schema: Schema
     read: Callable[[Any], Any]
@@ -46,6 +47,8 @@ class Reading:
 
 @dataclass(frozen=True)
 class Wire:
+    """One field's declaration, as ``wire()`` takes it."""
+
     name: str
     schema: Schema
     show: Callable[[Any], Any] | None

@@ -1,5 +1,6 @@
-"""A job on the wire: Mist's JobDetails (plus who submitted it, and listings' size markers),
-and Mist's answer to a synchronous run (``force=true``)."""
+"""A job on the wire: Mist's JobDetails (plus who submitted it, and listings' size markers), a
+page of them, and what a submit answers: the job's id (async), Mist's answer to a synchronous
+run (``force=true``), or where to follow a job that ``wait=`` did not see end."""
 
 from __future__ import annotations
 
@@ -101,6 +102,34 @@ class SyncResult:
         return cls(False, {}, [job.error or "job failed"])
 
 
+@dataclass(slots=True)
+class JobPage:
+    jobs: list[dict[str, Any]] = wire("jobs", array(ref("JobDetails")))
+    total: int = wire("total", {"type": "integer", "minimum": 0})
+    # sparkgate's own.
+    total_exact: bool = wire("totalExact", {"type": "boolean"}, description=(
+        "*sparkgate*: false when, beyond 10,000 matches, total is PostgreSQL's estimate"))
+
+
+@dataclass(slots=True)
+class JobId:
+    id: str = wire("id", STRING)
+
+
+@dataclass(slots=True)
+class WaitPending:
+    id: str = wire("id", STRING)
+    status: str = wire("status", {"enum": [s.value for s in JobStatus if not s.terminal]})
+    url: str = wire("url", STRING)
+
+    @classmethod
+    def of(cls, job: Job) -> WaitPending:
+        return cls(job.id, job.status.value, f"/v2/api/jobs/{job.id}")
+
+
 JOB_DETAILS = schema_of(JobDetails, "Mist's JobDetails; fields other than the first seven are "
                                     "left out while empty")
 SYNC_RESULT = schema_of(SyncResult, "Mist's answer to force=true")
+JOB_PAGE = schema_of(JobPage)
+JOB_ID = schema_of(JobId, "async submit: the job is queued")
+WAIT_PENDING = schema_of(WaitPending, "wait= ran out before the job ended")
