@@ -428,7 +428,7 @@ def kill_a_busy_worker(server: Serve, timeout_s: float = 20) -> tuple[dict, floa
     pid = worker_pid(server, victim)
     process = psutil.Process(pid)
     assert process.environ().get("SPARKGATE_DATA_DIR") == server.data_dir
-    assert "workers" in process.cmdline()
+    assert process.cmdline()[1:5] == ["-P", "-m", "sparkgate", "worker"]
     process.kill()
     return victim, time.monotonic()
 

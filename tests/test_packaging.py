@@ -86,7 +86,7 @@ def test_an_artifact_may_bring_modules_named_jobs_and_workers(server: Server):
     package = make_zip({
         "jobs/__init__.py": b"",
         "jobs/stats.py": (b"from workers import double\n\n\n"
-                          b"def total(values: list[float]) -> float:\n"
+                          b"def total(spark, values: list[float]) -> float:\n"
                           b"    return double(sum(values))\n"),
         "workers.py": b"def double(x: float) -> float:\n    return 2 * x\n",
     })
