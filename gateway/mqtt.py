@@ -363,7 +363,7 @@ class MqttInterface:
 
     def _on_message(self, client: mqtt.Client, userdata: Any,
                     message: mqtt.MQTTMessage) -> None:
-        self._requests.put(message.payload)
+        self._requests.put(bytes(message.payload))
 
 
 def _make_client(settings: Settings) -> mqtt.Client:

@@ -110,7 +110,7 @@ class Reconciler:
         self.page_size = page_size
         self.lease_key = lease_key
         self.lease = Lease(redis, lease_key, self.lease_ms, "reconciler", log)
-        self._epoch: bytes | None = None
+        self._epoch: bytes | str | None = None
         self._intact_since: float | None = None  # time.monotonic()
         self._suspects: set[str] = set()  # queued jobs missing from their queue last look
         self._queue_checked_at = -float("inf")  # time.monotonic()
