@@ -34,10 +34,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from sparkgate.jobs.archives import ArchiveLimits, is_package, top_level_names, unpack
-from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.errors import InvalidArtifact
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.signatures.model import Signature
@@ -50,8 +49,15 @@ class LoadedFunction:
     signature: Signature
 
 
+class ArtifactContents(Protocol):
+    """Where artifact bytes come from: the catalog in a worker, the file itself in a local
+    run (sparkgate/local.py), which so imports it exactly as a worker does."""
+
+    def artifact_content(self, sha1: str) -> bytes: ...
+
+
 class FunctionLoader:
-    def __init__(self, catalog: Catalog, cache_dir: Path) -> None:
+    def __init__(self, catalog: ArtifactContents, cache_dir: Path) -> None:
         self.catalog = catalog
         self.cache_dir = cache_dir
         self._loaded: dict[tuple[str, str], LoadedFunction] = {}
