@@ -1,4 +1,4 @@
-"""Contexts: the Spark settings a worker is built with, and their workers' health."""
+"""Contexts: the engine and settings a worker is built with, and their workers' health."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ class Context:
     updated_at: int = 0
     start_timeout_s: int | None = None
     perform_timeout_s: int | None = None
+    engine: str = "spark"
 
     @classmethod
     def from_defaults(cls, name: str, defaults: ContextDefaults) -> Context:
@@ -44,6 +45,7 @@ class Context:
             streaming_duration_s=int(defaults.streaming_duration_s),
             start_timeout_s=_whole_seconds(defaults.start_timeout_s),
             perform_timeout_s=_whole_seconds(defaults.perform_timeout_s),
+            engine=defaults.engine,
         )
 
 

@@ -26,6 +26,8 @@ from sparkgate.jobs.errors import ConfigError
 
 ENV_PREFIX = "SPARKGATE_"
 CONFIG_ENV = "SPARKGATE_CONFIG"
+# The execution engines a context may name; each is the module sparkgate.workers.engines.<name>.
+ENGINES = ("spark", "python")
 
 
 @dataclass(frozen=True)
@@ -43,9 +45,11 @@ class ContextDefaults:
     # Defaults for a job that sets none itself; None: unbounded.
     start_timeout_s: float | None = None
     perform_timeout_s: float | None = None
+    engine: str = "spark"
 
     def __post_init__(self) -> None:
         _check(self.max_jobs >= 1, "context.max_jobs", "at least 1", self.max_jobs)
+        _check(self.engine in ENGINES, "context.engine", " or ".join(ENGINES), self.engine)
         _check(self.worker_mode in ("shared", "exclusive"), "context.worker_mode",
                "shared or exclusive", self.worker_mode)
         _check(self.max_conn_failures >= 1, "context.max_conn_failures", "at least 1",

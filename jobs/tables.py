@@ -82,6 +82,8 @@ contexts = Table(
     # Defaults for jobs that name none; NULL: unbounded.
     Column("start_timeout_s", BigInteger, nullable=True),
     Column("perform_timeout_s", BigInteger, nullable=True),
+    # settings.ENGINES: what runs the context's jobs.
+    Column("engine", String(16), nullable=False, server_default="spark"),
 )
 
 # How a context's workers are doing, apart from its definition (which `default` may not even

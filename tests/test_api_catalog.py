@@ -592,6 +592,16 @@ async def test_put_replaces_every_field(ctx_client):
     assert await json_of(await ctx_client.get(f"{API}/contexts/batch")) == replaced
 
 
+async def test_a_context_names_its_engine_spark_unless_set(ctx_client):
+    assert (await json_of(await ctx_client.get(f"{API}/contexts/default")))["engine"] == "spark"
+    created = await json_of(await ctx_client.post(
+        f"{API}/contexts", json={"name": "scoring", "engine": "python"}))
+    assert created["engine"] == "python"
+    assert await json_of(await ctx_client.get(f"{API}/contexts/scoring")) == created
+    replaced = await json_of(await ctx_client.put(f"{API}/contexts/scoring", json={}))
+    assert replaced["engine"] == "spark"
+
+
 async def test_put_of_the_default_context_changes_it(ctx_client):
     response = await ctx_client.put(f"{API}/contexts/default", json={"maxJobs": 8})
     assert mist_view(await json_of(response)) == custom_context("default", maxJobs=8)
@@ -646,6 +656,7 @@ async def test_delete_of_a_context_used_by_a_function_is_409(client):
     ("maxJobs", 0, "an integer from 1 to 1000"),
     ("maxJobs", True, "an integer from 1 to 1000"),
     ("workerMode", "both", "shared or exclusive"),
+    ("engine", "flink", "spark or python"),
     ("downtime", "soon", "a duration like 3600s, 10min or Inf"),
     ("streamingDuration", "Inf", "a finite duration like 1s"),
     ("sparkConf", ["spark.master", "local"], "an object of Spark settings"),

@@ -26,7 +26,7 @@ from sparkgate.gateway.wire.schema import (
 from sparkgate.jobs.booleans import STRICT_WORDS, parse_bool
 from sparkgate.jobs.contexts import Context, Health
 from sparkgate.jobs.durations import format_duration, parse_duration
-from sparkgate.jobs.settings import ContextDefaults
+from sparkgate.jobs.settings import ENGINES, ContextDefaults
 
 WORKER_MODES = ("shared", "exclusive")
 # Its column is a 32-bit integer of seconds (PostgreSQL refuses more: it was a 500).
@@ -103,6 +103,12 @@ def _read_worker_mode(raw: Any) -> str:
     return raw
 
 
+def _read_engine(raw: Any) -> str:
+    if raw not in ENGINES:
+        raise ValueError(" or ".join(ENGINES))
+    return raw
+
+
 def _read_text(raw: Any) -> str:
     # PostgreSQL text cannot hold NUL: refused here, not a 500 from the database.
     if not isinstance(raw, str) or "\x00" in raw:
@@ -112,6 +118,7 @@ def _read_text(raw: Any) -> str:
 
 SPARK_CONF: Schema = {"type": "object", "additionalProperties": STRING}
 WORKER_MODE: Schema = {"enum": list(WORKER_MODES)}
+ENGINE: Schema = {"enum": list(ENGINES)}
 
 
 @dataclass(slots=True)
@@ -133,7 +140,8 @@ class ContextInfo:
         {"anyOf": [{"type": "number", "minimum": 0, "maximum": MAX_STREAMING_S}, DURATION_TEXT],
          "description": f"finite, at most {MAX_STREAMING_S}s (68 years)"},
         allow_inf=False, max_s=MAX_STREAMING_S))
-    # sparkgate's own: job timeout defaults, and how the context's workers are doing.
+    # sparkgate's own: the engine, job timeout defaults, and how the context's workers are doing.
+    engine: str = wire("engine", ENGINE, reads=Reading(ENGINE, _read_engine))
     start_timeout_s: int | None = wire("startTimeout", STRING, show=format_duration,
                                        reads=_TIMEOUT)
     perform_timeout_s: int | None = wire("performTimeout", STRING, show=format_duration,
@@ -156,6 +164,7 @@ class ContextInfo:
             streaming_duration_s=context.streaming_duration_s,
             start_timeout_s=context.start_timeout_s,
             perform_timeout_s=context.perform_timeout_s,
+            engine=context.engine,
             state="broken" if health.broken else "ok",
             worker_failures=health.failures,
             last_failure=health.last_failure,
