@@ -23,6 +23,7 @@ from sparkgate.gateway.routes import (
     functions,
     index,
     jobs,
+    models,
     stats,
     status,
     ui,
@@ -35,7 +36,7 @@ from sparkgate.jobs.settings import Settings
 #: in this order in the OpenAPI document.
 ENDPOINTS: tuple[Route, ...] = (
     *functions.endpoints, *jobs.endpoints, *contexts.endpoints, *workers.endpoints,
-    *artifacts.endpoints, *status.endpoints, *stats.endpoints, *index.endpoints,
+    *artifacts.endpoints, *models.endpoints, *status.endpoints, *stats.endpoints, *index.endpoints,
     *events.endpoints, *ui.endpoints, *docs.endpoints,
 )
 

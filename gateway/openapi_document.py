@@ -29,6 +29,8 @@ TAGS = [
                                         "`*********(redacted)` for all but admins"},
     {"name": "workers", "description": "Live workers, each holding a warm SparkSession"},
     {"name": "artifacts", "description": "The code functions run"},
+    {"name": "models", "description": "Named, versioned models that jobs save and load "
+                                      "(`sparkgate.models`), one version of each live"},
     {"name": "status", "description": "Versions, counters, health"},
     {"name": "events", "description": "Live job events: Mist's WebSockets and SSE; a submit "
                                       "key's streams carry only its own jobs' events"},

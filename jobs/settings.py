@@ -78,6 +78,8 @@ class Settings:
     start_workers: bool = True
     max_body_bytes: int = 10 * 1024 * 1024
     max_artifact_bytes: int = 100 * 1024 * 1024
+    # A model version (pickled, saved by a job or uploaded) larger than this is refused.
+    max_model_bytes: int = 256 * 1024 * 1024
     worker_heartbeat_s: float = 2.0
     worker_ttl_s: float = 10.0
     # A worker is replaced (drained, then a new one started) after this many jobs, or once its
@@ -137,8 +139,8 @@ class Settings:
         _check(1 <= self.port <= 65535, "port", "1 to 65535", self.port)
         _check(self.log_level.upper() in _LOG_LEVELS, "log_level", " or ".join(_LOG_LEVELS),
                self.log_level)
-        for name in ("max_body_bytes", "max_artifact_bytes", "max_result_bytes",
-                     "listing_value_max_bytes"):
+        for name in ("max_body_bytes", "max_artifact_bytes", "max_model_bytes",
+                     "max_result_bytes", "listing_value_max_bytes"):
             _check(getattr(self, name) > 0, name, "a positive number of bytes", getattr(self, name))
         _check(self.worker_heartbeat_s < self.worker_ttl_s, "worker_heartbeat_s",
                "shorter than worker_ttl_s", self.worker_heartbeat_s)

@@ -168,3 +168,39 @@ job_logs = Table(
     Column("message", Text, nullable=False),
     Index(None, "job_id", "id"),
 )
+
+# Models (jobs/models.py): pickled objects saved under a name, one version per distinct content.
+# Content-addressed like artifact_blobs, by SHA-256: the version's id is its content's hash.
+model_blobs = Table(
+    "model_blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# The live pointer: what ``models.load(name)`` gives. Workers read it by primary key to learn
+# whether a newer version went live, so it is one short row per model. NULL: none yet.
+models = Table(
+    "models",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("live_sha256", String(64), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(255), ForeignKey("models.name"), primary_key=True),
+    Column("sha256", String(64), ForeignKey("model_blobs.sha256"), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    # "job:<id>" for a version a job saved, else the uploader ("key:<name>", "jwt:<subject>",
+    # "anonymous") or "local" (sparkgate run --local).
+    Column("created_by", String(255), nullable=False),
+    # When it last became live; a roll back goes to the latest one before the live one's.
+    Column("promoted_at", BigInteger, nullable=True),
+)

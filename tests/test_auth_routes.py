@@ -26,7 +26,7 @@ from sparkgate.jobs.keys import RANK, KeyStore
 ISSUER = "https://login.example.test/"
 # Values for the routes' variables: names and ids that exist nowhere, and a dashboard file.
 PATH_VALUES = {"name": "no-such-thing", "id": "00000000-0000-7000-8000-000000000000",
-               "path": "index.html"}
+               "path": "index.html", "sha": "0" * 64}
 
 
 def app_routes(app) -> list[tuple[str, str]]:
@@ -95,7 +95,9 @@ def policy(method: str, path: str) -> str:
     if (method, path) in {("POST", "/v2/api/functions/{name}/jobs"),
                           ("DELETE", "/v2/api/jobs/{id}")}:
         return "submit"
-    if method == "GET" and path != "/v2/api/artifacts/{name}":  # code is the admin's
+    # Code is the admin's, and so are a model's bytes.
+    if method == "GET" and path not in ("/v2/api/artifacts/{name}",
+                                        "/v2/api/models/{name}/versions/{sha}"):
         return "read"
     return "admin"
 

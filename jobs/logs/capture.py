@@ -155,6 +155,12 @@ class JobLogCapture:
                 self._deliver(buf, wait=True)
                 self._retire_if_done(buf)
 
+    def current_job(self) -> str | None:
+        """The job the calling thread runs (is bound to), if any: what a function's own code
+        is done for (sparkgate.models records the job that saved a model)."""
+        buf = self._bound.get(threading.get_ident())
+        return None if buf is None else buf.job_id
+
     def take_remaining(self, job_id: str) -> list[LogLine]:
         """The job's lines not yet handed to the sink, for the caller to store; the flusher will
         not see them. After the job's block, with none open: a finished job's last lines."""
