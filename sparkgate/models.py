@@ -88,8 +88,10 @@ class _Models:
         self.job_of_thread = job_of_thread
         self.check_every_s = check_every_s
         self.loaded: dict[str, _Loaded] = {}
-        # Held by a first load (so concurrent first calls load once) and to start one check.
-        self.lock = threading.Lock()
+        # Held through a first load, so that concurrent first calls load once.
+        self.loading = threading.Lock()
+        # Held only to start one check at a time: never waits for a load.
+        self.checking = threading.Lock()
 
     def save(self, name: str, obj: Any, live: bool) -> str:
         content = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
@@ -106,7 +108,7 @@ class _Models:
         return loaded.value
 
     def _first_load(self, name: str) -> Any:
-        with self.lock:
+        with self.loading:
             loaded = self.loaded.get(name)
             if loaded is None:
                 loaded = self.loaded[name] = self._read(name, self._live(name))
@@ -127,7 +129,7 @@ class _Models:
         return _Loaded(sha256, value, time.monotonic())
 
     def _check_soon(self, name: str, loaded: _Loaded) -> None:
-        with self.lock:
+        with self.checking:
             if loaded.checking:
                 return
             loaded.checking = True

@@ -144,6 +144,17 @@ def test_load_is_cached_and_follows_the_live_version(engine, unconfigured):
     assert v1 != v2 and store.reads == 3
 
 
+def test_a_live_version_that_does_not_load_leaves_the_loaded_one(engine, unconfigured, caplog):
+    store = ModelStore(engine)
+    models.use(store, check_every_s=0)
+    models.save("scorer", "good")
+    assert models.load("scorer") == "good"
+    store.save("scorer", b"not a pickle", "key:admin")
+    # Each call may start a check; every check fails to unpickle and keeps "good".
+    wait_for(lambda: models.load("scorer") == "good"
+             and "could not check for a new live version" in caplog.text)
+
+
 def test_a_version_saved_not_live_is_not_loaded(engine, unconfigured):
     models.use(ModelStore(engine), check_every_s=0)
     models.save("scorer", "old")
