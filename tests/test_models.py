@@ -232,6 +232,16 @@ async def test_an_upload_over_max_model_bytes_is_413(make_client):
     assert await json_of(await client.get(API)) == []
 
 
+async def test_an_upload_may_be_larger_than_max_body_bytes(make_client):
+    # Over aiohttp's client_max_size too, which the other two limits set.
+    client = await make_client(max_body_bytes=1024, max_artifact_bytes=1024,
+                               max_model_bytes=1 << 20)
+    content = bytes(range(256)) * 4096
+    assert (await json_of(await upload(client, "big", content)))["size"] == len(content)
+    response = await client.get(f"{API}/big/versions/{sha(content)}")
+    assert await response.read() == content
+
+
 @pytest.mark.parametrize("body, field", [
     ({"version": "abc"}, "version"),
     ({"rollback": False}, "rollback"),
