@@ -78,7 +78,6 @@ class _Loaded:
     sha256: str
     value: Any
     checked_at: float
-    checking: bool = False
 
 
 class _Models:
@@ -129,10 +128,13 @@ class _Models:
         return _Loaded(sha256, value, time.monotonic())
 
     def _check_soon(self, name: str, loaded: _Loaded) -> None:
+        # The check's start counts as a check: the calls meanwhile start no other. A time, not
+        # a "checking" flag, so that nothing can leave it stuck (on the python engine a cancel
+        # is an exception that may land between any two instructions of the job's thread).
         with self.checking:
-            if loaded.checking:
+            if time.monotonic() - loaded.checked_at < self.check_every_s:
                 return
-            loaded.checking = True
+            loaded.checked_at = time.monotonic()
         threading.Thread(target=self._check, args=(name, loaded), daemon=True,
                          name=f"model-check-{name}").start()
 
@@ -147,7 +149,6 @@ class _Models:
                         loaded.sha256[:12], exc_info=True)
         finally:
             loaded.checked_at = time.monotonic()
-            loaded.checking = False
 
 
 _models: _Models | None = None
