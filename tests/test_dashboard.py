@@ -370,6 +370,7 @@ def test_contexts_show_their_state_and_a_broken_one_is_repaired(page: Page, serv
     expect(fragile.locator("h2 .badge")).to_have_text("broken")
     expect(fragile).to_contain_text("nonsense://x")
     expect(fragile).to_contain_text("Last failure")
+    expect(fragile.locator('[data-fact="Engine"]')).to_have_text("spark")
     screenshot(page, "contexts")
     repair = fragile.locator('button[data-action="repair"]')
     repair.click()

@@ -26,9 +26,9 @@ from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, Store
 from sparkgate.jobs.submission import SubmitRequest, submit
 from sparkgate.workers.artifacts import FunctionLoader
+from sparkgate.workers.engines.spark import SparkEngine
 from sparkgate.workers.execution import JobRunner
 from sparkgate.workers.progress import ProgressTracker
-from sparkgate.workers.session import job_group_canceller
 from sparkgate.workers.watchdog import Watchdog
 from tests.conftest import function_source
 
@@ -49,10 +49,11 @@ def capture(store: Store) -> Iterator[JobLogCapture]:
 def runner(store: Store, catalog: Catalog, queue: JobQueue, redis: Redis, spark,
            capture: JobLogCapture, tmp_path: Path) -> Iterator[JobRunner]:
     sc = spark.sparkContext
-    watchdog = Watchdog(job_group_canceller(sc), lambda job_id, why: None, cancel_grace_s=30)
+    engine = SparkEngine(spark)
+    watchdog = Watchdog(engine.cancel, lambda job_id, why: None, cancel_grace_s=30)
     progress = ProgressTracker(sc, store.set_progress, interval_s=0.1)
     yield JobRunner(store=store, queue=queue, redis=redis,
-                    loader=FunctionLoader(catalog, tmp_path / "cache"), spark=spark,
+                    loader=FunctionLoader(catalog, tmp_path / "cache"), engine=engine,
                     worker_id=WORKER_ID, capture=capture, watchdog=watchdog, progress=progress)
     watchdog.close()
     progress.close()

@@ -612,7 +612,7 @@ def test_a_worker_s_event_that_cannot_be_published_does_not_abandon_its_job():
     the end is recorded) used to raise out of the job's thread, leaving a claimed job
     unstarted until the reconciler failed it as "worker lost"."""
     redis = dead_redis()
-    runner = JobRunner(store=None, queue=None, redis=redis, loader=None, spark=None,
+    runner = JobRunner(store=None, queue=None, redis=redis, loader=None, engine=None,
                        worker_id="w", capture=None, watchdog=None, progress=None)
     runner.publish({"event": "started", "id": "some-job"})  # no exception
     redis.close()

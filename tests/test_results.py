@@ -18,6 +18,7 @@ from sparkgate.jobs.signatures.reading import inspect_source
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.submission import SubmitRequest, submit
 from sparkgate.workers.artifacts import FunctionLoader
+from sparkgate.workers.engines.spark import SparkEngine
 from sparkgate.workers.execution import JobRunner
 from sparkgate.workers.progress import ProgressTracker
 from sparkgate.workers.results import (
@@ -26,7 +27,6 @@ from sparkgate.workers.results import (
     checked_result,
     to_json_value,
 )
-from sparkgate.workers.session import job_group_canceller
 from sparkgate.workers.watchdog import Watchdog
 
 
@@ -100,11 +100,12 @@ def small_limit_runner(store, catalog, queue, redis, spark, tmp_path: Path
                        ) -> Iterator[JobRunner]:
     """A worker's job runner, in this process, whose results may be 1,000 bytes of JSON."""
     sc = spark.sparkContext
+    engine = SparkEngine(spark)
     capture = JobLogCapture(store.append_logs, flush_interval_s=0.1)
-    watchdog = Watchdog(job_group_canceller(sc), lambda job_id, why: None, cancel_grace_s=30)
+    watchdog = Watchdog(engine.cancel, lambda job_id, why: None, cancel_grace_s=30)
     progress = ProgressTracker(sc, store.set_progress, interval_s=0.1)
     yield JobRunner(store=store, queue=queue, redis=redis,
-                    loader=FunctionLoader(catalog, tmp_path / "cache"), spark=spark,
+                    loader=FunctionLoader(catalog, tmp_path / "cache"), engine=engine,
                     worker_id="results-worker", capture=capture, watchdog=watchdog,
                     progress=progress, max_result_bytes=1000)
     watchdog.close()

@@ -26,7 +26,7 @@ from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, Store
 from sparkgate.jobs.timeouts import missed_start, perform_timeout_message
 from sparkgate.workers.artifacts import FunctionLoader
-from sparkgate.workers.progress import ProgressTracker
+from sparkgate.workers.engines import Engine, Progress
 from sparkgate.workers.results import checked_result
 from sparkgate.workers.watchdog import Interruption, Watchdog
 
@@ -45,14 +45,14 @@ class Outcome:
 
 class JobRunner:
     def __init__(self, *, store: Store, queue: JobQueue, redis: Redis, loader: FunctionLoader,
-                 spark: Any, worker_id: str, capture: JobLogCapture, watchdog: Watchdog,
-                 progress: ProgressTracker,
+                 engine: Engine, worker_id: str, capture: JobLogCapture, watchdog: Watchdog,
+                 progress: Progress,
                  max_result_bytes: int = Settings.max_result_bytes) -> None:
         self.store = store
         self.queue = queue
         self.redis = redis
         self.loader = loader
-        self.spark = spark
+        self.engine = engine
         self.worker_id = worker_id
         self.capture = capture
         self.watchdog = watchdog
@@ -94,33 +94,19 @@ class JobRunner:
         publish(self.redis, *events, along=lambda pipe: self.queue.done(job.id, pipeline=pipe))
 
     def _execute(self, job: Job, slot: int) -> Outcome:
-        sc = self.spark.sparkContext
         started = time.perf_counter()
-        with self.capture.job(job.id, hand_over=False):
-            # Each call is a round trip to the JVM, so the thread's properties are not cleared
-            # after a job: the next job on this thread sets both first thing.
-            sc.setJobGroup(job.id, f"{job.function} ({job.id})", interruptOnCancel=True)
-            # One FAIR pool per slot, not per job: Spark never forgets a pool it has seen.
-            sc.setLocalProperty("spark.scheduler.pool", f"slot-{slot}")
+        with (self.capture.job(job.id, hand_over=False),
+              self.engine.running(job.id, f"{job.function} ({job.id})", slot)):
             try:
                 loaded = self.loader.load(job.artifact_sha1 or "", job.file_path, job.class_name)
                 kwargs = loaded.signature.call_kwargs(job.arguments)
-                value = loaded.fn(self._handle(loaded.signature.handle), **kwargs)
+                value = loaded.fn(self.engine.handle(loaded.signature.handle), **kwargs)
                 outcome = Outcome(result=checked_result(value, self.max_result_bytes))
             except BaseException as exc:
                 outcome = Outcome(error=_describe(exc))
         # The job's last lines are stored with its end, in one transaction: its logs are
         # complete before its end is announced, for the price of one commit.
         return replace(outcome, elapsed_ms=round((time.perf_counter() - started) * 1000))
-
-    def _handle(self, kind: str) -> Any:
-        if kind == "context":
-            return self.spark.sparkContext
-        if kind == "sql_context":
-            from pyspark.sql import SQLContext
-
-            return SQLContext(self.spark.sparkContext, self.spark)
-        return self.spark
 
     def _record(self, job: Job, outcome: Outcome) -> None:
         """Write the job's end with its last log lines, retrying while the database is

@@ -1,5 +1,6 @@
-"""The worker process: one warm SparkSession for one context, up to ``maxJobs`` jobs at once in
-threads that share it. It never forks per job (the session would be lost with the child).
+"""The worker process: one context's engine (a warm SparkSession, or plain Python), up to
+``maxJobs`` jobs at once in threads that share it. It never forks per job (the session would be
+lost with the child).
 
 A worker ends by draining (it takes no new job and lets its running ones finish, failing those
 still running after ``worker_stop_grace_s``) when it is stopped (SIGTERM, the workers API),
@@ -32,6 +33,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
+from sparkgate import models
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.db import make_engine, now_ms
@@ -39,6 +41,7 @@ from sparkgate.jobs.errors import IllegalTransition
 from sparkgate.jobs.events import lifecycle_event, logs_event, progress_event
 from sparkgate.jobs.logs.capture import JobLogCapture
 from sparkgate.jobs.logs.lines import LogLine
+from sparkgate.jobs.models import ModelStore
 from sparkgate.jobs.outage import Outage
 from sparkgate.jobs.publishing import control_channel, publish
 from sparkgate.jobs.queue import JobQueue, queue_name
@@ -48,16 +51,9 @@ from sparkgate.jobs.store import Store
 from sparkgate.jobs.timeouts import abandoned_message
 from sparkgate.jobs.worker_registry import WorkerRecord, WorkerRegistry
 from sparkgate.workers.artifacts import FunctionLoader
+from sparkgate.workers.engines import starter
 from sparkgate.workers.execution import JobRunner
-from sparkgate.workers.progress import ProgressTracker
 from sparkgate.workers.scratch import remove_scratch, scratch_dir, use_scratch
-from sparkgate.workers.session import (
-    build_session,
-    check_java,
-    job_group_canceller,
-    spark_conf_for,
-    write_pools_file,
-)
 from sparkgate.workers.watchdog import Interruption, Watchdog
 
 log = logging.getLogger("sparkgate.worker")
@@ -102,6 +98,7 @@ class Worker:
         self.scratch = scratch_dir(settings.data_dir, os.getpid())
         self.registry = WorkerRegistry(self.redis, settings.worker_ttl_s)
         self.started_ms = now_ms()
+        self.engine_conf: dict[str, str] = {}  # the started engine's, for the workers API
         self.running: dict[str, int] = {}
         self.abandoned: set[str] = set()
         self.jobs_done = 0
@@ -155,19 +152,20 @@ class Worker:
         signal.signal(signal.SIGTERM, self._on_stop_signal)
         signal.signal(signal.SIGINT, self._on_stop_signal)
         use_scratch(self.scratch)
-        check_java()
-        log.info("worker %s: starting Spark for context %s", self.id, self.context.name)
-        pools = write_pools_file(self.scratch / "pools.xml", self.context.max_jobs)
-        spark = build_session(self.context, pools, self.scratch)
-        sc = spark.sparkContext
+        began = time.monotonic()
+        engine = starter(self.context.engine)(self.context, self.scratch)
+        self.engine_conf = engine.conf
         capture = JobLogCapture(self._ship_logs)
         capture.install()
-        watchdog = Watchdog(job_group_canceller(sc), self._on_overdue, self.settings.cancel_grace_s)
-        progress = ProgressTracker(sc, self._on_progress)
+        # Where a function's sparkgate.models saves and loads, and whose job a save is.
+        models.use(ModelStore(self.store.engine, self.settings.max_model_bytes),
+                   capture.current_job)
+        watchdog = Watchdog(engine.cancel, self._on_overdue, self.settings.cancel_grace_s)
+        progress = engine.progress(self._on_progress)
         runner = JobRunner(
             store=self.store, queue=self.queue, redis=self.redis,
             loader=FunctionLoader(self.catalog, self.settings.data_dir / "artifact-cache"),
-            spark=spark, worker_id=self.id, capture=capture, watchdog=watchdog,
+            engine=engine, worker_id=self.id, capture=capture, watchdog=watchdog,
             progress=progress, max_result_bytes=self.settings.max_result_bytes,
         )
         rq_worker = rq.Worker([queue_name(self.context.name)], name=self.id,
@@ -176,7 +174,9 @@ class Worker:
         self._beat(rq_worker)
         threading.Thread(target=self._heartbeat, args=(rq_worker,), daemon=True).start()
         threading.Thread(target=self._obey, args=(watchdog,), daemon=True).start()
-        log.info("worker %s: ready, %d slot(s)", self.id, self.context.max_jobs)
+        log.info("worker %s: ready, %d slot(s), engine %s started in %.3fs, %.3fs after the "
+                 "process started", self.id, self.context.max_jobs, self.context.engine,
+                 time.monotonic() - began, time.time() - psutil.Process().create_time())
         try:
             self._loop(runner)
             self._wait_for_running_jobs()
@@ -192,10 +192,10 @@ class Worker:
             log.info("worker %s: stopped after %d job(s): %s", self.id, self.jobs_done,
                      self.drain_reason)
         if self.abandoned:
-            # Their threads never return: don't wait for them (nor for Spark, which may be
-            # inside one).
+            # Their threads never return: don't wait for them (nor for the engine, e.g. Spark,
+            # which may be inside one).
             self._exit_now()
-        spark.stop()
+        engine.stop()
         end_children()
         remove_scratch(self.scratch)
 
@@ -421,7 +421,7 @@ class Worker:
         return WorkerRecord(
             id=self.id, context=self.context.name, host=socket.gethostname(), pid=os.getpid(),
             started_at=self.started_ms, heartbeat_at=beat, max_jobs=self.context.max_jobs,
-            worker_mode=self.context.worker_mode, spark_conf=spark_conf_for(self.context),
+            worker_mode=self.context.worker_mode, spark_conf=self.engine_conf,
             running_jobs=running, jobs_done=done,
             state="draining" if self.draining.is_set() else "running",
             drain_reason=self.drain_reason,

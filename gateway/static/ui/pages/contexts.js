@@ -10,8 +10,8 @@ import { confirmButton, errorBox, facts, runningJobs, stateBadge } from '../widg
 
 const REFRESH_MS = 3000;
 // The fields of a context definition, as PUT takes them.
-const FIELDS = ['sparkConf', 'maxJobs', 'workerMode', 'precreated', 'downtime', 'maxConnFailures',
-  'runOptions', 'streamingDuration', 'startTimeout', 'performTimeout'];
+const FIELDS = ['engine', 'sparkConf', 'maxJobs', 'workerMode', 'precreated', 'downtime',
+  'maxConnFailures', 'runOptions', 'streamingDuration', 'startTimeout', 'performTimeout'];
 
 function failures(n) {
   return n === 1 ? '1 worker failure' : `${n} worker failures`;
@@ -61,6 +61,7 @@ export async function mount(root) {
           `${failures(context.workerFailures)} in a row; broken at ${context.maxConnFailures}.`) : null,
       h('div', { class: 'grid two' },
         facts([
+          ['Engine', context.engine],
           ['Max jobs', context.maxJobs],
           ['Worker mode', context.workerMode],
           ['Precreated', String(context.precreated)],

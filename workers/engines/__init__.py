@@ -1,0 +1,70 @@
+"""Execution engines: what a worker runs its context's jobs on (the context's ``engine``).
+
+An engine is one module, ``sparkgate.workers.engines.<name>``, named in ``settings.ENGINES``.
+Its ``start(context, scratch)`` builds what the jobs share (a SparkSession, or nothing) and
+returns an :class:`Engine`. The module is imported only by a worker of that engine, so a python
+worker never imports pyspark (nor starts a JVM).
+"""
+
+from __future__ import annotations
+
+import importlib
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+from sparkgate.jobs.contexts import Context
+from sparkgate.workers.progress import ProgressCallback
+
+
+class Progress(Protocol):
+    """Follows running jobs and reports their progress (workers/progress.py for Spark)."""
+
+    def watch(self, job_id: str) -> None: ...
+
+    def unwatch(self, job_id: str) -> dict[str, Any] | None: ...
+
+    def close(self) -> None: ...
+
+
+class Engine(Protocol):
+    # The settings the engine was built with, as the workers API shows them (sparkConf).
+    conf: dict[str, str]
+
+    def handle(self, kind: str) -> Any:
+        """What a function whose signature takes a handle of ``kind`` gets first."""
+
+    def running(self, job_id: str, title: str, slot: int) -> AbstractContextManager[None]:
+        """The scope of a job's function call, in the thread that runs it."""
+
+    def cancel(self, job_id: str) -> None:
+        """Interrupt the job, if it is running; the watchdog calls it again at each tick of the
+        job's grace, so it must be cheap when there is nothing (left) to interrupt."""
+
+    def progress(self, on_progress: ProgressCallback) -> Progress: ...
+
+    def stop(self) -> None: ...
+
+
+class Starter(Protocol):
+    def __call__(self, context: Context, scratch: Path) -> Engine: ...
+
+
+def starter(name: str) -> Starter:
+    """The ``start`` of the engine ``name`` (one of settings.ENGINES)."""
+    module = importlib.import_module(f"{__name__}.{name}")
+    start: Starter = module.start
+    return start
+
+
+class NoProgress:
+    """For engines with nothing to report while a job runs: its progress stays null."""
+
+    def watch(self, job_id: str) -> None:
+        pass
+
+    def unwatch(self, job_id: str) -> None:
+        return None
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,76 @@
+"""The python engine: plain functions in a plain Python process, no JVM, ready at once.
+
+Spark cancels a job by cancelling its Spark jobs; a plain function has none, so a cancel (or a
+performTimeout) raises :class:`JobInterrupted` in the job's thread instead, with CPython's
+``PyThreadState_SetAsyncExc``. It lands at the function's next Python instruction: a function
+blocked inside one long C call (a ``time.sleep(60)``, a socket read) does not see it until that
+call returns, and one may catch it. The watchdog's grace and the worker's replacement, as on
+Spark, bound what such a function can do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sparkgate.jobs.contexts import Context
+from sparkgate.workers.engines import NoProgress
+from sparkgate.workers.progress import ProgressCallback
+
+
+class JobInterrupted(BaseException):
+    """Raised in a job's thread to stop it. A BaseException, so that the ``except Exception``
+    of a function's retry loop does not swallow it."""
+
+
+def start(context: Context, scratch: Path) -> PythonEngine:
+    return PythonEngine()
+
+
+class PythonEngine:
+    def __init__(self) -> None:
+        self.conf: dict[str, str] = {}  # nothing to set up
+        self._threads: dict[str, int] = {}  # running job -> the ident of its thread
+        self._lock = threading.Lock()
+
+    def handle(self, kind: str) -> Any:
+        # The gateway refuses Spark functions for python contexts; one deployed with
+        # ?force=true (never inspected) still gets here.
+        raise TypeError(f"the function takes a Spark handle ({kind}), but its context runs on "
+                        f"engine 'python', which has no Spark: run it in a spark context")
+
+    @contextlib.contextmanager
+    def running(self, job_id: str, title: str, slot: int) -> Iterator[None]:
+        thread = threading.get_ident()
+        with self._lock:
+            self._threads[job_id] = thread
+        try:
+            yield
+        finally:
+            with self._lock:
+                del self._threads[job_id]
+                # An interruption sent as the function returned must not hit what this
+                # thread runs next: clear it while no cancel can send another.
+                _send(thread, None)
+
+    def cancel(self, job_id: str) -> None:
+        with self._lock:
+            thread = self._threads.get(job_id)
+            if thread is not None:
+                _send(thread, JobInterrupted)
+
+    def progress(self, on_progress: ProgressCallback) -> NoProgress:
+        return NoProgress()
+
+    def stop(self) -> None:
+        pass
+
+
+def _send(thread: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in ``thread`` at its next instruction; None clears a pending one."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread),
+                                               ctypes.py_object(exc) if exc else None)
