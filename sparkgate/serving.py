@@ -58,8 +58,10 @@ COUNT_TIMEOUT_S = 2.0
 def run_server(settings: Settings, host: str, port: int, config_path: Path | None) -> int:
     """Serve until stopped; the exit status: 0 after a graceful stop, 128 + the signal's
     number after a second signal stopped it at once."""
-    if settings.start_workers:
-        check_java()  # before anything starts: a missing Java is a message, not a trace
+    if settings.start_workers and settings.context.engine == "spark":
+        # Before anything starts: a missing Java is a message, not a trace. (Other contexts'
+        # spark workers say it too, as their failure; python ones need no Java.)
+        check_java()
     sockets = listen(host, port)
     with contextlib.ExitStack() as stack:
         for sock in sockets:
