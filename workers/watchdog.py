@@ -1,9 +1,11 @@
 """Deadlines of running jobs: performTimeout, and the grace a job gets after it is interrupted.
 
-Spark can cancel a job group's Spark jobs, but no one can stop a Python thread: a function
-stuck in pure Python ignores the cancel. So an interrupted job gets ``cancel_grace_s`` to end by
-itself; past that the watchdog reports it overdue and the worker abandons it (the job is
-ended in the database, the worker replaced), which bounds the time to a terminal state.
+The engine interrupts a job (Spark cancels its job group, the python engine raises in its
+thread), but a function can still go on: one stuck in pure Python ignores Spark's cancel, one
+inside a long C call does not see the python engine's. So an interrupted job gets
+``cancel_grace_s`` to end by itself; past that the watchdog reports it overdue and the worker
+abandons it (the job is ended in the database, the worker replaced), which bounds the time to
+a terminal state.
 """
 
 from __future__ import annotations
@@ -35,11 +37,11 @@ class _Watch:
 
 
 class Watchdog:
-    def __init__(self, cancel_group: Callable[[str], None],
+    def __init__(self, interrupt: Callable[[str], None],
                  on_overdue: Callable[[str, Interruption], None], cancel_grace_s: float) -> None:
-        """``cancel_group(job_id)`` cancels the job's Spark job group; ``on_overdue`` is called
+        """``interrupt(job_id)`` is the engine's cancel of the job; ``on_overdue`` is called
         once, from the watchdog's thread, for a job still running after its grace."""
-        self._cancel_group = cancel_group
+        self._interrupt_job = interrupt
         self._on_overdue = on_overdue
         self._grace_s = cancel_grace_s
         self._watches: dict[str, _Watch] = {}
@@ -81,7 +83,7 @@ class Watchdog:
                 watch.interrupted = why
                 watch.grace_deadline = time.monotonic() + self._grace_s
         log.info("interrupting job %s (%s)", job_id, why.value)
-        self._cancel_group(job_id)
+        self._interrupt_job(job_id)
         return True
 
     def _run(self) -> None:
@@ -90,9 +92,10 @@ class Watchdog:
             for job_id in timed_out:
                 self._interrupt(job_id, Interruption.TIMEOUT)
             # Spark cancels only the group's active jobs: one the function starts after the
-            # interruption (or while its first is still being planned) is cancelled here.
+            # interruption (or while its first is still being planned) is cancelled here. The
+            # python engine raises again, in case the function caught the first one.
             for job_id in interrupted:
-                self._cancel_group(job_id)
+                self._interrupt_job(job_id)
             for job_id, why in overdue:
                 self._report(job_id, why)
 
