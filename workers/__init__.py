@@ -1,1 +1,1 @@
-"""Worker processes: each holds one warm SparkSession and runs a context's jobs."""
+"""Worker processes: each holds one context's warm engine (engines/) and runs its jobs."""
