@@ -122,6 +122,17 @@ def test_a_spark_job_finishes_with_its_result_and_events(runner, catalog, store,
     assert job.progress["percent"] == 100
 
 
+def test_a_plain_function_runs_on_the_spark_engine_without_a_handle(runner, catalog, store,
+                                                                    queue):
+    deploy(catalog, "plain.py", "add")
+    job_id = enqueue(catalog, store, queue, "add", {"x": 40, "y": 2})
+    run_next(runner, queue)
+    assert store.get_job(job_id).result == 42
+    job_id = enqueue(catalog, store, queue, "add", {"x": 1})
+    run_next(runner, queue)
+    assert store.get_job(job_id).result == 2
+
+
 def test_a_raising_function_fails_with_message_and_traceback(runner, catalog, store, queue):
     deploy(catalog, "behaviours.py", "fail")
     job_id = enqueue(catalog, store, queue, "fail", {"message": "bad input 42"})

@@ -241,10 +241,49 @@ def test_function_with_only_the_handle_has_no_params() -> None:
     assert sig_of("def f(spark):\n    pass\n") == Signature("session", ())
 
 
-def test_other_handle_annotation_is_refused() -> None:
-    error = artifact_error("def f(spark: int, n: int):\n    pass\n")
-    assert "'spark'" in error.message and "'int'" in error.message
+@pytest.mark.parametrize(
+    ("params", "arguments"),
+    [
+        ("", ()),
+        ("x: int, y: int = 1", (req("x", INT), Param("y", INT, False, 1, True))),
+        ("x, y", (req("x", ANY), req("y", ANY))),
+        # An unannotated first parameter is the handle only under a handle's name.
+        ("s, n: int", (req("s", ANY), req("n", INT))),
+        ("sql_ctx", (req("sql_ctx", ANY),)),
+        # A hint decides, whatever the name: a scoring function may well take a session id.
+        ("session: str", (req("session", STR),)),
+        ("spark: int, n: int", (req("spark", INT), req("n", INT))),
+        ("*, spark", (req("spark", ANY),)),
+    ],
+)
+def test_a_function_without_a_spark_handle_is_plain(params: str, arguments: tuple) -> None:
+    sig = sig_of(f"def f({params}):\n    pass\n")
+    assert sig == Signature(None, arguments)
+    assert sig.needs_spark is False
+
+
+@pytest.mark.parametrize("first", ["spark", "sc", "session", "spark: SparkSession",
+                                   "x: 'SparkContext'", "q: pyspark.sql.SQLContext"])
+def test_a_function_with_a_spark_handle_needs_spark(first: str) -> None:
+    assert sig_of(f"def f({first}, n: int):\n    pass\n").needs_spark is True
+
+
+def test_plain_function_file_of_the_tests() -> None:
+    sig = inspect_source((FUNCTIONS / "plain.py").read_text(), "add", "plain.py")
+    assert sig == Signature(None, (req("x", INT), Param("y", INT, False, 1, True)))
+
+
+def test_a_first_parameter_with_an_unreadable_hint_says_how_a_handle_is_written() -> None:
+    error = artifact_error("def f(df: DataFrame, n: int):\n    pass\n")
+    assert "'df' has type hint 'DataFrame'" in error.message
     assert "SparkSession, SparkContext or SQLContext" in error.message
+    later = artifact_error("def f(spark, df: DataFrame):\n    pass\n")
+    assert "'df'" in later.message and "SparkSession" not in later.message
+
+
+def test_positional_only_arguments_of_a_plain_function_are_refused() -> None:
+    error = artifact_error("def f(x, /, y):\n    pass\n")
+    assert "'x'" in error.message and "positional-only" in error.message
 
 
 def test_unknown_decorators_are_ignored() -> None:
@@ -303,12 +342,6 @@ def test_unknown_function_in_a_file_without_functions() -> None:
 def test_name_that_is_not_a_plain_def(source: str, what: str) -> None:
     error = artifact_error(source)
     assert "must be a plain def" in error.message and what in error.message
-
-
-@pytest.mark.parametrize("source", ["def f():\n    pass\n", "def f(*, spark):\n    pass\n"])
-def test_function_without_a_handle_parameter(source: str) -> None:
-    error = artifact_error(source)
-    assert "first parameter receives the Spark handle" in error.message
 
 
 @pytest.mark.parametrize(
@@ -562,6 +595,22 @@ def test_to_dict_from_dict_round_trip_through_json_plain() -> None:
     for s in (sig, sig_of(ALL_KINDS + "def g(sc: SparkContext): pass\n", "g")):
         stored = json.loads(json.dumps(s.to_dict()))
         assert Signature.from_dict(stored) == s
+
+
+def test_to_dict_from_dict_round_trip_of_a_plain_function() -> None:
+    sig = sig_of("def f(x: int, y: Optional[str] = None):\n    pass\n")
+    stored = json.loads(json.dumps(sig.to_dict()))
+    assert stored["handle"] is None
+    assert Signature.from_dict(stored) == sig
+
+
+def test_a_signature_stored_before_plain_functions_reads_as_a_spark_function() -> None:
+    # The shape stored by every release before plain functions (and before "mist" existed).
+    old = {"handle": "session", "params": [{"name": "n", "type": {"kind": "int"},
+                                            "required": True}]}
+    sig = Signature.from_dict(old)
+    assert sig == Signature("session", (req("n", INT),))
+    assert sig.needs_spark is True
 
 
 def test_to_dict_shape() -> None:

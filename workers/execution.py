@@ -100,13 +100,18 @@ class JobRunner:
             try:
                 loaded = self.loader.load(job.artifact_sha1 or "", job.file_path, job.class_name)
                 kwargs = loaded.signature.call_kwargs(job.arguments)
-                value = loaded.fn(self.engine.handle(loaded.signature.handle), **kwargs)
+                value = loaded.fn(*self._handles(loaded.signature.handle), **kwargs)
                 outcome = Outcome(result=checked_result(value, self.max_result_bytes))
             except BaseException as exc:
                 outcome = Outcome(error=_describe(exc))
         # The job's last lines are stored with its end, in one transaction: its logs are
         # complete before its end is announced, for the price of one commit.
         return replace(outcome, elapsed_ms=round((time.perf_counter() - started) * 1000))
+
+    def _handles(self, kind: str | None) -> tuple[Any, ...]:
+        """What the function takes before its arguments: its Spark handle, or nothing for a
+        plain function."""
+        return () if kind is None else (self.engine.handle(kind),)
 
     def _record(self, job: Job, outcome: Outcome) -> None:
         """Write the job's end with its last log lines, retrying while the database is

@@ -16,7 +16,7 @@ from sparkgate.jobs.signatures.model import (
     list_of,
     optional,
 )
-from sparkgate.jobs.signatures.plain import Where, def_params, first_param, positional_params
+from sparkgate.jobs.signatures.plain import Where, def_params, positional_params
 
 _SUPPORTED_HINTS = "int, float, str, bool, list, dict, list_type(X) or None"
 
@@ -35,10 +35,17 @@ def mist_signature(fn: ast.FunctionDef, where: Where) -> Signature | None:
     handle, with_args = _decorators(fn, where)
     if handle is None:
         return None
-    first_param(fn, where)  # mistpy passes the handle positionally, so the def needs a slot
+    if not positional_params(fn):
+        # mistpy passes the handle positionally, so the def needs a slot for it.
+        raise where.error(
+            "has no positional parameter: its first parameter receives the Spark handle "
+            "(SparkSession, SparkContext or SQLContext)",
+            fn.lineno,
+        )
     if with_args is None:
         # Mist listed such a function's parameters after the first, untyped.
-        return Signature(handle, def_params(fn, where, typed=False), mist=True)
+        return Signature(handle, def_params(fn, where, typed=False, after_handle=True),
+                         mist=True)
     params = _with_args_params(with_args, where)
     _check_def_accepts(fn, params, where)
     return Signature(handle, params, mist=True)

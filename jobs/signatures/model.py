@@ -1,5 +1,5 @@
-"""The signature of a user function: its Spark handle and its arguments' types and defaults,
-and the views published of it (Mist's ``execute`` map, JSON Schema).
+"""The signature of a user function: the Spark handle it takes (if any) and its arguments'
+types and defaults, and the views published of it (Mist's ``execute`` map, JSON Schema).
 """
 
 from __future__ import annotations
@@ -100,22 +100,27 @@ class Param:
 class Signature:
     """What the gateway knows of a function: which Spark handle it takes and its arguments.
 
-    ``mist`` marks functions written with the ``mistpy`` decorators, which need every argument
-    passed (see ``call_kwargs``).
+    ``handle`` is None for a plain function, which takes no Spark handle and so runs on any
+    engine; a Spark function runs only where Spark is. ``mist`` marks functions written with
+    the ``mistpy`` decorators, which need every argument passed (see ``call_kwargs``).
     """
 
-    handle: str
+    handle: str | None
     params: tuple[Param, ...]
     mist: bool = False
 
     def __post_init__(self) -> None:
         # Callers (and from_dict) may hand in a list; a tuple keeps the dataclass truly frozen.
         object.__setattr__(self, "params", tuple(self.params))
-        if self.handle not in HANDLES:
+        if self.handle is not None and self.handle not in HANDLES:
             raise ValueError(f"unknown Spark handle {self.handle!r}")
         names = [p.name for p in self.params]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate argument names in {names}")
+
+    @property
+    def needs_spark(self) -> bool:
+        return self.handle is not None
 
     def to_mist_execute(self) -> dict[str, Any]:
         """Mist's ``FunctionInfo.execute``: ``{argName: Type}``, in declaration order."""
@@ -151,6 +156,8 @@ class Signature:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Signature:
+        # A plain function is stored with "handle": null; one stored before plain functions
+        # existed names its handle, so it still reads as the Spark function it was.
         return cls(
             handle=d["handle"],
             params=tuple(Param.from_dict(p) for p in d["params"]),

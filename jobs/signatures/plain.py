@@ -1,5 +1,6 @@
-"""Functions written as a plain def: the Spark handle from the first parameter's type hint, the
-arguments from the other parameters' hints and literal defaults.
+"""Functions written as a plain def: whether the first parameter is a Spark handle (its type
+hint, or its name when it has none), and the arguments from the other parameters' hints and
+literal defaults.
 """
 
 from __future__ import annotations
@@ -41,53 +42,50 @@ _HANDLE_ANNOTATIONS = {
     "SparkContext": "context",
     "SQLContext": "sql_context",
 }
+# An unannotated first parameter with one of these names receives the SparkSession. Before
+# plain functions every first parameter was the handle, and these are the names the examples,
+# the docs and Mist's users give it; any other unannotated first parameter is an argument.
+HANDLE_NAMES = frozenset({"spark", "sc", "session"})
 
 
 def plain_signature(fn: ast.FunctionDef, where: Where) -> Signature:
-    """What ``fn``'s def declares: its hints (none means SparkSession, or any value) and its
-    literal defaults."""
-    handle = _handle_from_annotation(first_param(fn, where), where)
-    return Signature(handle, def_params(fn, where, typed=True), mist=False)
+    """What ``fn``'s def declares: the Spark handle it takes, if any (see ``spark_handle``), and
+    its arguments' hints and literal defaults."""
+    handle = spark_handle(fn)
+    return Signature(handle, def_params(fn, where, typed=True, after_handle=handle is not None))
+
+
+def spark_handle(fn: ast.FunctionDef) -> str | None:
+    """The handle ``fn``'s first positional parameter takes: the one its hint names
+    (SparkSession, SparkContext or SQLContext, matched by the last dotted name, quoted or not),
+    or the SparkSession when it has no hint and one of ``HANDLE_NAMES``. None: a plain
+    function, all of whose parameters are arguments."""
+    params = positional_params(fn)
+    if not params:
+        return None
+    first = params[0]
+    if first.annotation is None:
+        return "session" if first.arg in HANDLE_NAMES else None
+    try:
+        name = last_name(unstring(first.annotation))
+    except UnsupportedHint:
+        return None
+    return _HANDLE_ANNOTATIONS.get(name or "")
 
 
 def positional_params(fn: ast.FunctionDef) -> list[ast.arg]:
     return [*fn.args.posonlyargs, *fn.args.args]
 
 
-def first_param(fn: ast.FunctionDef, where: Where) -> ast.arg:
-    params = positional_params(fn)
-    if not params:
-        raise where.error(
-            "has no positional parameter: its first parameter receives the Spark handle "
-            "(SparkSession, SparkContext or SQLContext)",
-            fn.lineno,
-        )
-    return params[0]
-
-
-def _handle_from_annotation(param: ast.arg, where: Where) -> str:
-    if param.annotation is None:
-        return "session"
-    try:
-        name = last_name(unstring(param.annotation))
-    except UnsupportedHint:
-        name = None
-    if name in _HANDLE_ANNOTATIONS:
-        return _HANDLE_ANNOTATIONS[name]
-    raise where.error(
-        f"first parameter {param.arg!r} receives the Spark handle, so its hint "
-        f"{ast.unparse(param.annotation)!r} must be SparkSession, SparkContext or SQLContext "
-        "(or left out, meaning SparkSession)",
-        param.lineno,
-    )
-
-
-def def_params(fn: ast.FunctionDef, where: Where, typed: bool) -> tuple[Param, ...]:
-    """The parameters after the first, from the def itself; ``typed=False`` reads no hints."""
+def def_params(fn: ast.FunctionDef, where: Where, typed: bool,
+               after_handle: bool) -> tuple[Param, ...]:
+    """The arguments, from the def itself: every parameter, or those after the first when
+    ``after_handle`` (the first takes the Spark handle); ``typed=False`` reads no hints."""
     _refuse_varargs(fn, where)
+    skipped = 1 if after_handle else 0
     positional = positional_params(fn)
-    if len(fn.args.posonlyargs) > 1:
-        bad = fn.args.posonlyargs[1]
+    if len(fn.args.posonlyargs) > skipped:
+        bad = fn.args.posonlyargs[skipped]
         raise where.error(
             f"parameter {bad.arg!r} is positional-only: arguments are passed by name from a JSON "
             "object, so only the Spark handle may come before '/'",
@@ -96,9 +94,13 @@ def def_params(fn: ast.FunctionDef, where: Where, typed: bool) -> tuple[Param, .
     # Defaults belong to the last positional parameters, and to keyword-only ones one by one.
     defaults: list[ast.expr | None] = [None] * (len(positional) - len(fn.args.defaults))
     defaults += fn.args.defaults
-    pairs = list(zip(positional, defaults, strict=True))[1:]
+    pairs = list(zip(positional, defaults, strict=True))[skipped:]
     pairs += zip(fn.args.kwonlyargs, fn.args.kw_defaults, strict=True)
-    return tuple(_def_param(arg, default, where, typed) for arg, default in pairs)
+    # A first parameter whose hint is neither JSON nor a Spark handle may well be a Spark
+    # handle misspelt: its error says how a handle is written.
+    first = positional[0] if positional and not after_handle else None
+    return tuple(_def_param(arg, default, where, typed, _HANDLE_NOTE if arg is first else "")
+                 for arg, default in pairs)
 
 
 def _refuse_varargs(fn: ast.FunctionDef, where: Where) -> None:
@@ -111,7 +113,13 @@ def _refuse_varargs(fn: ast.FunctionDef, where: Where) -> None:
             )
 
 
-def _def_param(arg: ast.arg, default: ast.expr | None, where: Where, typed: bool) -> Param:
+_HANDLE_NOTE = (
+    "; if it is meant to receive Spark, its hint must be SparkSession, SparkContext or SQLContext"
+)
+
+
+def _def_param(arg: ast.arg, default: ast.expr | None, where: Where, typed: bool,
+               note: str) -> Param:
     arg_type = ANY
     if typed and arg.annotation is not None:
         try:
@@ -119,7 +127,7 @@ def _def_param(arg: ast.arg, default: ast.expr | None, where: Where, typed: bool
         except UnsupportedHint:
             raise where.error(
                 f"parameter {arg.arg!r} has type hint {ast.unparse(arg.annotation)!r}, which "
-                f"cannot be taken from JSON; supported: {_SUPPORTED_HINTS}",
+                f"cannot be taken from JSON; supported: {_SUPPORTED_HINTS}{note}",
                 arg.lineno,
             ) from None
     if default is None:
