@@ -60,8 +60,8 @@ STATS_DURATION: Schema = {**DURATION_TEXT, "pattern": f"^$|{DURATION_PATTERN}",
 
 ERROR = obj({"error": obj({
     "code": {"type": "string", "description": "machine-readable: bad_request, "
-             "invalid_arguments, invalid_artifact, not_found, method_not_allowed, conflict, "
-             "illegal_transition, payload_too_large, unauthenticated, forbidden, "
+             "invalid_arguments, invalid_artifact, wrong_engine, not_found, method_not_allowed, "
+             "conflict, illegal_transition, payload_too_large, unauthenticated, forbidden, "
              "too_many_requests, unavailable, internal"},
     "message": {"type": "string", "description": "what went wrong and what to fix"},
     "details": {"description": "an object, a list of {field, expected, got}, or null"},

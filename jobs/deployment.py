@@ -22,6 +22,7 @@ from sparkgate.jobs.artifacts import Artifact
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.errors import BadRequest, InvalidArtifact, NotFound
 from sparkgate.jobs.functions import Function
+from sparkgate.jobs.placement import check_placement
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.signatures.model import Signature
 from sparkgate.jobs.signatures.reading import inspect_package, inspect_source
@@ -42,15 +43,18 @@ def upload_artifact(catalog: Catalog, name: str, content: bytes, replace: bool,
                     limits: ArchiveLimits | None = None) -> Artifact:
     """Check and store an artifact. Replacing one re-reads the schema of every function that
     uses it, in the same transaction; if the new code no longer has a function one of them
-    names, nothing is stored and the error says which. ``limits`` bound a package archive
-    (by default, derived from the default ``max_artifact_bytes``)."""
+    names, or makes one a Spark function whose default context has no Spark, nothing is
+    stored and the error says which. ``limits`` bound a package archive (by default, derived
+    from the default ``max_artifact_bytes``)."""
     code = checked_code(name, content, limits or default_limits())
     refreshed: dict[str, dict[str, Any] | None] = {}
     if replace:
         for function in catalog.list_functions():
             if function.path == name and function.signature is not None:
-                refreshed[function.name] = _signature(code, function.class_name, name,
-                                                      function.name)
+                signature = _signature(code, function.class_name, name, function.name)
+                check_placement(function.name, signature,
+                                catalog.get_context(function.default_context), "defaultContext")
+                refreshed[function.name] = signature.to_dict()
     return catalog.put_artifact(name, content, replace, refreshed)
 
 
@@ -78,21 +82,25 @@ def build_function(catalog: Catalog, name: str, path: str, class_name: str, cont
     except NotFound:
         raise BadRequest(f"path: artifact {path!r} does not exist; upload it first",
                          {"field": "path", "got": path}) from None
-    if not catalog.context_exists(context):
+    try:
+        target = catalog.get_context(context)
+    except NotFound:
         raise BadRequest(f"defaultContext: context {context!r} does not exist; create it first",
-                         {"field": "defaultContext", "got": context})
+                         {"field": "defaultContext", "got": context}) from None
     signature = None
     if inspect:
         content = catalog.artifact_content(artifact.sha1)
         code = checked_code(path, content, default_limits(content))
-        signature = signature_of(code, class_name, path).to_dict()
+        read = signature_of(code, class_name, path)
+        check_placement(name, read, target, "defaultContext")
+        signature = read.to_dict()
     return Function(name=name, path=path, class_name=class_name, default_context=context,
                     signature=signature, tags=tags)
 
 
-def _signature(code: Code, class_name: str, path: str, function: str) -> dict[str, Any]:
+def _signature(code: Code, class_name: str, path: str, function: str) -> Signature:
     try:
-        return signature_of(code, class_name, path).to_dict()
+        return signature_of(code, class_name, path)
     except InvalidArtifact as exc:
         raise InvalidArtifact(
             f"the new {path!r} does not fit function {function!r}, which uses it: "

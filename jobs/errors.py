@@ -46,6 +46,12 @@ class InvalidArtifact(BadRequest):
     code = "invalid_artifact"
 
 
+class WrongEngine(BadRequest):
+    """A Spark function sent to a context whose engine has no Spark (see ``jobs.placement``)."""
+
+    code = "wrong_engine"
+
+
 class NotFound(SparkgateError):
     code = "not_found"
     http_status = 404

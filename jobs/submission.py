@@ -20,6 +20,7 @@ from sparkgate.jobs.db import now_ms, writing
 from sparkgate.jobs.errors import Conflict, SparkgateError, TooManyRequests, Unavailable
 from sparkgate.jobs.events import initialized_event, lifecycle_event
 from sparkgate.jobs.functions import Function
+from sparkgate.jobs.placement import check_placement
 from sparkgate.jobs.publishing import add_events
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.signatures.model import Signature
@@ -173,7 +174,9 @@ def _check_all(catalog: Catalog, conn: Connection, queue: JobQueue,
     for request in requests:
         try:
             target = _target(catalog, conn, targets, request)
-            arguments = _validated(target.function, request.arguments)
+            signature = _signature(target.function)
+            check_placement(target.function.name, signature, target.context, "context")
+            arguments = _validated(signature, request.arguments)
             if max_queued:
                 _check_room(queue, target.context.name, max_queued)
         except SparkgateError as exc:
@@ -198,11 +201,15 @@ def _target(catalog: Catalog, conn: Connection,
     return found
 
 
-def _validated(function: Function, arguments: Any) -> Any:
-    if function.signature is not None:
-        return validate_arguments(Signature.from_dict(function.signature), arguments)
+def _signature(function: Function) -> Signature | None:
+    return None if function.signature is None else Signature.from_dict(function.signature)
+
+
+def _validated(signature: Signature | None, arguments: Any) -> Any:
+    if signature is not None:
+        return validate_arguments(signature, arguments)
     if not isinstance(arguments, dict):
-        validate_arguments(Signature(handle="session", params=(), mist=False), arguments)
+        validate_arguments(Signature(handle=None, params=()), arguments)
     return arguments
 
 

@@ -299,6 +299,7 @@ async def test_create_function_returns_mist_function_info(client):
         "className": "typed",
         "defaultContext": "default",
         "argumentsSchema": TYPED_SCHEMA,
+        "needsSpark": True,
     }
     assert list(info["execute"]) == list(TYPED_EXECUTE)  # declaration order
     assert await json_of(await client.get(f"{API}/functions/typed")) == info
@@ -359,6 +360,35 @@ async def test_put_updates_a_function(client):
     assert (updated["path"], updated["className"], updated["defaultContext"]) == \
         ("typed.py", "typed", "other")
     assert await json_of(await client.get(f"{API}/functions/job")) == updated
+
+
+async def test_a_spark_function_with_a_python_default_context_is_400(client):
+    body = {"name": "scoring", "engine": "python"}
+    assert (await client.post(f"{API}/contexts", json=body)).status == 200
+    await deploy(client, "job", "echo.py", class_name="echo")
+    definition = {"path": "echo.py", "className": "echo", "defaultContext": "scoring"}
+
+    response = await client.put(f"{API}/functions", json={"name": "job", **definition})
+    error = await error_of(response, 400, "wrong_engine")
+    assert error["message"] == (
+        "defaultContext: function 'job' takes a SparkSession, so it needs engine 'spark', but "
+        "context 'scoring' runs on engine 'python'; use a context with engine 'spark', or drop "
+        "the Spark handle to make it a plain function (docs/functions.md)")
+    assert error["details"] == {"field": "defaultContext", "function": "job",
+                                "context": "scoring", "engine": "python", "needs": "spark"}
+    response = await client.post(f"{API}/functions", json={"name": "new", **definition})
+    assert "function 'new'" in (await error_of(response, 400, "wrong_engine"))["message"]
+
+    listed = await json_of(await client.get(f"{API}/functions"))
+    assert [(f["name"], f["defaultContext"]) for f in listed] == [("job", "default")]
+
+
+async def test_a_plain_function_may_default_to_a_python_context(client):
+    body = {"name": "scoring", "engine": "python"}
+    assert (await client.post(f"{API}/contexts", json=body)).status == 200
+    info = await deploy(client, "add", "plain.py", context="scoring")
+    assert (info["needsSpark"], info["defaultContext"]) == (False, "scoring")
+    assert info["execute"] == {"x": mist("MInt"), "y": mist("MOption", mist("MInt"))}
 
 
 async def test_put_of_an_unknown_function_is_404_and_creates_nothing(client):
@@ -433,7 +463,7 @@ async def test_force_stores_a_function_without_inspecting_it(client):
     info = await json_of(response)
     assert info == {"name": "gamma", "lang": "python", "execute": {}, "tags": [],
                     "path": "ab.py", "className": "gamma", "defaultContext": "default",
-                    "argumentsSchema": None}
+                    "argumentsSchema": None, "needsSpark": None}
     assert await json_of(await client.get(f"{API}/functions/gamma")) == info
 
 

@@ -4,17 +4,20 @@ matches the code of its artifact."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
 from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.deployment import build_function, upload_artifact
-from sparkgate.jobs.errors import BadRequest, Conflict, InvalidArtifact
+from sparkgate.jobs.errors import BadRequest, Conflict, InvalidArtifact, WrongEngine
 from sparkgate.jobs.signatures.model import Signature
 
 V1 = b"def f(spark, n: int):\n    return n\n"
 V2 = b"def f(spark, n: int, label: str = 'x'):\n    return n\n"
 WITHOUT_F = b"def g(spark):\n    return 1\n"
+PLAIN = b"def f(x: int):\n    return x\n\n\ndef g(spark):\n    return 1\n"
 
 
 def deploy_f(catalog: Catalog) -> None:
@@ -41,6 +44,19 @@ def test_a_replacement_that_breaks_a_function_stores_nothing(catalog: Catalog):
         upload_artifact(catalog, "code.py", WITHOUT_F, replace=True)
     assert catalog.get_artifact("code.py") == before
     assert params_of(catalog, "f") == ["n"]
+
+
+def test_a_function_is_placed_by_the_engine_of_its_default_context(catalog: Catalog):
+    catalog.save_context(replace(Context.from_defaults("scoring", catalog.context_defaults),
+                                 engine="python"))
+    upload_artifact(catalog, "code.py", PLAIN, replace=False)
+    catalog.create_function(build_function(catalog, "f", "code.py", "f", "scoring", [], True))
+    with pytest.raises(WrongEngine, match="function 'g' takes a SparkSession"):
+        build_function(catalog, "g", "code.py", "g", "scoring", [], True)
+    # New code that makes f a Spark function would strand it in its python context.
+    with pytest.raises(WrongEngine, match="context 'scoring' runs on engine 'python'"):
+        upload_artifact(catalog, "code.py", V1, replace=True)
+    assert params_of(catalog, "f") == ["x"]
 
 
 def test_same_name_without_replace_is_a_conflict(catalog: Catalog):

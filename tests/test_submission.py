@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 from redis import Redis
@@ -18,6 +19,7 @@ from sparkgate.jobs.errors import (
     NotFound,
     TooManyRequests,
     Unavailable,
+    WrongEngine,
 )
 from sparkgate.jobs.functions import Function
 from sparkgate.jobs.queue import JobQueue
@@ -36,6 +38,23 @@ def echo(catalog: Catalog) -> str:
         name="echo", path="echo.py", class_name="echo", default_context="default",
         signature=inspect_source(content.decode(), "echo", "echo.py").to_dict()))
     return "echo"
+
+
+@pytest.fixture
+def add(catalog: Catalog) -> str:
+    content = function_source("plain.py")
+    catalog.put_artifact("plain.py", content, replace_existing=False)
+    catalog.create_function(Function(
+        name="add", path="plain.py", class_name="add", default_context="default",
+        signature=inspect_source(content.decode(), "add", "plain.py").to_dict()))
+    return "add"
+
+
+@pytest.fixture
+def python_context(catalog: Catalog) -> str:
+    defaults = Context.from_defaults("scoring", catalog.context_defaults)
+    catalog.save_context(replace(defaults, engine="python"))
+    return "scoring"
 
 
 def job_count(store: Store) -> int:
@@ -170,3 +189,35 @@ def test_a_broken_context_fails_its_jobs_and_queues_the_others(catalog, store, q
     assert broken.status is JobStatus.FAILED and "is broken" in broken.error
     assert queue.queued_ids("default") == [healthy.id]
     assert queue.queued_ids("fragile") == []
+
+
+def test_a_spark_function_sent_to_a_python_context_is_refused(catalog, store, queue, echo,
+                                                               python_context):
+    with pytest.raises(WrongEngine) as info:
+        submit(catalog, store, queue, SubmitRequest(echo, {}, context=python_context))
+    assert info.value.http_status == 400
+    assert info.value.message == (
+        "context: function 'echo' takes a SparkSession, so it needs engine 'spark', but context "
+        "'scoring' runs on engine 'python'; use a context with engine 'spark', or drop the "
+        "Spark handle to make it a plain function (docs/functions.md)")
+    assert info.value.details == {"field": "context", "function": "echo", "context": "scoring",
+                                  "engine": "python", "needs": "spark"}
+    assert job_count(store) == 0
+    assert queue.queued_ids(python_context) == []
+
+
+def test_a_plain_function_is_accepted_by_any_engine(catalog, store, queue, add, python_context):
+    on_python = submit(catalog, store, queue, SubmitRequest(add, {"x": 1}, context=python_context))
+    on_spark = submit(catalog, store, queue, SubmitRequest(add, {"x": 1}))
+    assert queue.queued_ids(python_context) == [on_python.id]
+    assert queue.queued_ids("default") == [on_spark.id]
+
+
+def test_a_function_stored_unread_is_not_refused_by_its_engine(catalog, store, queue,
+                                                                python_context):
+    # force=true stored no signature: whether it needs Spark is found out by its worker.
+    catalog.put_artifact("echo.py", function_source("echo.py"), replace_existing=False)
+    catalog.create_function(Function(name="forced", path="echo.py", class_name="echo",
+                                     default_context="default"))
+    job = submit(catalog, store, queue, SubmitRequest("forced", {}, context=python_context))
+    assert queue.queued_ids(python_context) == [job.id]

@@ -75,7 +75,9 @@ _LISTED = "newest first: a bare list, or `{jobs, total}` with `paginate=true`"
         "429": use("TooManyRequests"),
     },
     description="Arguments are checked against the function's schema before anything is "
-                "recorded (`400 invalid_arguments` lists every problem). `429` when the "
+                "recorded (`400 invalid_arguments` lists every problem), and the function "
+                "against the context's engine (`400 wrong_engine`: a Spark function sent to "
+                "a python context). `429` when the "
                 "context already has `max_queued_per_context` jobs waiting, or the "
                 "submitter is over `submits_per_second`.",
     parameters=[

@@ -28,11 +28,18 @@ class FunctionInfo:
     path: str = wire("path", STRING, description="the artifact")
     class_name: str = wire("className", STRING)
     default_context: str = wire("defaultContext", STRING)
-    # sparkgate's own: the same arguments as JSON Schema; null when deployed uninspected.
+    # sparkgate's own: the same arguments as JSON Schema, and whether it takes a Spark handle;
+    # null when deployed uninspected.
     arguments_schema: dict[str, Any] | None = wire("argumentsSchema", {
         "type": ["object", "null"],
         "description": "*sparkgate*: the arguments as JSON Schema (2020-12); null when stored "
                        "with force=true"})
+    needs_spark: bool | None = wire("needsSpark", {
+        "type": ["boolean", "null"],
+        "description": "*sparkgate*: true for a Spark function (its first parameter takes a "
+                       "Spark handle), which runs only in contexts of engine spark; false for "
+                       "a plain function, which runs on any engine; null when stored with "
+                       "force=true"})
 
     @classmethod
     def of(cls, function: Function) -> FunctionInfo:
@@ -41,7 +48,8 @@ class FunctionInfo:
                    execute=signature.to_mist_execute() if signature else {},
                    tags=function.tags, path=function.path, class_name=function.class_name,
                    default_context=function.default_context,
-                   arguments_schema=signature.to_json_schema() if signature else None)
+                   arguments_schema=signature.to_json_schema() if signature else None,
+                   needs_spark=signature.needs_spark if signature else None)
 
 
 def _name(field: str) -> Reading:
