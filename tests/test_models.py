@@ -7,15 +7,27 @@ import dataclasses
 import hashlib
 import pickle
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sparkgate import models
+from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.errors import ConfigError, Conflict, NotFound, PayloadTooLarge
 from sparkgate.jobs.keys import KeyStore
+from sparkgate.jobs.logs.capture import JobLogCapture
 from sparkgate.jobs.models import ModelStore
+from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.state import JobStatus
+from sparkgate.jobs.store import Job, Store
+from sparkgate.workers.artifacts import FunctionLoader
+from sparkgate.workers.engines.python import PythonEngine
+from sparkgate.workers.execution import JobRunner
+from sparkgate.workers.watchdog import Watchdog
 from tests.api_responses import error_of, json_of
+from tests.test_execution import deploy, enqueue, run_next
 
 API = "/v2/api/models"
 
@@ -188,6 +200,41 @@ def test_load_of_an_unknown_model_names_it(engine, unconfigured):
 def test_without_a_store_the_module_says_where_it_works(unconfigured):
     with pytest.raises(RuntimeError, match="run --local"):
         models.load("scorer")
+
+
+@pytest.fixture
+def python_runner(store: Store, catalog: Catalog, queue: JobQueue, redis, engine,
+                  tmp_path: Path, unconfigured) -> Iterator[JobRunner]:
+    """A python-engine job runner wired to the model store as a worker process wires it."""
+    capture = JobLogCapture(store.append_logs, flush_interval_s=0.1)
+    python = PythonEngine()
+    watchdog = Watchdog(python.cancel, lambda job_id, why: None, cancel_grace_s=30)
+    models.use(ModelStore(engine), capture.current_job, check_every_s=0)
+    yield JobRunner(store=store, queue=queue, redis=redis,
+                    loader=FunctionLoader(catalog, tmp_path / "cache"), engine=python,
+                    worker_id="test-worker", capture=capture, watchdog=watchdog,
+                    progress=python.progress(store.set_progress))
+    watchdog.close()
+    capture.close()
+
+
+def test_a_training_job_saves_and_scoring_jobs_follow_it(python_runner, catalog, store, queue,
+                                                         engine):
+    deploy(catalog, "model_user.py", "train")
+    deploy(catalog, "model_user.py", "score")
+
+    def run(function: str, arguments: dict[str, Any]) -> Job:
+        enqueue(catalog, store, queue, function, arguments)
+        job = store.get_job(run_next(python_runner, queue))
+        assert job.status is JobStatus.FINISHED, job.error
+        return job
+
+    training = run("train", {"factor": 3})
+    [version] = ModelStore(engine).versions("multiplier")
+    assert (version.sha256, version.created_by) == (training.result, f"job:{training.id}")
+    assert run("score", {"x": 2}).result == 6
+    run("train", {"factor": 5})  # a second training run: the scoring worker picks it up
+    wait_for(lambda: run("score", {"x": 2}).result == 10)
 
 
 # ---------------------------------------------------------------------------------------------
