@@ -125,6 +125,26 @@ def test_bad_arguments_are_refused_before_a_job_exists(server: Server):
     assert server.get("/jobs", params={"paginate": "true"}).json()["total"] == before
 
 
+def test_a_plain_function_runs_in_the_spark_default_context(server: Server):
+    deploy(server, "plain.py", "e2e_add", "add")
+    assert server.get("/functions/e2e_add").json()["needsSpark"] is False
+    answer = server.post("/functions/e2e_add/jobs", params={"force": "true"},
+                         json={"x": 40, "y": 2}).json()
+    assert answer == {"success": True, "payload": 42, "errors": []}
+
+
+def test_a_spark_function_sent_to_a_python_context_is_a_400_and_no_job(server: Server):
+    created = server.post("/contexts", json={"name": "e2e_python", "engine": "python"})
+    assert created.status_code == 200, created.text
+    before = server.get("/jobs", params={"paginate": "true"}).json()["total"]
+    refused = server.post("/functions/pi/jobs", params={"context": "e2e_python"},
+                          json={"samples": 10})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "wrong_engine"
+    assert "function 'pi'" in refused.json()["error"]["message"]
+    assert server.get("/jobs", params={"paginate": "true"}).json()["total"] == before
+
+
 def test_job_output_is_captured_in_its_logs(server: Server):
     deploy(server, "behaviours.py", "e2e_chatty", "chatty")
     answer = server.post("/functions/e2e_chatty/jobs", params={"wait": "60s"},
