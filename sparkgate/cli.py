@@ -18,7 +18,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
 from sparkgate.jobs.db import make_engine
-from sparkgate.jobs.errors import ConfigError, Conflict, SparkgateError
+from sparkgate.jobs.errors import BadRequest, ConfigError, Conflict, SparkgateError
 from sparkgate.jobs.keys import ROLES, KeyStore
 from sparkgate.jobs.migrate import current, upgrade
 from sparkgate.jobs.settings import Settings, load_settings
@@ -50,6 +50,7 @@ def main() -> None:
     sparkgate db upgrade                  # migrate the configured database
     sparkgate worker --context default    # a worker for one context (any host)
     sparkgate keys create --name me --role admin   # an API key (auth_enabled)
+    sparkgate run --local examples/pi.py:pi --arg samples=1000   # a function, here
     """
 
 
@@ -120,6 +121,39 @@ def worker(config_path: Path | None, context_name: str, one_job: bool,
                max_jobs_total=1 if one_job else None, supervisor_pid=supervisor_pid).run()
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
+
+
+@main.command()
+@click.argument("target", metavar="FILE.py:FUNCTION")
+@click.option("--local", is_flag=True, required=True,
+              help="Run in this process (required: the only way `run` runs, for now).")
+@click.option("--arg", "pairs", multiple=True, metavar="NAME=VALUE",
+              help="An argument. VALUE is read as JSON when it is valid JSON (42, true, "
+                   "[1,2], \"7\"), else as the string written. Repeatable; wins over --args.")
+@click.option("--args", "args_json", metavar="JSON", help="The arguments, a JSON object.")
+def run(target: str, local: bool, pairs: tuple[str, ...], args_json: str | None) -> None:
+    """Run FUNCTION of FILE.py here, exactly as deployed: the gateway's argument checks and
+    messages, the worker's import and call, a local Spark session only if the function takes
+    one. Prints the result JSON a job would store. Exit status: 0 done, 1 the function failed
+    (its error as the job's), 2 refused (bad arguments, no such file or function).
+
+    \b
+    sparkgate run --local examples/pi.py:pi --arg samples=100000 --arg seed=7
+    sparkgate run --local examples/word_count.py:word_count --args '{"text": "to be or not"}'
+    """
+    from sparkgate.local import FunctionFailed, run_target
+
+    try:
+        result = run_target(target, args_json, pairs)
+    except BadRequest as exc:
+        click.echo(f"Error: {exc.message}", err=True)
+        sys.exit(2)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+    except FunctionFailed as exc:
+        click.echo(exc.text, err=True)
+        sys.exit(1)
+    click.echo(json.dumps(result, indent=2))
 
 
 @main.group()

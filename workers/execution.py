@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,8 +25,8 @@ from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, Store
 from sparkgate.jobs.timeouts import missed_start, perform_timeout_message
 from sparkgate.workers.artifacts import FunctionLoader
+from sparkgate.workers.calling import call_function, describe_error
 from sparkgate.workers.engines import Engine, Progress
-from sparkgate.workers.results import checked_result
 from sparkgate.workers.watchdog import Interruption, Watchdog
 
 log = logging.getLogger("sparkgate.worker")
@@ -99,19 +98,13 @@ class JobRunner:
               self.engine.running(job.id, f"{job.function} ({job.id})", slot)):
             try:
                 loaded = self.loader.load(job.artifact_sha1 or "", job.file_path, job.class_name)
-                kwargs = loaded.signature.call_kwargs(job.arguments)
-                value = loaded.fn(*self._handles(loaded.signature.handle), **kwargs)
-                outcome = Outcome(result=checked_result(value, self.max_result_bytes))
+                outcome = Outcome(result=call_function(loaded, job.arguments, self.engine,
+                                                       self.max_result_bytes))
             except BaseException as exc:
-                outcome = Outcome(error=_describe(exc))
+                outcome = Outcome(error=describe_error(exc))
         # The job's last lines are stored with its end, in one transaction: its logs are
         # complete before its end is announced, for the price of one commit.
         return replace(outcome, elapsed_ms=round((time.perf_counter() - started) * 1000))
-
-    def _handles(self, kind: str | None) -> tuple[Any, ...]:
-        """What the function takes before its arguments: its Spark handle, or nothing for a
-        plain function."""
-        return () if kind is None else (self.engine.handle(kind),)
 
     def _record(self, job: Job, outcome: Outcome) -> None:
         """Write the job's end with its last log lines, retrying while the database is
@@ -198,10 +191,3 @@ def _overruled(lines: list[LogLine], outcome: Outcome, status: str | None) -> li
     note = (f"its function ended after {outcome.elapsed_ms} ms, but the job was already "
             f"{status}: that outcome is discarded")
     return [*lines[:-1], LogLine(now_ms(), "WARN", note)]
-
-
-def _describe(exc: BaseException) -> str:
-    """``Type: message`` then the traceback: what Mist returned as a failed job's result."""
-    summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return f"{summary}\n\n{trace}".rstrip()

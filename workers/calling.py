@@ -1,0 +1,34 @@
+"""Calling a user function as every job calls it: the Spark handle it takes from the engine
+(none for a plain function), its checked arguments, its result made JSON, and its error as the
+job records it.
+
+A worker's jobs and a local run (``sparkgate run --local``, ``sparkgate.testing``) call through
+here, so a function behaves on a laptop exactly as it does deployed.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from sparkgate.workers.artifacts import LoadedFunction
+from sparkgate.workers.engines import Engine
+from sparkgate.workers.results import checked_result
+
+
+def call_function(loaded: LoadedFunction, arguments: dict[str, Any], engine: Engine,
+                  max_result_bytes: int) -> Any:
+    """The JSON-ready result of ``loaded`` called with ``arguments`` (as ``validate_arguments``
+    returned them); raises whatever the function raises, or why its result cannot be stored.
+    The engine gives the Spark handle, to a function that takes one."""
+    signature = loaded.signature
+    handles = () if signature.handle is None else (engine.handle(signature.handle),)
+    value = loaded.fn(*handles, **signature.call_kwargs(arguments))
+    return checked_result(value, max_result_bytes)
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` then the traceback: what Mist returned as a failed job's result."""
+    summary = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return f"{summary}\n\n{trace}".rstrip()
