@@ -25,7 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import DEFAULT_CONTEXT
 from sparkgate.jobs.deployment import build_function, upload_artifact
-from sparkgate.jobs.errors import ConfigError, NotFound
+from sparkgate.jobs.errors import ConfigError, NotFound, WrongEngine
 
 log = logging.getLogger("sparkgate.embedded")
 
@@ -141,16 +141,25 @@ def example_files() -> list[Traversable]:
 
 
 def deploy_examples(catalog: Catalog) -> list[str]:
-    """Upload each example and create or refresh its function (so an upgrade ships new code)."""
+    """Upload each example and create or refresh its function (so an upgrade ships new code).
+    One that the default context cannot run (a Spark example where its engine is python) is
+    left out, saying why: serve starts all the same."""
     deployed = []
     for path in example_files():
-        upload_artifact(catalog, path.name, path.read_bytes(), replace=True)
-        stem = path.name.removesuffix(".py")
-        function = build_function(catalog, stem, path.name, stem, DEFAULT_CONTEXT,
-                                  tags=[], inspect=True)
         try:
-            catalog.update_function(function)
-        except NotFound:
-            catalog.create_function(function)
-        deployed.append(function.name)
+            deployed.append(_deploy_example(catalog, path))
+        except WrongEngine as exc:
+            log.info("example %s not deployed: %s", path.name, exc.message)
     return deployed
+
+
+def _deploy_example(catalog: Catalog, path: Traversable) -> str:
+    upload_artifact(catalog, path.name, path.read_bytes(), replace=True)
+    stem = path.name.removesuffix(".py")
+    function = build_function(catalog, stem, path.name, stem, DEFAULT_CONTEXT,
+                              tags=[], inspect=True)
+    try:
+        catalog.update_function(function)
+    except NotFound:
+        catalog.create_function(function)
+    return function.name

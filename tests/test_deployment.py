@@ -3,11 +3,13 @@ matches the code of its artifact."""
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import replace
 
 import pytest
 
+from sparkgate.embedded import deploy_examples
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.deployment import build_function, upload_artifact
@@ -92,3 +94,18 @@ def test_a_function_needs_its_artifact_and_context(catalog: Catalog):
         build_function(catalog, "f", "code.py", "f", "gpu", [], True)
     unchecked = build_function(catalog, "f", "code.py", "missing", "default", ["t"], False)
     assert unchecked.signature is None and unchecked.tags == ["t"]
+
+
+def test_serve_deploys_every_example_to_a_spark_default_context(catalog: Catalog):
+    assert deploy_examples(catalog) == ["mist_multiply", "pi", "simulate_portfolio",
+                                        "word_count"]
+
+
+def test_a_python_default_context_leaves_the_spark_examples_out_saying_why(
+        engine, context_defaults, caplog):
+    catalog = Catalog(engine, replace(context_defaults, engine="python"))
+    with caplog.at_level(logging.INFO, logger="sparkgate.embedded"):
+        assert deploy_examples(catalog) == []
+    assert "example pi.py not deployed: defaultContext: function 'pi' takes a SparkSession" \
+        in caplog.text
+    assert catalog.list_functions() == []
