@@ -43,8 +43,8 @@ from sparkgate.jobs.reconciler import Reconciler
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.store import Store
 from sparkgate.jobs.worker_registry import WorkerRegistry
+from sparkgate.workers.engines.spark import check_java
 from sparkgate.workers.scratch import sweep_scratch
-from sparkgate.workers.session import check_java
 from sparkgate.workers.supervisor import Supervisor
 
 log = logging.getLogger("sparkgate.serve")

@@ -5,21 +5,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparkgate.jobs.contexts import Context
+from sparkgate.jobs.errors import ConfigError
 from sparkgate.workers.progress import ProgressCallback, ProgressTracker
-from sparkgate.workers.session import (
-    build_session,
-    check_java,
-    job_group_canceller,
-    spark_conf_for,
-    write_pools_file,
-)
+
+if TYPE_CHECKING:  # pyspark is imported only where a session is built
+    from pyspark import SparkContext
 
 log = logging.getLogger("sparkgate.worker")
+
+# A worker's defaults; a context's sparkConf overrides any of them (e.g. to turn the UI on).
+SESSION_DEFAULTS = {
+    "spark.master": "local[*]",
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    # Jobs share the session; FAIR pools keep a long job from starving short ones.
+    "spark.scheduler.mode": "FAIR",
+}
 
 
 def start(context: Context, scratch: Path) -> SparkEngine:
@@ -62,3 +71,71 @@ class SparkEngine:
 
     def stop(self) -> None:
         self.spark.stop()
+
+
+def spark_conf_for(context: Context) -> dict[str, str]:
+    conf = dict(SESSION_DEFAULTS)
+    conf.setdefault("spark.app.name", f"sparkgate-{context.name}")
+    conf.update({str(k): str(v) for k, v in context.spark_conf.items()})
+    return conf
+
+
+def check_java() -> str:
+    """The path of the java that Spark will use; a clear error if there is none."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
+    if not java or not os.path.exists(java):
+        where = f"JAVA_HOME={java_home} has no bin/java" if java_home else "no java on PATH"
+        raise ConfigError(
+            f"Spark needs Java 17 or newer, and {where}. Install a JDK (Debian: "
+            "apt-get install openjdk-17-jre-headless) or set JAVA_HOME to one."
+        )
+    try:
+        subprocess.run([java, "-version"], capture_output=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ConfigError(f"{java} does not run ({exc}); Spark needs a working Java 17+") from None
+    return java
+
+
+def write_pools_file(path: Path, slots: int) -> Path:
+    """A FAIR scheduler allocation file with one pool per job slot.
+
+    Jobs run in pool ``slot-N`` (not one pool per job: Spark keeps every pool it has seen),
+    each pool FAIR inside, equal weight, so concurrent jobs share the executors evenly.
+    """
+    pools = "".join(
+        f'  <pool name="slot-{n}"><schedulingMode>FAIR</schedulingMode>'
+        f"<weight>1</weight><minShare>0</minShare></pool>\n"
+        for n in range(slots)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'<?xml version="1.0"?>\n<allocations>\n{pools}</allocations>\n')
+    return path
+
+
+def build_session(context: Context, pools_file: Path, scratch: Path):
+    """The session, the JVM's temp files in ``scratch``: Spark's too, as ``spark.local.dir``
+    defaults to the JVM's temp folder (a context's sparkConf may still set it)."""
+    from pyspark.sql import SparkSession
+
+    builder = (SparkSession.builder
+               .config("spark.scheduler.allocation.file", str(pools_file))
+               .config("spark.driver.defaultJavaOptions", f'"-Djava.io.tmpdir={scratch}"'))
+    for key, value in spark_conf_for(context).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def job_group_canceller(sc: SparkContext) -> Callable[[str], None]:
+    """Cancels a job group's unfinished Spark jobs, and does nothing when it has none (where
+    Spark's own cancelJobGroup logs a warning), so the watchdog may call it at every tick."""
+    tracker = sc.statusTracker()
+
+    def cancel(group: str) -> None:
+        for spark_job in tracker.getJobIdsForGroup(group):
+            info = tracker.getJobInfo(spark_job)
+            if info is not None and info.status not in ("SUCCEEDED", "FAILED"):
+                sc.cancelJobGroup(group)
+                return
+
+    return cancel
