@@ -24,8 +24,10 @@ what a model rollout can take.
 Loading runs code: ``pickle`` executes what the bytes say. The store takes versions only from
 jobs of this sparkgate and from admins (docs/models.md); never load a model from elsewhere.
 
-The store is found through ``use``, which the worker process calls at start (and ``sparkgate
-run --local``): a process-wide setting, since a function reaches it through a bare import.
+The store is found through ``use``, which the worker process calls at start: a process-wide
+setting, since a function reaches it through a bare import. A process that never called it
+(``sparkgate run --local``, ``sparkgate.testing``, a notebook) gets the database of its
+settings (``SPARKGATE_CONFIG``, ``SPARKGATE_*``) at its first save or load.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparkgate.gateway.wire.schema import NAME
+from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.models import ModelStore
+from sparkgate.jobs.settings import load_settings
 
 __all__ = ["load", "save", "use"]
 
@@ -152,11 +156,17 @@ class _Models:
 
 
 _models: _Models | None = None
+_configuring = threading.Lock()
 
 
 def _configured() -> _Models:
-    if _models is None:
-        raise RuntimeError("sparkgate.models has no model store in this process: it has one "
-                           "in a sparkgate worker and in `sparkgate run --local`; elsewhere "
-                           "call models.use(store) first")
-    return _models
+    global _models
+    with _configuring:
+        if _models is None:
+            # Outside a worker (sparkgate run --local, sparkgate.testing, a notebook): the
+            # database of this machine's settings, read as `sparkgate serve` reads them, so a
+            # function run here saves and loads the models of the sparkgate it deploys to.
+            settings = load_settings()
+            _models = _Models(ModelStore(make_engine(settings.resolved_database_url),
+                                         settings.max_model_bytes), lambda: None, CHECK_EVERY_S)
+        return _models

@@ -197,9 +197,15 @@ def test_load_of_an_unknown_model_names_it(engine, unconfigured):
         models.load("absent")
 
 
-def test_without_a_store_the_module_says_where_it_works(unconfigured):
-    with pytest.raises(RuntimeError, match="run --local"):
-        models.load("scorer")
+def test_outside_a_worker_the_store_is_the_database_of_the_settings(
+        db_url: str, engine, unconfigured, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("SPARKGATE_CONFIG", raising=False)
+    monkeypatch.setenv("SPARKGATE_DATABASE_URL", db_url)
+    version = models.save("scorer", {"local": True})
+    assert models.load("scorer") == {"local": True}
+    [saved] = ModelStore(engine).versions("scorer")
+    assert (saved.sha256, saved.created_by) == (version, "local")
+    models._configured().store.engine.dispose()  # the one it made
 
 
 @pytest.fixture
