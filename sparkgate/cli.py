@@ -104,7 +104,8 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
                    "its parent) is gone.")
 def worker(config_path: Path | None, context_name: str, one_job: bool,
            supervisor_pid: int | None) -> None:
-    """Run a worker: one warm SparkSession for CONTEXT's jobs. Needs the database and Redis.
+    """Run a worker for CONTEXT's jobs on the context's engine: one warm SparkSession (spark),
+    or a plain Python process (python). Needs the database and Redis.
 
     \b
     SPARKGATE_DATABASE_URL=postgresql://db/sparkgate SPARKGATE_REDIS_URL=redis://queue:6379 \\
