@@ -30,24 +30,23 @@ from sparkgate.jobs.submission import SubmitRequest, submit, submit_many
 from tests.conftest import function_source
 
 
+def deploy(catalog: Catalog, file_name: str, name: str) -> str:
+    content = function_source(file_name)
+    catalog.put_artifact(file_name, content, replace_existing=False)
+    catalog.create_function(Function(
+        name=name, path=file_name, class_name=name, default_context="default",
+        signature=inspect_source(content.decode(), name, file_name).to_dict()))
+    return name
+
+
 @pytest.fixture
 def echo(catalog: Catalog) -> str:
-    content = function_source("echo.py")
-    catalog.put_artifact("echo.py", content, replace_existing=False)
-    catalog.create_function(Function(
-        name="echo", path="echo.py", class_name="echo", default_context="default",
-        signature=inspect_source(content.decode(), "echo", "echo.py").to_dict()))
-    return "echo"
+    return deploy(catalog, "echo.py", "echo")
 
 
 @pytest.fixture
 def add(catalog: Catalog) -> str:
-    content = function_source("plain.py")
-    catalog.put_artifact("plain.py", content, replace_existing=False)
-    catalog.create_function(Function(
-        name="add", path="plain.py", class_name="add", default_context="default",
-        signature=inspect_source(content.decode(), "add", "plain.py").to_dict()))
-    return "add"
+    return deploy(catalog, "plain.py", "add")
 
 
 @pytest.fixture
