@@ -194,6 +194,10 @@ def test_sync_waits_event_stream_and_worker_stop_conform(gateway):
     headers = {"Authorization": f"Bearer {token}"}
     document = requests.get(server.api("/openapi.json"), timeout=10).json()
     submit = "/v2/api/functions/{name}/jobs"
+    # The fuzzer may have set the default context's engine to python, which runs no Spark
+    # function: back to the configured defaults (a PUT replaces the whole context).
+    requests.put(server.api("/contexts/default"), json={"sparkConf": TEST_SPARK_CONF},
+                 headers=headers, timeout=10).raise_for_status()
     # A function of its own: the fuzzer may have deleted or replaced echo.
     deploy(server, headers, "echo.py", "sync_echo", "echo")
 
