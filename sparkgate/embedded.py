@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -22,8 +23,9 @@ from redis import Redis
 from redis.exceptions import BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from sparkgate.gateway.wire.contexts import context_from
+from sparkgate.gateway.wire.functions import FunctionDefinition, function_definition
 from sparkgate.jobs.catalog import Catalog
-from sparkgate.jobs.contexts import DEFAULT_CONTEXT
 from sparkgate.jobs.deployment import build_function, upload_artifact
 from sparkgate.jobs.errors import ConfigError, NotFound, WrongEngine
 
@@ -133,31 +135,39 @@ def _wait_until_up(server: EmbeddedRedis, log_path: Path) -> None:
         client.close()
 
 
-def example_files() -> list[Traversable]:
-    """The example functions, found through the installed package (sparkgate.examples)."""
-    examples = resources.files("sparkgate.examples").iterdir()
-    return sorted((f for f in examples if f.name.endswith(".py") and not f.name.startswith("_")),
-                  key=lambda f: f.name)
+EXAMPLES_MANIFEST = "deploy.toml"
+
+
+def examples() -> Traversable:
+    """The examples folder, found through the installed package (sparkgate.examples)."""
+    return resources.files("sparkgate.examples")
 
 
 def deploy_examples(catalog: Catalog) -> list[str]:
-    """Upload each example and create or refresh its function (so an upgrade ships new code).
-    One that the default context cannot run (a Spark example where its engine is python) is
-    left out, saying why: serve starts all the same."""
+    """Deploy what examples/deploy.toml names: its contexts where they do not exist yet, each
+    artifact uploaded again and each function created or refreshed (so an upgrade ships new
+    code). A function its default context cannot run (a Spark example where that context's
+    engine is python) is left out, saying why: serve starts all the same."""
+    manifest = tomllib.loads(examples().joinpath(EXAMPLES_MANIFEST).read_text("utf-8"))
+    for name, body in manifest["contexts"].items():
+        if not catalog.context_exists(name):
+            catalog.create_context(context_from(body, name, catalog.context_defaults))
+    definitions = [function_definition({"name": name, **body})
+                   for name, body in manifest["functions"].items()]
+    for path in sorted({d.path for d in definitions}):
+        upload_artifact(catalog, path, examples().joinpath(path).read_bytes(), replace=True)
     deployed = []
-    for path in example_files():
+    for definition in sorted(definitions, key=lambda d: d.name):
         try:
-            deployed.append(_deploy_example(catalog, path))
+            deployed.append(_deploy_function(catalog, definition))
         except WrongEngine as exc:
-            log.info("example %s not deployed: %s", path.name, exc.message)
+            log.info("example %s not deployed: %s", definition.name, exc.message)
     return deployed
 
 
-def _deploy_example(catalog: Catalog, path: Traversable) -> str:
-    upload_artifact(catalog, path.name, path.read_bytes(), replace=True)
-    stem = path.name.removesuffix(".py")
-    function = build_function(catalog, stem, path.name, stem, DEFAULT_CONTEXT,
-                              tags=[], inspect=True)
+def _deploy_function(catalog: Catalog, definition: FunctionDefinition) -> str:
+    function = build_function(catalog, definition.name, definition.path, definition.class_name,
+                              definition.default_context, definition.tags, inspect=True)
     try:
         catalog.update_function(function)
     except NotFound:

@@ -46,7 +46,7 @@ from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.models import ModelStore
 from sparkgate.jobs.settings import load_settings
 
-__all__ = ["load", "save", "use"]
+__all__ = ["Live", "live", "load", "save", "use"]
 
 log = logging.getLogger("sparkgate.models")
 
@@ -74,7 +74,21 @@ def save(name: str, obj: Any, live: bool = True) -> str:
 
 def load(name: str) -> Any:
     """The live version of the model ``name``, unpickled once per process and version."""
-    return _configured().load(name)
+    return _configured().load(name).value
+
+
+@dataclass(frozen=True)
+class Live:
+    """A model's live version as this process holds it: ``value`` is what ``load`` gives."""
+
+    version: str
+    value: Any
+
+
+def live(name: str) -> Live:
+    """As ``load``, with the version (its sha256) the object is, to say which model answered."""
+    loaded = _configured().load(name)
+    return Live(loaded.sha256, loaded.value)
 
 
 @dataclass
@@ -102,20 +116,20 @@ class _Models:
         created_by = "local" if job is None else f"job:{job}"
         return self.store.save(name, content, created_by, live).sha256
 
-    def load(self, name: str) -> Any:
+    def load(self, name: str) -> _Loaded:
         loaded = self.loaded.get(name)
         if loaded is None:
             return self._first_load(name)
         if time.monotonic() - loaded.checked_at >= self.check_every_s:
             self._check_soon(name, loaded)
-        return loaded.value
+        return loaded
 
-    def _first_load(self, name: str) -> Any:
+    def _first_load(self, name: str) -> _Loaded:
         with self.loading:
             loaded = self.loaded.get(name)
             if loaded is None:
                 loaded = self.loaded[name] = self._read(name, self._live(name))
-        return loaded.value
+        return loaded
 
     def _live(self, name: str) -> str:
         sha256 = self.store.live_version(name)

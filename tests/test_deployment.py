@@ -97,15 +97,27 @@ def test_a_function_needs_its_artifact_and_context(catalog: Catalog):
 
 
 def test_serve_deploys_every_example_to_a_spark_default_context(catalog: Catalog):
-    assert deploy_examples(catalog) == ["mist_multiply", "pi", "simulate_portfolio",
+    assert deploy_examples(catalog) == ["churn_score", "churn_score_batch", "churn_train",
+                                        "mist_multiply", "pi", "simulate_portfolio",
                                         "word_count"]
+    scoring = catalog.get_context("scoring")
+    assert (scoring.engine, scoring.max_jobs) == ("python", 8)
+    assert catalog.get_function("churn_score").default_context == "scoring"
+    assert catalog.get_function("churn_train").class_name == "train"
+
+
+def test_an_operators_changes_to_an_example_context_stay(catalog: Catalog):
+    deploy_examples(catalog)
+    catalog.update_context(replace(catalog.get_context("scoring"), max_jobs=3))
+    deploy_examples(catalog)
+    assert catalog.get_context("scoring").max_jobs == 3
 
 
 def test_a_python_default_context_leaves_the_spark_examples_out_saying_why(
         engine, context_defaults, caplog):
     catalog = Catalog(engine, replace(context_defaults, engine="python"))
     with caplog.at_level(logging.INFO, logger="sparkgate.embedded"):
-        assert deploy_examples(catalog) == []
-    assert "example pi.py not deployed: defaultContext: function 'pi' takes a SparkSession" \
+        assert deploy_examples(catalog) == ["churn_score"]  # its context is python anyway
+    assert "example pi not deployed: defaultContext: function 'pi' takes a SparkSession" \
         in caplog.text
-    assert catalog.list_functions() == []
+    assert [f.name for f in catalog.list_functions()] == ["churn_score"]

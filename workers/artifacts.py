@@ -30,7 +30,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -89,6 +89,7 @@ class FunctionLoader:
         # Registered before exec so dataclasses/pickling inside user code can find the module.
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
+        _shipped_by_value([module_name])
         return LoadedFunction(fn=getattr(module, class_name), signature=signature)
 
     def _cached_file(self, sha1: str, file_path: str) -> Path:
@@ -123,6 +124,7 @@ class FunctionLoader:
         signature = inspect_package(read, class_name, file_path)
         module_name, _, attribute = class_name.rpartition(".")
         module = PACKAGES.import_from(root, module_name, file_path)
+        _shipped_by_value(top_level_names(_relative_files(root)))
         return LoadedFunction(fn=getattr(module, attribute), signature=signature)
 
     def _unpacked(self, sha1: str, file_path: str) -> Path:
@@ -146,6 +148,25 @@ class FunctionLoader:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return target
+
+
+def _shipped_by_value(module_names: Iterable[str]) -> None:
+    """Have Spark ship the artifact's own functions to its executors by value.
+
+    A function handed to Spark (a UDF, ``mapInPandas``, ``rdd.map``) is pickled with pyspark's
+    cloudpickle, which sends a module-level function *by reference* (its module's name) when
+    that module is imported: Spark's Python worker processes then fail to import the
+    artifact's module, which only this process has. By value, its code goes along. Only where
+    Spark is (pyspark imported by the worker or by the artifact): importing pyspark costs a
+    python engine's worker more than it would ever use.
+    """
+    if "pyspark" not in sys.modules:
+        return
+    from pyspark import cloudpickle
+
+    for name in module_names:
+        if name in sys.modules:
+            cloudpickle.register_pickle_by_value(sys.modules[name])
 
 
 class _PackageRoots(importlib.abc.MetaPathFinder):
