@@ -20,7 +20,6 @@ from sqlalchemy.exc import DBAPIError
 from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.errors import BadRequest, ConfigError, Conflict, SparkgateError
 from sparkgate.jobs.keys import ROLES, KeyStore
-from sparkgate.jobs.migrate import current, upgrade
 from sparkgate.jobs.settings import Settings, load_settings
 
 log = logging.getLogger("sparkgate")
@@ -166,6 +165,8 @@ def db() -> None:
 @config_option
 def db_upgrade(config_path: Path | None) -> None:
     """Apply all migrations to the configured database."""
+    from sparkgate.jobs.migrate import current, upgrade
+
     settings = _load(config_path)
     url = settings.resolved_database_url
     upgrade(url)
@@ -216,6 +217,8 @@ def _warn_if_no_keys(settings: Settings) -> None:
 def _key_store(settings: Settings) -> KeyStore:
     """The configured database's keys. An embedded SQLite is migrated as `serve` does, so a
     key can be made before the first start; a server database must be migrated on purpose."""
+    from sparkgate.jobs.migrate import upgrade
+
     url = settings.resolved_database_url
     if make_url(url).get_backend_name() == "sqlite":
         upgrade(url)
