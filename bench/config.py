@@ -40,6 +40,10 @@ class Mode:
     # 6. concurrency in one context
     concurrent_spark_jobs: int
     concurrent_spark_n: int
+    # 7. real-time scoring: customers in the training run, sequential and 32-client calls
+    scoring_training_rows: int
+    scoring_sequential: int
+    scoring_concurrent: int
 
 
 QUICK = Mode("quick", spark_warmup=12, spark_calls=12, spark_rounds=3, cold_runs=1,
@@ -47,9 +51,11 @@ QUICK = Mode("quick", spark_warmup=12, spark_calls=12, spark_rounds=3, cold_runs
              e2e_jobs=600,
              rows_in_db=100_000, queued_jobs=20_000, listing_calls=60, submit_latency_calls=200,
              waiters=1000,
-             concurrent_spark_jobs=8, concurrent_spark_n=10_000_000)
+             concurrent_spark_jobs=8, concurrent_spark_n=10_000_000,
+             scoring_training_rows=5000, scoring_sequential=200, scoring_concurrent=1000)
 FULL = Mode("full", spark_warmup=40, spark_calls=100, spark_rounds=5, cold_runs=3,
             cold_sizes=(1_000, 1_000_000), noop_sequential=1000, noop_concurrent=3000,
             submit_jobs=6000, e2e_jobs=3000, rows_in_db=1_000_000, queued_jobs=100_000,
             listing_calls=300, submit_latency_calls=600, waiters=1000,
-            concurrent_spark_jobs=8, concurrent_spark_n=30_000_000)
+            concurrent_spark_jobs=8, concurrent_spark_n=30_000_000,
+            scoring_training_rows=20_000, scoring_sequential=1000, scoring_concurrent=5000)

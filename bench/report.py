@@ -94,7 +94,22 @@ def targets(rows: list[Row]) -> list[dict[str, Any]]:
               f"{r.throughput:,.0f} vs {base.throughput:,.0f} jobs/s",
               r.throughput >= base.throughput)
     _scale_targets(rows, by_key, check)
+    _scoring_targets(by_key, check)
     return checks
+
+
+def _scoring_targets(by_key: dict[str, Row], check) -> None:
+    if (r := by_key.get("s7.1.python")) and (floor := by_key.get("s7.1.floor")):
+        check("python-engine scoring, sync, sequential: p50 ≤ 3 ms",
+              f"{r.p50_ms:.1f} ms", r.p50_ms <= 3)
+        check("python-engine scoring, sync: p50 ≤ floor (bare aiohttp, same code) + 2 ms",
+              f"{r.p50_ms:.1f} vs {floor.p50_ms:.1f} ms ({r.p50_ms - floor.p50_ms:+.1f} ms)",
+              r.p50_ms <= floor.p50_ms + 2)
+    if r := by_key.get("s7.32.python"):
+        check("python-engine scoring, 32 clients: ≥ 1,500 scores/s",
+              f"{r.throughput:,.0f} scores/s", r.throughput >= 1500)
+    if r := by_key.get("s7.start.python"):
+        check("a python worker ready in ≤ 1 s", f"{r.value:.2f} s", r.value <= 1)
 
 
 def _spark_targets(by_key: dict[str, Row], check) -> None:

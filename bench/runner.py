@@ -37,6 +37,7 @@ from bench.scenarios import (
     s4_end_to_end,
     s5_scale,
     s6_concurrency,
+    s7_scoring,
 )
 from bench.stats import Row, fill_ratios
 
@@ -50,7 +51,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="small sample sizes, 100,000 jobs in PostgreSQL (< 3 minutes)")
-    parser.add_argument("--only", default="1,2,3,4,5,6",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7",
                         help="comma-separated scenario numbers (default: all)")
     parser.add_argument("--no-docs", action="store_true",
                         help="do not overwrite docs/benchmarks.md (JSON is still written)")
@@ -116,7 +117,10 @@ def run_scenarios(procs: Processes, workdir: Path, db: Database, mode, wanted: s
     deploy(b.gateway, FUNCTIONS, ["noop", "range_sum"])
     if 6 in wanted:
         s6_concurrency.prepare(b)
-    contexts = {"default"} | (set(s6_concurrency.CONTEXTS) if 6 in wanted else set())
+    if 7 in wanted:
+        s7_scoring.prepare(b)
+    contexts = ({"default"} | (set(s6_concurrency.CONTEXTS) if 6 in wanted else set())
+                | ({s7_scoring.CONTEXT} if 7 in wanted else set()))
     # Every worker up (and its JVM started) before anything is measured.
     wait_for(lambda: contexts <= {w["context"] for w in api("GET", b.gateway.api("/workers"))},
              240, f"workers for {', '.join(sorted(contexts))}")
@@ -124,7 +128,7 @@ def run_scenarios(procs: Processes, workdir: Path, db: Database, mode, wanted: s
     wait_for(lambda: http_ok(f"{b.echo_url}/health"), 30, "the echo server")
     rows: list[Row] = []
     for number, scenario in ((1, s1_warm_spark), (2, s2_overhead), (4, s4_end_to_end),
-                             (6, s6_concurrency)):
+                             (6, s6_concurrency), (7, s7_scoring)):
         if number in wanted:
             rows += _timed(number, scenario.run, b)
     if wanted & {3, 5}:

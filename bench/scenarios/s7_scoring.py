@@ -1,0 +1,107 @@
+"""7. Real-time scoring: examples/churn.py's ``score`` (one customer's fields in, a churn
+probability out), with the model its ``train`` fitted on Spark earlier in the same run.
+
+Systems, for one customer, sync (``force=true``), sequential and from 32 clients:
+- the floor: the same scoring code and model behind a bare aiohttp handler in one process
+  (bench/scoring_server.py), no job at all;
+- sparkgate, the function in a python context (``maxJobs`` 8; no JVM);
+- sparkgate, the same function in the spark ``default`` context (sequential only).
+Lower p50 is better sequentially, higher throughput with 32 clients. A last row: how long a
+python worker takes to be ready, from a context that has none yet (its first job's latency,
+and the worker's own account of its start, from its log).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+
+from bench.harness import Bench, log
+from bench.infra import REPO, api, create_context, free_port, http_ok, upload, wait_for
+from bench.stats import Row
+
+SCENARIO = "7. real-time scoring, one row, sync"
+CHURN = REPO / "examples" / "churn.py"
+CONTEXT = "bench-scoring"
+COLD_CONTEXT = "bench-scoring-cold"
+CLIENTS = 32
+CUSTOMER = {"tenure_months": 5, "monthly_charges": 80.0, "support_calls": 3, "plan": "basic",
+            "auto_pay": False}
+READY = re.compile(r"engine python started in ([0-9.]+)s, ([0-9.]+)s after the process started")
+
+
+def prepare(b: Bench) -> None:
+    """The python context, precreated (its worker starts with the others), and churn's
+    functions: training in ``default``, scoring in the python context."""
+    assert b.gateway is not None
+    create_context(b.gateway, CONTEXT, engine="python", maxJobs=8, precreated=True)
+    upload(b.gateway, CHURN)
+    for name, handler, context in (("churn_train", "train", "default"),
+                                   ("churn_score", "score", CONTEXT)):
+        api("POST", b.gateway.api("/functions"), {"name": name, "path": CHURN.name,
+                                                  "className": handler,
+                                                  "defaultContext": context})
+
+
+def run(b: Bench) -> list[Row]:
+    assert b.gateway is not None
+    trained = api("POST", b.run_url("churn_train", force="true"),
+                  {"customers": b.mode.scoring_training_rows})["payload"]
+    log.info("churn model %s trained, AUC %.3f", trained["version"][:12], trained["auc"])
+    floor = _start_floor(b, trained["version"])
+    python_url = b.run_url("churn_score", force="true")
+    spark_url = b.run_url("churn_score", force="true", context="default")
+    answer = api("POST", python_url, CUSTOMER)["payload"]
+    assert answer["model"] == trained["version"], answer
+    rows = []
+    count = b.mode.scoring_sequential
+    for system, url, key, baseline in (
+            ("bare aiohttp, same scoring code and model", floor, "floor", True),
+            ("sparkgate, python context", python_url, "python", False),
+            ("sparkgate, spark context (default)", spark_url, "spark", False)):
+        got = b.http_run(url, count, 1, body=CUSTOMER, warmup=50)
+        rows.append(Row.from_latencies(
+            SCENARIO, f"sequential: {system}", got["latencies_ms"], group="sequential",
+            baseline=baseline, throughput=count / got["wall_s"], unit="req/s",
+            key=f"s7.1.{key}",
+            note="target p50 ≤ 3 ms and ≤ floor + 2 ms" if key == "python" else ""))
+    count = b.mode.scoring_concurrent
+    for system, url, key, baseline in (
+            ("bare aiohttp, same scoring code and model", floor, "floor", True),
+            ("sparkgate, python context", python_url, "python", False)):
+        got = b.http_run(url, count, CLIENTS, body=CUSTOMER, warmup=2 * CLIENTS)
+        rows.append(Row.from_latencies(
+            SCENARIO, f"{CLIENTS} clients: {system}", got["latencies_ms"],
+            group=f"{CLIENTS} clients", baseline=baseline, throughput=count / got["wall_s"],
+            unit="req/s", metric="throughput", lower_is_better=False, key=f"s7.32.{key}",
+            note="target ≥ 1,500 scores/s on 2 cores" if key == "python" else ""))
+    rows.append(_cold_start(b))
+    return rows
+
+
+def _start_floor(b: Bench, version: str) -> str:
+    port = free_port()
+    assert b.gateway is not None
+    model_url = b.gateway.api(f"/models/churn/versions/{version}")
+    b.procs.start("scoring-server", [sys.executable, "-m", "bench.scoring_server", str(port),
+                                     model_url])
+    wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 60, "the scoring server")
+    return f"http://127.0.0.1:{port}/v2/api/functions/churn_score/jobs"
+
+
+def _cold_start(b: Bench) -> Row:
+    """A python context with no worker yet: its first job waits for one to start."""
+    assert b.gateway is not None
+    create_context(b.gateway, COLD_CONTEXT, engine="python", maxJobs=8)
+    started = time.perf_counter()
+    api("POST", b.run_url("churn_score", force="true", context=COLD_CONTEXT), CUSTOMER)
+    first_job_ms = (time.perf_counter() - started) * 1000
+    worker_log = b.workdir / "data" / "logs" / f"worker-{COLD_CONTEXT}.log"
+    [(engine_s, process_s)] = READY.findall(worker_log.read_text())[:1]
+    return Row(SCENARIO, "python worker start (a context with no worker yet)",
+               value=float(process_s), value_unit="s ready after its process started",
+               metric="value", key="s7.start.python",
+               note=f"target ≤ 1 s; its engine {float(engine_s) * 1000:.0f} ms of that; "
+                    f"the context's first job answered in {first_job_ms:.0f} ms "
+                    f"(the worker's start, its first model load, the job)")
