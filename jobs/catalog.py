@@ -14,7 +14,9 @@ from sparkgate.jobs.artifacts import ArtifactStore
 from sparkgate.jobs.contexts import DEFAULT_CONTEXT, Context, ContextStore, Health
 from sparkgate.jobs.errors import BadRequest, NotFound
 from sparkgate.jobs.functions import Function, FunctionStore
+from sparkgate.jobs.placement import check_placement
 from sparkgate.jobs.settings import ContextDefaults
+from sparkgate.jobs.signatures.model import Signature
 
 
 class Catalog(ArtifactStore, FunctionStore, ContextStore):
@@ -24,6 +26,15 @@ class Catalog(ArtifactStore, FunctionStore, ContextStore):
     def __init__(self, engine: Engine, context_defaults: ContextDefaults) -> None:
         self.engine = engine
         self.context_defaults = context_defaults
+
+    def update_context(self, context: Context) -> Context:
+        """Refused (WrongEngine, field ``engine``) if a function whose default context this is
+        could no longer run in it: a Spark function, when the engine changes to python."""
+        for function in self.list_functions():
+            if function.default_context == context.name and function.signature is not None:
+                check_placement(function.name, Signature.from_dict(function.signature),
+                                context, "engine")
+        return super().update_context(context)
 
     def submission_target(self, conn: Connection, function: str,
                           context: str | None) -> SubmissionTarget:

@@ -383,6 +383,23 @@ async def test_a_spark_function_with_a_python_default_context_is_400(client):
     assert [(f["name"], f["defaultContext"]) for f in listed] == [("job", "default")]
 
 
+async def test_a_context_of_spark_functions_cannot_switch_to_python(client):
+    assert (await client.post(f"{API}/contexts", json={"name": "batch"})).status == 200
+    await deploy(client, "job", "echo.py", class_name="echo", context="batch")
+    await deploy(client, "add", "plain.py", context="batch")
+
+    response = await client.put(f"{API}/contexts/batch", json={"engine": "python"})
+    error = await error_of(response, 400, "wrong_engine")
+    assert error["message"].startswith("engine: function 'job' takes a SparkSession, so it "
+                                       "needs engine 'spark'")
+    assert (await json_of(await client.get(f"{API}/contexts/batch")))["engine"] == "spark"
+
+    await client.put(f"{API}/functions", json={"name": "job", "path": "echo.py",
+                                                "className": "echo"})  # back to `default`
+    response = await client.put(f"{API}/contexts/batch", json={"engine": "python"})
+    assert (await json_of(response))["engine"] == "python"  # a plain function runs there
+
+
 async def test_a_plain_function_may_default_to_a_python_context(client):
     body = {"name": "scoring", "engine": "python"}
     assert (await client.post(f"{API}/contexts", json=body)).status == 200
