@@ -217,11 +217,10 @@ def _warn_if_no_keys(settings: Settings) -> None:
 def _key_store(settings: Settings) -> KeyStore:
     """The configured database's keys. An embedded SQLite is migrated as `serve` does, so a
     key can be made before the first start; a server database must be migrated on purpose."""
-    from sparkgate.jobs.migrate import upgrade
+    from sparkgate.jobs.migrate import prepare_database
 
     url = settings.resolved_database_url
-    if make_url(url).get_backend_name() == "sqlite":
-        upgrade(url)
+    prepare_database(url)
     return KeyStore(make_engine(url))
 
 

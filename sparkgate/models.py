@@ -179,8 +179,12 @@ def _configured() -> _Models:
         if _models is None:
             # Outside a worker (sparkgate run --local, sparkgate.testing, a notebook): the
             # database of this machine's settings, read as `sparkgate serve` reads them, so a
-            # function run here saves and loads the models of the sparkgate it deploys to.
+            # function run here saves and loads the models of the sparkgate it deploys to;
+            # prepared as serve prepares it (an embedded SQLite may not exist yet).
+            from sparkgate.jobs.migrate import prepare_database
+
             settings = load_settings()
+            prepare_database(settings.resolved_database_url)
             _models = _Models(ModelStore(make_engine(settings.resolved_database_url),
                                          settings.max_model_bytes), lambda: None, CHECK_EVERY_S)
         return _models

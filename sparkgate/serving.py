@@ -36,8 +36,7 @@ from sparkgate.gateway.mqtt import MqttInterface
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import DEFAULT_CONTEXT
 from sparkgate.jobs.db import make_engine
-from sparkgate.jobs.errors import ConfigError
-from sparkgate.jobs.migrate import current, upgrade
+from sparkgate.jobs.migrate import prepare_database
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.reconciler import Reconciler
 from sparkgate.jobs.settings import Settings
@@ -75,7 +74,7 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
             redis_url = embedded.url
         assert redis_url is not None
         database_url = settings.resolved_database_url
-        _prepare_database(database_url)
+        prepare_database(database_url)
         engine = make_engine(database_url)
         stack.callback(engine.dispose)
         catalog = Catalog(engine, settings.context)
@@ -225,18 +224,3 @@ class _Background:
         return False
 
 
-def _prepare_database(url: str) -> None:
-    """Migrate an embedded SQLite in place; a server database must be migrated on purpose."""
-    if make_url(url).get_backend_name() == "sqlite":
-        upgrade(url)
-        return
-    from alembic.script import ScriptDirectory
-
-    from sparkgate.jobs.migrate import alembic_config
-
-    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
-    if current(url) != head:
-        raise ConfigError(
-            f"database {make_url(url).render_as_string()} is at revision {current(url)}, "
-            f"not {head}: run `sparkgate db upgrade` first"
-        )

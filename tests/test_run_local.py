@@ -9,6 +9,7 @@ tests share this process's one local SparkSession.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,23 @@ def test_a_plain_function_runs_without_a_jvm(tmp_path: Path):
     done = run_local(f"{tmp_path}/plain.py:add", "--arg", "x=2", "--arg", "label=total")
     assert (done.returncode, done.stderr) == (0, "")
     assert json.loads(done.stdout) == {"total": 2.5, "pyspark": False}
+
+
+def test_models_work_on_a_machine_that_never_ran_serve(tmp_path: Path):
+    """The model store of this machine's settings: here the embedded SQLite, which a local run
+    creates and migrates as serve would."""
+    model_user = str(REPO / "tests" / "functions" / "model_user.py")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
+
+    def run_here(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-P", "-m", "sparkgate", "run", "--local", *args],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+
+    trained = run_here(f"{model_user}:train", "--arg", "factor=6")
+    assert trained.returncode == 0, trained.stderr
+    assert (tmp_path / "sparkgate-data" / "sparkgate.db").is_file()
+    scored = run_here(f"{model_user}:score", "--arg", "x=7")
+    assert (scored.returncode, scored.stdout.strip()) == (0, "42"), scored.stderr
 
 
 def test_a_failing_function_exits_1_with_the_jobs_error(tmp_path: Path):
