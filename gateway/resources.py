@@ -16,6 +16,7 @@ from sparkgate.gateway.submissions import Submissions
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.result_cache import ResultCache
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.store import Store
 from sparkgate.jobs.worker_registry import WorkerRegistry
@@ -29,6 +30,7 @@ WORKERS = web.AppKey("workers", WorkerRegistry)
 AREDIS = web.AppKey("aredis", aioredis.Redis)
 HUB = web.AppKey("hub", EventHub)
 SUBMISSIONS = web.AppKey("submissions", Submissions)
+RESULT_CACHE = web.AppKey("result_cache", ResultCache)
 STARTED_MS = web.AppKey("started_ms", int)
 
 
@@ -53,8 +55,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     # RQ is blocking-only: its client is used on the executor, never on the loop.
     sync_redis = Redis.from_url(url)
     app[QUEUE] = JobQueue(sync_redis)
+    app[RESULT_CACHE] = ResultCache(sync_redis, app[SETTINGS].result_cache_max_bytes)
     app[SUBMISSIONS] = Submissions(app[CATALOG], app[STORE], app[QUEUE],
-                                   app[SETTINGS].max_queued_per_context)
+                                   app[SETTINGS].max_queued_per_context, app[RESULT_CACHE])
     app[WORKERS] = WorkerRegistry(sync_redis, app[SETTINGS].worker_ttl_s)
     app[AREDIS] = aioredis.Redis.from_url(url)
     hub = EventHub(app[AREDIS])

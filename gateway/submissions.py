@@ -16,6 +16,7 @@ from sparkgate.gateway.blocking import blocking
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.errors import SparkgateError
 from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.result_cache import Pending, ResultCache
 from sparkgate.jobs.store import Job, Store
 from sparkgate.jobs.submission import SubmitRequest, submit_many
 
@@ -26,17 +27,19 @@ MAX_BATCH = 256
 
 class Submissions:
     def __init__(self, catalog: Catalog, store: Store, queue: JobQueue,
-                 max_queued: int) -> None:
+                 max_queued: int, cache: ResultCache | None = None) -> None:
         self.catalog = catalog
         self.store = store
         self.queue = queue
         self.max_queued = max_queued
-        self._waiting: deque[tuple[SubmitRequest, asyncio.Future[Job]]] = deque()
+        self.cache = cache
+        self._waiting: deque[tuple[SubmitRequest, asyncio.Future[Submitted]]] = deque()
         self._in_flight = 0
 
-    async def submit(self, request: SubmitRequest) -> Job:
-        """The queued job (announced on the event channel), or the request's error."""
-        future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+    async def submit(self, request: SubmitRequest) -> Submitted:
+        """The queued job (announced on the event channel), or the request's error; for a
+        request with ``follow``, possibly an identical call's job to wait for (``Pending``)."""
+        future: asyncio.Future[Submitted] = asyncio.get_running_loop().create_future()
         # If the client went away, nobody awaits the outcome: mark an error as seen, or asyncio
         # logs "Future exception was never retrieved" for a 4xx nobody will read.
         future.add_done_callback(_seen)
@@ -57,11 +60,12 @@ class Submissions:
         finally:
             self._in_flight -= 1
 
-    async def _record(self, batch: list[tuple[SubmitRequest, asyncio.Future[Job]]]) -> None:
+    async def _record(self, batch: list[tuple[SubmitRequest, asyncio.Future[Submitted]]]
+                      ) -> None:
         try:
             outcomes = await blocking(submit_many, self.catalog, self.store, self.queue,
                                       [request for request, _ in batch], announce=True,
-                                      max_queued=self.max_queued)
+                                      max_queued=self.max_queued, cache=self.cache)
         except Exception as exc:  # the database unreachable, or a bug: every one fails
             for _, future in batch:
                 if not future.done():
@@ -80,6 +84,9 @@ class Submissions:
                 future.set_result(outcome)
 
 
-def _seen(future: asyncio.Future[Job]) -> None:
+Submitted = Job | Pending
+
+
+def _seen(future: asyncio.Future[Submitted]) -> None:
     if not future.cancelled():
         future.exception()

@@ -74,9 +74,10 @@ def checked_code(name: str, content: bytes, limits: ArchiveLimits) -> Code:
 
 
 def build_function(catalog: Catalog, name: str, path: str, class_name: str, context: str,
-                   tags: list[str], inspect: bool) -> Function:
+                   tags: list[str], inspect: bool, cache_ms: int | None = None) -> Function:
     """The function record for ``class_name`` in artifact ``path``; ``inspect=False`` (Mist's
-    ``force``) stores it without reading a schema, so its arguments are not checked."""
+    ``force``) stores it without reading a schema, so its arguments are not checked.
+    ``cache_ms``: how long its results are reused (jobs/result_cache.py); None: never."""
     try:
         artifact = catalog.get_artifact(path)
     except NotFound:
@@ -95,7 +96,7 @@ def build_function(catalog: Catalog, name: str, path: str, class_name: str, cont
         check_placement(name, read, target, "defaultContext")
         signature = read.to_dict()
     return Function(name=name, path=path, class_name=class_name, default_context=context,
-                    signature=signature, tags=tags)
+                    signature=signature, tags=tags, cache_ms=cache_ms)
 
 
 def _signature(code: Code, class_name: str, path: str, function: str) -> Signature:

@@ -24,6 +24,8 @@ class Function:
     tags: list[str] = field(default_factory=list)
     created_at: int = 0
     updated_at: int = 0
+    # How long an identical call's result is reused (jobs/result_cache.py); None: never.
+    cache_ms: int | None = None
 
 
 class FunctionStore:

@@ -119,6 +119,9 @@ class Settings:
     listing_value_max_bytes: int = 64 * 1024
     # Submits to a context with this many jobs queued get 429 with Retry-After; 0: no limit.
     max_queued_per_context: int = 10_000
+    # The result cache (functions deployed with ``cache``) keeps results up to this size (as
+    # JSON) in Redis; a larger one is not cached.
+    result_cache_max_bytes: int = 256 * 1024
     # Per API key (or JWT subject): sustained submits per second and burst; 0: no limit.
     submits_per_second: float = 0.0
     submit_burst: int = 100
@@ -140,7 +143,7 @@ class Settings:
         _check(self.log_level.upper() in _LOG_LEVELS, "log_level", " or ".join(_LOG_LEVELS),
                self.log_level)
         for name in ("max_body_bytes", "max_artifact_bytes", "max_model_bytes",
-                     "max_result_bytes", "listing_value_max_bytes"):
+                     "max_result_bytes", "listing_value_max_bytes", "result_cache_max_bytes"):
             _check(getattr(self, name) > 0, name, "a positive number of bytes", getattr(self, name))
         _check(self.worker_heartbeat_s < self.worker_ttl_s, "worker_heartbeat_s",
                "shorter than worker_ttl_s", self.worker_heartbeat_s)

@@ -66,6 +66,8 @@ class Job:
     progress: dict[str, Any] | None = None
     submitter: str | None = None
     idempotency_key: str | None = None
+    # Answered from the result cache: the job whose result this one repeats.
+    cached_from: str | None = None
     # Values a listing left out for their size (they are None here): column name -> size of
     # its JSON (or text) in bytes. Empty for a job read in full.
     oversized: Mapping[str, int] = field(default_factory=dict)
@@ -92,6 +94,11 @@ class NewJob:
     submitter: str | None = None
     idempotency_key: str | None = None
     id: str = field(default_factory=uuid7)
+    # A job answered from the result cache is recorded ended as it is created: finished
+    # with the result of ``cached_from``. Every other job starts queued.
+    status: JobStatus = JobStatus.QUEUED
+    result: Any = None
+    cached_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,12 +153,15 @@ class Store:
 
     @staticmethod
     def insert_jobs(conn: Connection, new: Sequence[NewJob]) -> list[Job]:
-        """Queued jobs, inserted in the caller's transaction (one statement for all)."""
+        """New jobs (queued, or ended if answered from the result cache), inserted in the
+        caller's transaction (one statement for all)."""
         created = now_ms()
-        # Shallow: dataclasses.asdict would deep-copy every job's arguments for nothing.
-        rows = [{**vars(n), "status": JobStatus.QUEUED.value, "create_time": created}
-                for n in new]
-        conn.execute(insert(t.jobs), rows)
+        rows = [_new_row(n, created) for n in new]
+        # One statement per shape: a queued job's row leaves its result out (SQL NULL, where
+        # a JSON column would store None as the JSON text null).
+        for cached in (False, True):
+            if shaped := [r for r in rows if ("cached_from" in r) is cached]:
+                conn.execute(insert(t.jobs), shaped)
         return [Job.from_row(r) for r in rows]
 
     @staticmethod
@@ -375,6 +385,16 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [LogLine(**r) for r in conn.execute(statement).mappings()]
+
+
+def _new_row(new: NewJob, created: int) -> dict[str, Any]:
+    # Shallow: dataclasses.asdict would deep-copy every job's arguments for nothing.
+    row = {**vars(new), "status": new.status.value, "create_time": created}
+    if new.cached_from is None:
+        del row["result"], row["cached_from"]
+    else:
+        row["end_time"] = created
+    return row
 
 
 _BIG_COLUMNS = ("arguments", "result", "error")

@@ -8,7 +8,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection
@@ -20,13 +20,15 @@ from sparkgate.jobs.db import now_ms, writing
 from sparkgate.jobs.errors import Conflict, SparkgateError, TooManyRequests, Unavailable
 from sparkgate.jobs.events import initialized_event, lifecycle_event
 from sparkgate.jobs.functions import Function
+from sparkgate.jobs.ids import uuid7
 from sparkgate.jobs.placement import check_placement
 from sparkgate.jobs.publishing import add_events
 from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.result_cache import Hit, Pending, ResultCache, Run
 from sparkgate.jobs.signatures.model import Signature
 from sparkgate.jobs.signatures.validation import validate_arguments
 from sparkgate.jobs.state import JobStatus
-from sparkgate.jobs.store import Job, NewJob, Store
+from sparkgate.jobs.store import Job, NewJob, RawJSON, Store
 from sparkgate.jobs.timeouts import job_timeout_ms
 
 log = logging.getLogger("sparkgate.submission")
@@ -50,6 +52,12 @@ class SubmitRequest:
     idempotency_key: str | None = None
     # The new job's id, when the caller needs it before the job exists (to watch for its end).
     job_id: str | None = None
+    # Result cache (jobs/result_cache.py): a hit is recorded as a finished job of its own,
+    # unless ``record`` is false (the answer is then the job that ran, nothing is written).
+    record: bool = True
+    # The caller can wait for an identical call's job still running (it gets ``Pending``);
+    # otherwise such a call runs its own.
+    follow: bool = False
 
 
 def submit(catalog: Catalog, store: Store, queue: JobQueue, request: SubmitRequest,
@@ -58,12 +66,13 @@ def submit(catalog: Catalog, store: Store, queue: JobQueue, request: SubmitReque
     (outcome,) = submit_many(catalog, store, queue, [request], announce, max_queued)
     if isinstance(outcome, SparkgateError):
         raise outcome
+    assert not isinstance(outcome, Pending)  # no result cache here
     return outcome
 
 
 def submit_many(catalog: Catalog, store: Store, queue: JobQueue,
                 requests: Sequence[SubmitRequest], announce: bool = False,
-                max_queued: int = 0) -> list[Outcome]:
+                max_queued: int = 0, cache: ResultCache | None = None) -> list[Outcome]:
     """Each request's job, or why it was refused (nothing is written for a refused one).
 
     All the accepted jobs are inserted in one transaction and queued in one Redis round trip:
@@ -81,23 +90,29 @@ def submit_many(catalog: Catalog, store: Store, queue: JobQueue,
     ``announce``: publish each job's ``initialized`` and first status event before it is
     queued, so that no worker's event for it can come first. ``max_queued``: refuse (429) when
     the context already has that many jobs waiting; 0: no limit.
+
+    ``cache``: answer the calls of functions deployed with ``cache`` from the result cache
+    (a job recorded finished, or the job that ran); a call with ``follow`` may get
+    ``Pending``, an identical call's job to wait for, and nothing is recorded for it.
     """
     try:
-        outcomes = _record(catalog, store, queue, requests, max_queued)
+        outcomes = _record(catalog, store, queue, requests, max_queued, cache)
     except IntegrityError:
         # A concurrent submit (another gateway) took one of the keys between our read and our
         # insert; read again, and its job is found as the earlier one.
-        outcomes = _record(catalog, store, queue, requests, max_queued)
+        outcomes = _record(catalog, store, queue, requests, max_queued, cache)
     fresh = [o for o in outcomes if isinstance(o, _Fresh)]
     failed = _fail_broken(store, fresh)
     try:
         _announce_and_queue(queue, [f for f in fresh if f.job.id not in failed], announce)
     except Exception as exc:
-        _take_back(store, [f.job for f in fresh if f.job.id not in failed], exc)
+        # A job answered from the cache is complete already: only its events are lost.
+        unqueued = {f.job.id for f in fresh if _queued(f) and f.job.id not in failed}
+        _take_back(store, [f.job for f in fresh if f.job.id in unqueued], exc)
         unavailable = Unavailable("the job queue (Redis) is unavailable; the job was not "
                                   "queued; retry shortly")
         unavailable.__cause__ = exc
-        return [unavailable if isinstance(o, _Fresh) and o.job.id not in failed
+        return [unavailable if isinstance(o, _Fresh) and o.job.id in unqueued
                 else _settled(o, failed) for o in outcomes]
     return [_settled(o, failed) for o in outcomes]
 
@@ -118,8 +133,12 @@ class _Checked:
     key: str | None
 
 
-Outcome = Job | SparkgateError
-_Pending = Job | SparkgateError | _Fresh
+Outcome = Job | SparkgateError | Pending
+_Pending = Outcome | _Fresh
+
+
+def _queued(fresh: _Fresh) -> bool:
+    return fresh.job.status is JobStatus.QUEUED
 
 
 def _settled(outcome: _Pending, failed: dict[str, Job]) -> Outcome:
@@ -129,7 +148,8 @@ def _settled(outcome: _Pending, failed: dict[str, Job]) -> Outcome:
 
 
 def _record(catalog: Catalog, store: Store, queue: JobQueue,
-            requests: Sequence[SubmitRequest], max_queued: int) -> list[_Pending]:
+            requests: Sequence[SubmitRequest], max_queued: int,
+            cache: ResultCache | None) -> list[_Pending]:
     """Check every request and insert the accepted ones, in one transaction."""
     with writing(catalog.engine) as conn:
         checked = _check_all(catalog, conn, queue, requests, max_queued)
@@ -145,8 +165,10 @@ def _record(catalog: Catalog, store: Store, queue: JobQueue,
                 outcomes.append(first_with_key[c.key])
             elif c.key is not None and c.key in earlier:
                 outcomes.append(_same_or_conflict(earlier[c.key], c))
+            elif not isinstance(planned := _planned(cache, conn, c), NewJob):
+                outcomes.append(planned)
             else:
-                new[i] = (_new_job(c), c.target.health)
+                new[i] = (planned, c.target.health)
                 outcomes.append(i)
                 if c.key is not None:
                     first_with_key[c.key] = i
@@ -213,7 +235,35 @@ def _validated(signature: Signature | None, arguments: Any) -> Any:
     return arguments
 
 
-def _new_job(checked: _Checked) -> NewJob:
+def _planned(cache: ResultCache | None, conn: Connection,
+             checked: _Checked) -> NewJob | Job | Pending:
+    """The job to record for ``checked`` (queued, or finished from the result cache), the
+    cached job itself (not to be recorded), or an identical call's job to wait for."""
+    job_id = checked.request.job_id or uuid7()
+    target = checked.target
+    if cache is None or target.function.cache_ms is None:
+        return _new_job(checked, job_id)
+    call = [target.artifact_sha1, target.context.name, checked.arguments]
+    found = cache.look_up(conn, target.function, call, job_id, checked.request.follow)
+    if isinstance(found, (Pending, Run)):
+        return found if isinstance(found, Pending) else _new_job(checked, job_id)
+    if not checked.request.record:
+        return _cached_job(checked, found)
+    return replace(_new_job(checked, job_id), status=JobStatus.FINISHED,
+                   result=found.value(), cached_from=found.job_id)
+
+
+def _cached_job(checked: _Checked, hit: Hit) -> Job:
+    """The job that ran, as far as the answer to an unrecorded hit needs it (not read)."""
+    new = _new_job(checked, hit.job_id)
+    return Job(id=hit.job_id, function=new.function, context=new.context,
+               arguments=new.arguments, file_path=new.file_path, class_name=new.class_name,
+               artifact_sha1=new.artifact_sha1, status=JobStatus.FINISHED, source=new.source,
+               external_id=None, create_time=hit.end_ms, end_time=hit.end_ms,
+               result=RawJSON(hit.result))
+
+
+def _new_job(checked: _Checked, job_id: str) -> NewJob:
     request, function, context = checked.request, checked.target.function, checked.target.context
     return NewJob(
         function=function.name, context=context.name, arguments=checked.arguments,
@@ -222,8 +272,7 @@ def _new_job(checked: _Checked) -> NewJob:
         external_id=request.external_id,
         start_timeout_ms=job_timeout_ms(request.start_timeout_ms, context.start_timeout_s),
         perform_timeout_ms=job_timeout_ms(request.perform_timeout_ms, context.perform_timeout_s),
-        submitter=request.submitter, idempotency_key=checked.key,
-        **({"id": request.job_id} if request.job_id else {}),
+        submitter=request.submitter, idempotency_key=checked.key, id=job_id,
     )
 
 
@@ -232,7 +281,7 @@ def _fail_broken(store: Store, fresh: Sequence[_Fresh]) -> dict[str, Job]:
     error says what to do."""
     failed = {}
     for f in fresh:
-        if f.health.broken:
+        if f.health.broken and _queued(f):
             failed[f.job.id] = store.transition(
                 f.job.id, JobStatus.FAILED, error=broken_message(f.job.context, f.health),
                 end_time=now_ms())
@@ -240,6 +289,7 @@ def _fail_broken(store: Store, fresh: Sequence[_Fresh]) -> dict[str, Job]:
 
 
 def _announce_and_queue(queue: JobQueue, fresh: Sequence[_Fresh], announce: bool) -> None:
+    fresh = [f for f in fresh if announce or _queued(f)]
     if not fresh:
         return
     with queue.redis.pipeline() as pipe:
@@ -248,7 +298,8 @@ def _announce_and_queue(queue: JobQueue, fresh: Sequence[_Fresh], announce: bool
         for f in fresh:
             if announce:
                 add_events(pipe, initialized_event(f.job), lifecycle_event(f.job))
-            queue.enqueue(f.job.id, f.job.context, pipeline=pipe)
+            if _queued(f):
+                queue.enqueue(f.job.id, f.job.context, pipeline=pipe)
         pipe.execute()
 
 

@@ -63,6 +63,8 @@ functions = Table(
     Column("tags", JSON, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # How long an identical call's result is reused (jobs/result_cache.py); NULL: never.
+    Column("cache_ms", BigInteger, nullable=True),
 )
 
 contexts = Table(
@@ -126,6 +128,8 @@ jobs = Table(
     # A digest of (submitter, function, Idempotency-Key or externalId): a retried submit finds
     # the job it created the first time instead of creating another.
     Column("idempotency_key", String(64), nullable=True),
+    # Answered from the result cache: the job whose result this one repeats (it never ran).
+    Column("cached_from", String(36), nullable=True),
     # Every listing reads newest first by (create_time, id); each filter gets an index in that
     # exact order, so a page is a short walk down one index, never a sort of all the matches.
     Index(None, "create_time", "id"),

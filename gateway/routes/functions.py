@@ -16,7 +16,7 @@ from sparkgate.gateway.openapi import (
     use,
 )
 from sparkgate.gateway.params import json_body, json_object, query_bool
-from sparkgate.gateway.resources import CATALOG, SETTINGS
+from sparkgate.gateway.resources import CATALOG, RESULT_CACHE, SETTINGS
 from sparkgate.gateway.routing import ADMIN, READ, Endpoints, Op
 from sparkgate.gateway.wire.fields import to_json
 from sparkgate.gateway.wire.functions import FunctionInfo, function_definition
@@ -83,6 +83,20 @@ async def delete_function(request: web.Request) -> web.Response:
     return web.json_response(to_json(FunctionInfo.of(deleted)))
 
 
+@endpoints.delete("/v2/api/functions/{name}/cache", ADMIN, Op(
+    "purgeFunctionCache", "functions", "Forget a function's cached results",
+    {"204": ok(None, "done: the next identical call runs"), "404": use("NotFound")},
+    parameters=[FUNCTION_NAME],
+    description="*sparkgate*: every result cached for the function (deployed with `cache`) "
+                "is forgotten at once, on every gateway; jobs already answered from it keep "
+                "their records. See docs/caching.md."))
+async def purge_function_cache(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    await blocking(request.app[CATALOG].get_function, name)
+    await blocking(request.app[RESULT_CACHE].purge, name)
+    return web.Response(status=204)
+
+
 async def _function_from_request(request: web.Request) -> Function:
     body = json_object(await json_body(request, limit=request.app[SETTINGS].max_body_bytes),
                        "function")
@@ -90,4 +104,4 @@ async def _function_from_request(request: web.Request) -> Function:
     inspect = not query_bool(request, "force")
     return await blocking(build_function, request.app[CATALOG], definition.name,
                           definition.path, definition.class_name, definition.default_context,
-                          definition.tags, inspect)
+                          definition.tags, inspect, definition.cache_ms)

@@ -4,9 +4,11 @@ logs, cancel.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import secrets
+import time
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +16,7 @@ from aiohttp import web
 from sparkgate.gateway.auth import identity, require_cancel, visible
 from sparkgate.gateway.blocking import blocking
 from sparkgate.gateway.openapi import (
+    BOOLEAN_QUERY,
     FUNCTION_NAME,
     JOB_ID_PARAM,
     JOB_LIST_PARAMS,
@@ -25,6 +28,7 @@ from sparkgate.gateway.openapi import (
     links,
     ok,
     param,
+    query_param,
     ref,
     request_body,
     text_param,
@@ -45,11 +49,12 @@ from sparkgate.gateway.wire.fields import to_json
 from sparkgate.gateway.wire.jobs import JobDetails, JobId, JobPage, SyncResult, WaitPending
 from sparkgate.jobs import cancellation
 from sparkgate.jobs.db import json_text
-from sparkgate.jobs.errors import BadRequest
+from sparkgate.jobs.errors import BadRequest, NotFound
 from sparkgate.jobs.events import lifecycle_event
 from sparkgate.jobs.ids import uuid7
 from sparkgate.jobs.logs.mist_text import format_mist_line
 from sparkgate.jobs.publishing import publish_async
+from sparkgate.jobs.result_cache import Pending
 from sparkgate.jobs.state import MIST_STATUSES
 from sparkgate.jobs.store import Job, JobQuery, RawJSON, Store
 from sparkgate.jobs.submission import SubmitRequest
@@ -90,6 +95,10 @@ _LISTED = "newest first: a bare list, or `{jobs, total}` with `paginate=true`"
                                  "id answers the job it created"),
         duration_param("startTimeout", "fail the job if it waits longer in the queue"),
         duration_param("performTimeout", "fail the job if it runs longer"),
+        query_param("record", {"type": "string", "pattern": BOOLEAN_QUERY, "default": "true"},
+                    "*sparkgate*, functions deployed with `cache`: `false` records no job "
+                    "for a call answered from the cache; the answer is then the job that "
+                    "ran (its id). See docs/caching.md"),
         {"name": "Idempotency-Key", "in": "header", "required": False, "schema": STRING,
          "description": "a retry with the same key (per submitter and function) answers "
                         "the job the first request created; with other arguments or "
@@ -114,19 +123,24 @@ async def run_function(request: web.Request) -> web.Response:
         perform_timeout_ms=query_duration_ms(request, "performTimeout"),
         submitter=who.submitter,
         idempotency_key=request.headers.get("Idempotency-Key"),
+        record=query_bool(request, "record", default=True),
+        follow=force or "wait" in request.query,
     )
-    if not (force or "wait" in request.query):
-        job = await app[SUBMISSIONS].submit(submit_request)
+    if not submit_request.follow:
+        job = await _submit(app, submit_request, None)
         return web.json_response(to_json(JobId(job.id)))
     # Watched before it exists: its end cannot be missed, and the wait needs no first read.
     new_id = uuid7()
     with app[HUB].watch(new_id) as watch:
-        job = await app[SUBMISSIONS].submit(dataclasses.replace(submit_request, job_id=new_id))
-        # Another id: an earlier job of the same idempotency key, watched by wait_for_end.
+        deadline = None if force or wait_ms is None else time.monotonic() + wait_ms / 1000
+        job = await _submit(app, dataclasses.replace(submit_request, job_id=new_id), deadline)
+        # Another id: an earlier job of the same idempotency key, watched by wait_for_end;
+        # or the cached job that ran, already ended.
         ours = job.id == new_id
-        timeout_s = None if force or wait_ms is None else wait_ms / 1000
-        job = await wait_for_end(app[HUB], app[STORE], job.id, timeout_s, outcome_only=force,
-                                 watch=watch if ours else None, known=job if ours else None)
+        if not job.status.terminal:
+            job = await wait_for_end(app[HUB], app[STORE], job.id, _left_s(deadline),
+                                     outcome_only=force, watch=watch if ours else None,
+                                     known=job if ours else None)
     if force:
         # Inline: a result from the terminal event is small (events carry at most 64 KiB), one
         # read from the database is spliced in unparsed.
@@ -136,6 +150,27 @@ async def run_function(request: web.Request) -> web.Response:
         return await _job_response(job)
     return web.json_response(to_json(WaitPending.of(job)), status=202,
                              headers={"Location": f"/v2/api/jobs/{job.id}"})
+
+
+async def _submit(app: web.Application, submit_request: SubmitRequest,
+                  deadline: float | None) -> Job:
+    """The request's job. While an identical call's job is queued or running (a function
+    deployed with ``cache``), wait for its end first (until ``deadline``), then submit again:
+    its result is cached by then, or (it failed, or is still running) this call runs its own
+    job. See docs/caching.md."""
+    submitted = await app[SUBMISSIONS].submit(submit_request)
+    if isinstance(submitted, Pending):
+        with contextlib.suppress(NotFound):  # NotFound: its submit was taken back
+            await wait_for_end(app[HUB], app[STORE], submitted.job_id, _left_s(deadline),
+                               outcome_only=True)
+        submitted = await app[SUBMISSIONS].submit(dataclasses.replace(submit_request,
+                                                                      follow=False))
+    assert not isinstance(submitted, Pending)  # not when following is off
+    return submitted
+
+
+def _left_s(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 @endpoints.get("/v2/api/jobs", READ, Op(

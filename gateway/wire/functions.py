@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparkgate.gateway.params import checked_name
-from sparkgate.gateway.wire.fields import ABSENT, Reading, read_each, schema_of, wire
+from sparkgate.gateway.wire.fields import ABSENT, Absent, Reading, read_each, schema_of, wire
 from sparkgate.gateway.wire.schema import NAME_STRING, STRING, array, ref
 from sparkgate.jobs.contexts import DEFAULT_CONTEXT
+from sparkgate.jobs.durations import format_duration, parse_duration
 from sparkgate.jobs.errors import BadRequest
 from sparkgate.jobs.functions import Function
 from sparkgate.jobs.signatures.model import Signature
@@ -40,6 +41,10 @@ class FunctionInfo:
                        "Spark handle), which runs only in contexts of engine spark; false for "
                        "a plain function, which runs on any engine; null when stored with "
                        "force=true"})
+    # Left out while off, so a function without it reads exactly as Mist's FunctionInfo.
+    cache: str | Absent = wire("cache", STRING, optional=True, description=(
+        "*sparkgate*: how long an identical call is answered with the result of the job that "
+        "ran it instead of running again (docs/caching.md); left out: never"))
 
     @classmethod
     def of(cls, function: Function) -> FunctionInfo:
@@ -49,7 +54,9 @@ class FunctionInfo:
                    tags=function.tags, path=function.path, class_name=function.class_name,
                    default_context=function.default_context,
                    arguments_schema=signature.to_json_schema() if signature else None,
-                   needs_spark=signature.needs_spark if signature else None)
+                   needs_spark=signature.needs_spark if signature else None,
+                   cache=ABSENT if function.cache_ms is None
+                   else format_duration(function.cache_ms / 1000))
 
 
 def _name(field: str) -> Reading:
@@ -87,6 +94,25 @@ def _read_tags(raw: Any) -> list[str]:
     return value
 
 
+def _read_cache(raw: Any) -> int | None:
+    """Milliseconds; off (None) for null, left out or 0. A cached result must go stale some
+    day: Inf is refused."""
+    if raw is ABSENT or raw is None:
+        return None
+    try:
+        if not isinstance(raw, str):
+            raise ValueError(f"cache: expected a duration like 30s or 10min, got {raw!r}")
+        seconds = parse_duration(raw, "cache")
+    except ValueError as exc:
+        raise BadRequest(str(exc), {"field": "cache", "expected": "a duration like 30s or 10min",
+                                    "got": raw}) from None
+    if seconds is None:
+        raise BadRequest(f"cache: expected a bounded duration like 30s or 10min, got {raw!r}",
+                         {"field": "cache", "expected": "a duration like 30s or 10min",
+                          "got": raw})
+    return round(seconds * 1000) or None
+
+
 @dataclass(slots=True)
 class FunctionDefinition:
     """What a request creates or replaces a function with: read field by field, each problem
@@ -102,6 +128,11 @@ class FunctionDefinition:
         description="an existing context; `default` when left out, empty or null")
     lang: str = wire("lang", optional=True, reads=Reading({"const": "python"}, _read_lang))
     tags: list[str] = wire("tags", optional=True, reads=Reading(TAGS, _read_tags))
+    cache_ms: int | None = wire("cache", optional=True, reads=Reading(
+        {"type": ["string", "null"]}, _read_cache), description=(
+        "*sparkgate*: answer an identical call within this time (`30s`, `10min`) with the "
+        "result of the job that ran it, without running it again (docs/caching.md); null, "
+        "left out or `0`: off"))
 
 
 def function_definition(body: dict[str, Any]) -> FunctionDefinition:

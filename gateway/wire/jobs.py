@@ -46,6 +46,9 @@ class JobDetails:
     # sparkgate's own; absent on jobs from before it was recorded.
     submitter: str | Absent = wire("submitter", STRING, optional=True, description=(
         "*sparkgate*: who submitted it: `key:<name>`, `jwt:<subject>`, `mqtt` or `anonymous`"))
+    cached_from: str | Absent = wire("cachedFrom", STRING, optional=True, description=(
+        "*sparkgate*: answered from the result cache (docs/caching.md) without running: the "
+        "job that ran, whose result this one repeats"))
     job_result: Any = wire("jobResult", ANY, optional=True, description=(
         f"the result when finished; the error text when failed; {_MARKED_INSTEAD}"))
     truncated: list[str] | Absent = wire("truncated", {
@@ -79,7 +82,8 @@ class JobDetails:
             **_given(external_id=job.external_id, start_time=job.start_time,
                      end_time=job.end_time, worker_id=job.worker_id, progress=job.progress,
                      start_timeout_ms=job.start_timeout_ms,
-                     perform_timeout_ms=job.perform_timeout_ms, submitter=job.submitter))
+                     perform_timeout_ms=job.perform_timeout_ms, submitter=job.submitter,
+                     cached_from=job.cached_from))
 
 
 def _given(**values: Any) -> dict[str, Any]:
