@@ -29,6 +29,8 @@ SCENARIO_NOTES = {
           "ratio of p50 (memory: of RSS); lower is better",
     "6.": "baseline: the same 8 jobs on a maxJobs 1 context; ratio of the total time; "
           "lower is better",
+    "8.": "baseline: the bare aiohttp echo server, same client; ratio of p50 (sequential) and "
+          "of p99 (32 clients); lower is better",
 }
 
 
@@ -95,7 +97,17 @@ def targets(rows: list[Row]) -> list[dict[str, Any]]:
               r.throughput >= base.throughput)
     _scale_targets(rows, by_key, check)
     _scoring_targets(by_key, check)
+    _cache_targets(by_key, check)
     return checks
+
+
+def _cache_targets(by_key: dict[str, Row], check) -> None:
+    echo = by_key.get("s8.1.echo")
+    for key, what in (("s8.1.cached", "recorded"), ("s8.1.unrecorded", "record=false")):
+        if echo and (r := by_key.get(key)):
+            check(f"cached sync call ({what}): p50 ≤ echo + 1 ms",
+                  f"{r.p50_ms:.2f} vs {echo.p50_ms:.2f} ms ({r.p50_ms - echo.p50_ms:+.2f} ms)",
+                  r.p50_ms <= echo.p50_ms + 1)
 
 
 def _scoring_targets(by_key: dict[str, Row], check) -> None:

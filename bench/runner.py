@@ -38,6 +38,7 @@ from bench.scenarios import (
     s5_scale,
     s6_concurrency,
     s7_scoring,
+    s8_cache,
 )
 from bench.stats import Row, fill_ratios
 
@@ -51,7 +52,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run", description=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="small sample sizes, 100,000 jobs in PostgreSQL (< 3 minutes)")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7",
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8",
                         help="comma-separated scenario numbers (default: all)")
     parser.add_argument("--no-docs", action="store_true",
                         help="do not overwrite docs/benchmarks.md (JSON is still written)")
@@ -128,7 +129,7 @@ def run_scenarios(procs: Processes, workdir: Path, db: Database, mode, wanted: s
     wait_for(lambda: http_ok(f"{b.echo_url}/health"), 30, "the echo server")
     rows: list[Row] = []
     for number, scenario in ((1, s1_warm_spark), (2, s2_overhead), (4, s4_end_to_end),
-                             (6, s6_concurrency), (7, s7_scoring)):
+                             (6, s6_concurrency), (7, s7_scoring), (8, s8_cache)):
         if number in wanted:
             rows += _timed(number, scenario.run, b)
     if wanted & {3, 5}:
