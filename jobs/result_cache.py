@@ -130,6 +130,8 @@ class ResultCache:
         kind, other, at, *result = held.split(" ", 3)
         if kind == "r":
             return Hit(other, int(at), result[0])
+        if other == job_id:  # our own claim: a submit retried after a conflict
+            return Run(claimed=True)
         ended = _ended(conn, other, int(at))
         if ended is None:  # queued or running, or not committed yet
             return Pending(other) if follow else Run(claimed=False)
@@ -142,7 +144,8 @@ class ResultCache:
 
     def _store(self, key: str, held: str, ended: _Ended, ttl_ms: int) -> Hit | None:
         left_ms = ended.end_ms + ttl_ms - now_ms()
-        if ended.result is None or len(ended.result) > self.max_bytes or left_ms <= 0:
+        if ended.result is None or left_ms <= 0 \
+                or len(ended.result.encode()) > self.max_bytes:
             return None
         hit = Hit(ended.job_id, ended.end_ms, ended.result)
         self._replace([key], [held, f"r {hit.job_id} {hit.end_ms} {hit.result}", left_ms])

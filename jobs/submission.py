@@ -245,8 +245,10 @@ def _planned(cache: ResultCache | None, conn: Connection,
         return _new_job(checked, job_id)
     call = [target.artifact_sha1, target.context.name, checked.arguments]
     found = cache.look_up(conn, target.function, call, job_id, checked.request.follow)
-    if isinstance(found, (Pending, Run)):
-        return found if isinstance(found, Pending) else _new_job(checked, job_id)
+    if isinstance(found, Run):
+        return _new_job(checked, job_id)
+    if isinstance(found, Pending):
+        return found
     if not checked.request.record:
         return _cached_job(checked, found)
     return replace(_new_job(checked, job_id), status=JobStatus.FINISHED,
