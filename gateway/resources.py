@@ -55,11 +55,12 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     # RQ is blocking-only: its client is used on the executor, never on the loop.
     sync_redis = Redis.from_url(url)
     app[QUEUE] = JobQueue(sync_redis)
-    app[RESULT_CACHE] = ResultCache(sync_redis, app[SETTINGS].result_cache_max_bytes)
+    app[AREDIS] = aioredis.Redis.from_url(url)
+    app[RESULT_CACHE] = ResultCache(sync_redis, app[SETTINGS].result_cache_max_bytes,
+                                    app[AREDIS])
     app[SUBMISSIONS] = Submissions(app[CATALOG], app[STORE], app[QUEUE],
                                    app[SETTINGS].max_queued_per_context, app[RESULT_CACHE])
     app[WORKERS] = WorkerRegistry(sync_redis, app[SETTINGS].worker_ttl_s)
-    app[AREDIS] = aioredis.Redis.from_url(url)
     hub = EventHub(app[AREDIS])
     app[HUB] = hub
     await hub.start()

@@ -24,7 +24,7 @@ from sparkgate.jobs.ids import uuid7
 from sparkgate.jobs.placement import check_placement
 from sparkgate.jobs.publishing import add_events
 from sparkgate.jobs.queue import JobQueue
-from sparkgate.jobs.result_cache import Hit, Pending, ResultCache, Run
+from sparkgate.jobs.result_cache import CallHit, Hit, Pending, ResultCache, Run
 from sparkgate.jobs.signatures.model import Signature
 from sparkgate.jobs.signatures.validation import validate_arguments
 from sparkgate.jobs.state import JobStatus
@@ -239,30 +239,58 @@ def _planned(cache: ResultCache | None, conn: Connection,
              checked: _Checked) -> NewJob | Job | Pending:
     """The job to record for ``checked`` (queued, or finished from the result cache), the
     cached job itself (not to be recorded), or an identical call's job to wait for."""
-    job_id = checked.request.job_id or uuid7()
-    target = checked.target
-    if cache is None or target.function.cache_ms is None:
-        return _new_job(checked, job_id)
+    request, target = checked.request, checked.target
+    new = _new_job(checked, request.job_id or uuid7())
+    function = target.function
+    if cache is not None:
+        _note(cache, function)
+    if cache is None or function.cache_ms is None:
+        return new
     call = [target.artifact_sha1, target.context.name, checked.arguments]
-    found = cache.look_up(conn, target.function, call, job_id, checked.request.follow)
+    found = cache.look_up(conn, function, call, new.id, request.follow)
     if isinstance(found, Run):
-        return _new_job(checked, job_id)
+        return new
     if isinstance(found, Pending):
         return found
-    if not checked.request.record:
-        return _cached_job(checked, found)
-    return replace(_new_job(checked, job_id), status=JobStatus.FINISHED,
-                   result=found.value(), cached_from=found.job_id)
+    cache.index_call(function, request.context, request.arguments, found, _template(new))
+    return _answer(request, new, found)
 
 
-def _cached_job(checked: _Checked, hit: Hit) -> Job:
-    """The job that ran, as far as the answer to an unrecorded hit needs it (not read)."""
-    new = _new_job(checked, hit.job_id)
+def answer_call(request: SubmitRequest, found: CallHit) -> Job | NewJob:
+    """What answers ``request`` from a hit of the call index: the job to record (finished),
+    or with ``record`` false, the job that ran."""
+    t = found.template
+    new = NewJob(
+        function=request.function, context=t["context"], arguments=t["arguments"],
+        file_path=t["filePath"], class_name=t["className"], artifact_sha1=t["sha1"],
+        source=request.source, start_timeout_ms=request.start_timeout_ms,
+        perform_timeout_ms=request.perform_timeout_ms, submitter=request.submitter,
+        id=request.job_id or uuid7())
+    return _answer(request, new, found.hit)
+
+
+def _answer(request: SubmitRequest, new: NewJob, hit: Hit) -> Job | NewJob:
+    if request.record:
+        return replace(new, status=JobStatus.FINISHED, result=hit.value(),
+                       cached_from=hit.job_id)
+    # The job that ran, as far as the answer needs it (not read: nothing is).
     return Job(id=hit.job_id, function=new.function, context=new.context,
                arguments=new.arguments, file_path=new.file_path, class_name=new.class_name,
                artifact_sha1=new.artifact_sha1, status=JobStatus.FINISHED, source=new.source,
                external_id=None, create_time=hit.end_ms, end_time=hit.end_ms,
                result=RawJSON(hit.result))
+
+
+def _template(new: NewJob) -> dict[str, Any]:
+    return {"context": new.context, "filePath": new.file_path, "className": new.class_name,
+            "sha1": new.artifact_sha1, "arguments": new.arguments}
+
+
+def _note(cache: ResultCache, function: Function) -> None:
+    if function.cache_ms is None:
+        cache.functions_cached.discard(function.name)
+    else:
+        cache.functions_cached.add(function.name)
 
 
 def _new_job(checked: _Checked, job_id: str) -> NewJob:

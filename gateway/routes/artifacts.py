@@ -10,7 +10,7 @@ from sparkgate.gateway.blocking import blocking
 from sparkgate.gateway.content_coding import refuse_encoded
 from sparkgate.gateway.openapi import ARTIFACT_NAME, STRING, array, bool_param, links, obj, ok, use
 from sparkgate.gateway.params import checked_name, query_bool
-from sparkgate.gateway.resources import CATALOG, SETTINGS
+from sparkgate.gateway.resources import CATALOG, RESULT_CACHE, SETTINGS
 from sparkgate.gateway.routing import ADMIN, READ, Endpoints, Op
 from sparkgate.jobs import deployment
 from sparkgate.jobs.archives import ArchiveLimits
@@ -82,6 +82,8 @@ async def upload_artifact(request: web.Request) -> web.Response:
     # Checked (a package fully unpacked in memory, within limits) before anything is stored.
     artifact = await blocking(deployment.upload_artifact, request.app[CATALOG], name, content,
                               force, ArchiveLimits.for_artifact_bytes(limit))
+    if force:
+        await _purge_results_of_users(request.app, name)
     # Mist answers with the stored name as plain text; mist-cli reads it back that way.
     return web.Response(text=artifact.name, headers={"X-Artifact-Sha1": artifact.sha1})
 
@@ -94,6 +96,14 @@ async def upload_artifact(request: web.Request) -> web.Response:
 async def delete_artifact(request: web.Request) -> web.Response:
     artifact = await blocking(request.app[CATALOG].delete_artifact, request.match_info["name"])
     return web.json_response({"name": artifact.name, "sha1": artifact.sha1})
+
+
+async def _purge_results_of_users(app: web.Application, artifact: str) -> None:
+    """New code: results its functions cached are stale (docs/caching.md). Their cache keys
+    name the artifact's sha1 anyway; the call index does not, hence the purge."""
+    users = [f.name for f in await blocking(app[CATALOG].list_functions) if f.path == artifact]
+    if users:
+        await blocking(app[RESULT_CACHE].purge, *users)
 
 
 async def _read_upload(request: web.Request, limit: int) -> tuple[str, bytes]:

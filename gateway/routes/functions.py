@@ -59,6 +59,7 @@ async def create_function(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     function = await _function_from_request(request)
     created = await blocking(catalog.create_function, function)
+    await _purge(request, created.name)
     return web.json_response(to_json(FunctionInfo.of(created)))
 
 
@@ -71,6 +72,7 @@ async def update_function(request: web.Request) -> web.Response:
     catalog = request.app[CATALOG]
     function = await _function_from_request(request)
     updated = await blocking(catalog.update_function, function)
+    await _purge(request, updated.name)
     return web.json_response(to_json(FunctionInfo.of(updated)))
 
 
@@ -80,6 +82,7 @@ async def update_function(request: web.Request) -> web.Response:
     parameters=[FUNCTION_NAME]))
 async def delete_function(request: web.Request) -> web.Response:
     deleted = await blocking(request.app[CATALOG].delete_function, request.match_info["name"])
+    await _purge(request, deleted.name)
     return web.json_response(to_json(FunctionInfo.of(deleted)))
 
 
@@ -93,8 +96,15 @@ async def delete_function(request: web.Request) -> web.Response:
 async def purge_function_cache(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     await blocking(request.app[CATALOG].get_function, name)
-    await blocking(request.app[RESULT_CACHE].purge, name)
+    await _purge(request, name)
     return web.Response(status=204)
+
+
+async def _purge(request: web.Request, function: str) -> None:
+    """Every change of a definition forgets the function's cached results: its entries' keys
+    name the definition anyway, but the call index does not (jobs/result_cache.py). Redis
+    down: 503 after the change is stored; the client's retry (the same body) purges."""
+    await blocking(request.app[RESULT_CACHE].purge, function)
 
 
 async def _function_from_request(request: web.Request) -> Function:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from sparkgate.gateway.auth import identity, require_cancel, visible
 from sparkgate.gateway.blocking import blocking
+from sparkgate.gateway.cached_calls import from_call_index
 from sparkgate.gateway.openapi import (
     BOOLEAN_QUERY,
     FUNCTION_NAME,
@@ -126,21 +127,14 @@ async def run_function(request: web.Request) -> web.Response:
         record=query_bool(request, "record", default=True),
         follow=force or "wait" in request.query,
     )
-    if not submit_request.follow:
+    job = await from_call_index(app, submit_request)
+    if job is None and not submit_request.follow:
         job = await _submit(app, submit_request, None)
-        return web.json_response(to_json(JobId(job.id)))
-    # Watched before it exists: its end cannot be missed, and the wait needs no first read.
-    new_id = uuid7()
-    with app[HUB].watch(new_id) as watch:
+    elif job is None:
         deadline = None if force or wait_ms is None else time.monotonic() + wait_ms / 1000
-        job = await _submit(app, dataclasses.replace(submit_request, job_id=new_id), deadline)
-        # Another id: an earlier job of the same idempotency key, watched by wait_for_end;
-        # or the cached job that ran, already ended.
-        ours = job.id == new_id
-        if not job.status.terminal:
-            job = await wait_for_end(app[HUB], app[STORE], job.id, _left_s(deadline),
-                                     outcome_only=force, watch=watch if ours else None,
-                                     known=job if ours else None)
+        job = await _submit_and_wait(app, submit_request, deadline, force)
+    if not submit_request.follow:
+        return web.json_response(to_json(JobId(job.id)))
     if force:
         # Inline: a result from the terminal event is small (events carry at most 64 KiB), one
         # read from the database is spliced in unparsed.
@@ -150,6 +144,22 @@ async def run_function(request: web.Request) -> web.Response:
         return await _job_response(job)
     return web.json_response(to_json(WaitPending.of(job)), status=202,
                              headers={"Location": f"/v2/api/jobs/{job.id}"})
+
+
+async def _submit_and_wait(app: web.Application, submit_request: SubmitRequest,
+                           deadline: float | None, outcome_only: bool) -> Job:
+    # Watched before it exists: its end cannot be missed, and the wait needs no first read.
+    new_id = uuid7()
+    with app[HUB].watch(new_id) as watch:
+        job = await _submit(app, dataclasses.replace(submit_request, job_id=new_id), deadline)
+        # Another id: an earlier job of the same idempotency key, watched by wait_for_end;
+        # or the cached job that ran, already ended.
+        ours = job.id == new_id
+        if not job.status.terminal:
+            job = await wait_for_end(app[HUB], app[STORE], job.id, _left_s(deadline),
+                                     outcome_only=outcome_only, watch=watch if ours else None,
+                                     known=job if ours else None)
+    return job
 
 
 async def _submit(app: web.Application, submit_request: SubmitRequest,
