@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from sparkgate.gateway.blocking import blocking
-from sparkgate.gateway.resources import AREDIS, RESULT_CACHE, STORE
-from sparkgate.jobs.events import initialized_event, lifecycle_event
-from sparkgate.jobs.publishing import publish_async
+from sparkgate.gateway.resources import RESULT_CACHE, SUBMISSIONS
 from sparkgate.jobs.store import Job
 from sparkgate.jobs.submission import SubmitRequest, answer_call
 
@@ -29,6 +26,4 @@ async def from_call_index(app: web.Application, request: SubmitRequest) -> Job |
     answer = answer_call(request, found)
     if isinstance(answer, Job):
         return answer
-    job = await blocking(app[STORE].create_job, answer)
-    await publish_async(app[AREDIS], initialized_event(job), lifecycle_event(job))
-    return job
+    return await app[SUBMISSIONS].record_answered(answer)

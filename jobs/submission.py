@@ -22,7 +22,7 @@ from sparkgate.jobs.events import initialized_event, lifecycle_event
 from sparkgate.jobs.functions import Function
 from sparkgate.jobs.ids import uuid7
 from sparkgate.jobs.placement import check_placement
-from sparkgate.jobs.publishing import add_events
+from sparkgate.jobs.publishing import add_events, publish
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.result_cache import CallHit, Hit, Pending, ResultCache, Run
 from sparkgate.jobs.signatures.model import Signature
@@ -254,6 +254,16 @@ def _planned(cache: ResultCache | None, conn: Connection,
         return found
     cache.index_call(function, request.context, request.arguments, found, _template(new))
     return _answer(request, new, found)
+
+
+def record_answered(store: Store, queue: JobQueue, jobs: Sequence[NewJob]) -> list[Job]:
+    """Jobs answered from the result cache's call index (created finished): inserted in one
+    transaction, then announced (``initialized``, ``finished``) in one round trip."""
+    with writing(store.engine) as conn:
+        created = store.insert_jobs(conn, jobs)
+    publish(queue.redis, *(event for job in created
+                           for event in (initialized_event(job), lifecycle_event(job))))
+    return created
 
 
 def answer_call(request: SubmitRequest, found: CallHit) -> Job | NewJob:
