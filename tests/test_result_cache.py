@@ -9,6 +9,7 @@ tells that a call ran, or did not.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from sqlalchemy import create_engine, text
 
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import Context
+from sparkgate.jobs.events import CHANNEL
 from sparkgate.jobs.functions import Function
 from sparkgate.jobs.logs.capture import JobLogCapture
 from sparkgate.jobs.migrate import alembic_config
@@ -132,6 +134,23 @@ async def test_an_identical_call_gets_the_first_result_and_runs_nothing(client, 
     listed = await json_of(await client.get(f"{API}/functions/counted/jobs"))
     assert len(listed) == 4
     assert [j.get("cachedFrom") for j in listed].count(first["jobId"]) == 3
+
+
+async def test_a_cached_job_announces_its_creation_and_its_end(client, worker, runs, redis):
+    events = redis.pubsub(ignore_subscribe_messages=True)
+    events.subscribe(CHANNEL)
+    await deploy(client, cache="10m")
+    await call(client, {"path": str(runs)})
+    # The first answered from the cache through the submit path, the second from the index.
+    cached_ids = [(await call(client, {"path": str(runs)}))["jobId"] for _ in range(2)]
+    seen: dict[str, list[str]] = {job_id: [] for job_id in cached_ids}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(len(names) < 2 for names in seen.values()):
+        message = events.get_message(timeout=0.2)
+        if message and (event := json.loads(message["data"]))["id"] in seen:
+            seen[event["id"]].append(event["event"])
+    assert seen == {job_id: ["initialized", "finished"] for job_id in cached_ids}
+    events.close()
 
 
 async def test_record_false_answers_the_job_that_ran_and_records_nothing(client, worker, runs):
