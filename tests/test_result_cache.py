@@ -324,3 +324,21 @@ def test_migration_0008_keeps_functions_and_jobs_as_they_were(empty_db: str):
         assert conn.execute(text("SELECT cached_from FROM jobs")).scalar_one() is None
     command.downgrade(config, "0007")
     engine.dispose()
+
+
+async def test_a_wait_runs_its_own_job_when_the_identical_one_outlasts_it(client, worker, runs):
+    await deploy(client, cache="10m")
+    arguments = {"path": str(runs), "delay_s": 1.5}
+    first = asyncio.ensure_future(call(client, arguments))
+    await asyncio.sleep(0.3)
+    response = await client.post(f"{API}/functions/counted/jobs?wait=200ms", json=arguments)
+    pending = await json_of(response, 202)
+    assert pending["status"] == "queued" and "cachedFrom" not in pending
+    assert pending["id"] != (await first)["jobId"]
+    ended = await json_of(await client.get(f"{API}/jobs/{pending['id']}"))
+    deadline = time.monotonic() + 20
+    while ended["status"] != "finished" and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        ended = await json_of(await client.get(f"{API}/jobs/{pending['id']}"))
+    assert ended["status"] == "finished" and "cachedFrom" not in ended
+    assert run_count(runs) == 2
