@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 
 from sparkgate.gateway.log_throttle import LogThrottle
 from sparkgate.jobs.errors import TooManyRequests
-from sparkgate.jobs.events import CHANNEL, TERMINAL_EVENTS, decode
+from sparkgate.jobs.events import TERMINAL_EVENTS, decode, events_channel
 from sparkgate.jobs.outage import Outage
 
 log = logging.getLogger("sparkgate.events")
@@ -315,7 +315,7 @@ class EventHub:
 
     async def _listen(self) -> None:
         async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-            await pubsub.subscribe(CHANNEL)
+            await pubsub.subscribe(events_channel(self.redis))
             self._subscription.ok()
             self._subscribed.set()
             self._wake_all()

@@ -54,7 +54,7 @@ from sparkgate.gateway.params import (
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.errors import BadRequest, PayloadTooLarge, SparkgateError
-from sparkgate.jobs.events import CHANNEL, encode
+from sparkgate.jobs.events import encode, events_channel
 from sparkgate.jobs.lease import Lease
 from sparkgate.jobs.outage import Outage
 from sparkgate.jobs.queue import JobQueue
@@ -284,7 +284,7 @@ class MqttInterface:
     def _relay_events(self) -> None:
         """Publish the channel's events while this gateway holds the lease, until stopped."""
         with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-            pubsub.subscribe(CHANNEL)
+            pubsub.subscribe(events_channel(self.redis))
             self._relay_outage.ok()
             renew_at = 0.0
             while not self._stopping.is_set():

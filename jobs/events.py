@@ -15,7 +15,15 @@ from sparkgate.jobs.logs.lines import LogLine
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, oversized_marker
 
-CHANNEL = "sparkgate:events"
+CHANNEL_PREFIX = "sparkgate:events"
+
+
+def events_channel(redis: Any) -> str:
+    """The job events channel of the sparkgate using ``redis`` (a client or a pipeline, sync or
+    async): one per Redis database. Pub/sub channels are server-wide, not per database, so two
+    sparkgates sharing a Redis server, each with its own database, would otherwise each see
+    (and relay over MQTT, and show) the other's job events."""
+    return f"{CHANNEL_PREFIX}:{redis.connection_pool.connection_kwargs.get('db', 0)}"
 
 TERMINAL_EVENTS = frozenset({"finished", "failed", "cancelled"})
 

@@ -22,7 +22,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.client import Pipeline
 from redis.exceptions import RedisError
 
-from sparkgate.jobs.events import CHANNEL, encode
+from sparkgate.jobs.events import encode, events_channel
 
 log = logging.getLogger("sparkgate.events")
 
@@ -31,13 +31,16 @@ OnError = Callable[[RedisError], object]
 
 
 class _Publishing(Protocol):
+    connection_pool: Any
+
     def publish(self, channel: str, message: str) -> Any: ...
 
 
 def add_events(pipe: _Publishing, *events: Event) -> None:
     """Queue ``events`` on a pipeline (sync or async) that the caller executes."""
+    channel = events_channel(pipe)
     for event in events:
-        pipe.publish(CHANNEL, encode(event))
+        pipe.publish(channel, encode(event))
 
 
 def publish(redis: Redis, *events: Event, along: Callable[[Pipeline], object] | None = None,

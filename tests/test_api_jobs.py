@@ -4,7 +4,7 @@ logs, cancel.
 No worker process runs here. Where a job must start or end, the test acts as the worker does,
 through the real store and the real Redis: it pops the job from its RQ queue, moves it with
 ``store.transition`` (writing the fields a worker writes) and publishes the lifecycle event on
-``jobs.events.CHANNEL``, from a thread while the request waits.
+``jobs.events.events_channel``, from a thread while the request waits.
 """
 
 from __future__ import annotations
@@ -22,7 +22,12 @@ from redis import Redis
 
 from sparkgate.gateway.app import create_app
 from sparkgate.jobs.db import now_ms
-from sparkgate.jobs.events import CHANNEL, encode, lifecycle_event, worker_assigned_event
+from sparkgate.jobs.events import (
+    encode,
+    events_channel,
+    lifecycle_event,
+    worker_assigned_event,
+)
 from sparkgate.jobs.logs.lines import LogLine
 from sparkgate.jobs.publishing import control_channel
 from sparkgate.jobs.queue import JobQueue
@@ -88,7 +93,7 @@ def assert_nothing_created(store: Store, queue: JobQueue, context: str = "defaul
 # What a worker does, through the real store and Redis (call these from a thread).
 
 def publish(redis: Redis, event: dict[str, Any]) -> None:
-    redis.publish(CHANNEL, encode(event))
+    redis.publish(events_channel(redis), encode(event))
 
 
 def start(store: Store, redis: Redis, job_id: str, worker_id: str = WORKER) -> Job:

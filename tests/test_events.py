@@ -25,8 +25,8 @@ from sparkgate.gateway.resources import HUB
 from sparkgate.gateway.routes.events import STREAM_LIMITS, StreamLimits
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.events import (
-    CHANNEL,
     encode,
+    events_channel,
     initialized_event,
     lifecycle_event,
     logs_event,
@@ -146,7 +146,7 @@ def new_job(store: Store, function: str = "f1", context: str = "default") -> Job
 async def publish(aredis: aioredis.Redis, *events: dict[str, Any]) -> None:
     async with aredis.pipeline(transaction=False) as pipe:
         for event in events:
-            pipe.publish(CHANNEL, encode(event))
+            pipe.publish(events_channel(pipe), encode(event))
         await pipe.execute()
 
 
@@ -421,6 +421,22 @@ async def test_keep_alives(make_client):
         assert keepalive["event"] == "keep-alive"
         assert before <= keepalive["time"] <= now_ms()
         assert await next_sse(sse, comments=True, timeout_s=2) == {"comment": "keep-alive"}
+
+
+async def test_events_of_a_sparkgate_on_another_redis_database_never_arrive(
+        make_client, store, aredis, redis_url: str):
+    """Pub/sub channels span a Redis server's databases: each sparkgate's are its own."""
+    client = await make_client()
+    ws = await client.ws_connect(f"{API}/ws/all")
+    other_db = 1 if aredis.connection_pool.connection_kwargs.get("db", 0) != 1 else 2
+    neighbour = aioredis.Redis.from_url(f"{redis_url.rpartition('/')[0]}/{other_db}")
+    try:
+        theirs, mine = new_job(store), new_job(store)
+        await publish(neighbour, initialized_event(theirs))
+        await publish(aredis, initialized_event(mine))
+        assert (await next_ws(ws))["id"] == mine.id
+    finally:
+        await neighbour.aclose()
 
 
 async def test_keep_alives_come_on_time_while_events_flow(make_client, store, aredis):

@@ -17,7 +17,7 @@ from redis import Redis
 
 from sparkgate.jobs import cancellation
 from sparkgate.jobs.catalog import Catalog
-from sparkgate.jobs.events import CHANNEL
+from sparkgate.jobs.events import events_channel
 from sparkgate.jobs.functions import Function
 from sparkgate.jobs.logs.capture import JobLogCapture
 from sparkgate.jobs.queue import JobQueue
@@ -87,7 +87,7 @@ class Events:
 
     def __init__(self, redis: Redis) -> None:
         self.pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(CHANNEL)
+        self.pubsub.subscribe(events_channel(redis))
         self.pubsub.get_message(timeout=1.0)
 
     def names_for(self, job_id: str, until: str, timeout_s: float = 10.0) -> list[str]:

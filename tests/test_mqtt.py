@@ -28,7 +28,7 @@ from sparkgate.gateway.mqtt import MqttInterface, decode_request, submit_request
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.errors import BadRequest, ConfigError, PayloadTooLarge
-from sparkgate.jobs.events import CHANNEL, encode
+from sparkgate.jobs.events import encode, events_channel
 from sparkgate.jobs.settings import Settings, load_settings
 from sparkgate.jobs.store import Store
 from tests.conftest import free_port
@@ -405,7 +405,7 @@ def test_two_gateways_take_each_request_once_and_publish_each_event_once(
 
         ids = [nonce() for _ in range(20)]
         for job_id in ids:
-            redis.publish(CHANNEL, encode(_event(job_id)))
+            redis.publish(events_channel(redis), encode(_event(job_id)))
         client.wait_for(lambda e: e.get("id") == ids[-1], "the last event is relayed")
         time.sleep(0.5)
         relayed = [e["id"] for e in client.matching(lambda e: e.get("id") in ids)]
@@ -416,7 +416,7 @@ def test_two_gateways_take_each_request_once_and_publish_each_event_once(
         holder.stop()  # gives the lease up: the other gateway takes over
         wait_until(lambda: other.lease.holding, 5, "the other gateway takes the lease")
         late = nonce()
-        redis.publish(CHANNEL, encode(_event(late)))
+        redis.publish(events_channel(redis), encode(_event(late)))
         client.wait_for(lambda e: e.get("id") == late, "events are relayed by the second")
         time.sleep(0.5)
         assert len(client.matching(lambda e: e.get("id") == late)) == 1
@@ -482,7 +482,7 @@ def _check_round_trip(url: str, request_topic: str, event_topic: str, redis: Red
 
         wait_until(answered, 10, "a request is answered", interval_s=0.5)
         job_id = nonce()
-        wait_until(lambda: redis.publish(CHANNEL, encode(_event(job_id))) and
+        wait_until(lambda: redis.publish(events_channel(redis), encode(_event(job_id))) and
                    client.matching(lambda e: e.get("id") == job_id), 10,
                    "an event is relayed", interval_s=0.5)
     finally:

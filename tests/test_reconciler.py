@@ -31,7 +31,7 @@ from sparkgate.jobs import tables
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.db import make_engine, now_ms
-from sparkgate.jobs.events import CHANNEL
+from sparkgate.jobs.events import events_channel
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.reconciler import LEASE_KEY, Reconciler
 from sparkgate.jobs.state import JobStatus
@@ -117,7 +117,7 @@ class Events:
     def __init__(self, redis: Redis, *job_ids: str) -> None:
         self.job_ids = set(job_ids)
         self.pubsub = redis.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(CHANNEL)
+        self.pubsub.subscribe(events_channel(redis))
         self.pubsub.get_message(timeout=1.0)  # the subscribe confirmation
 
     def received(self) -> list[dict]:

@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import Context
-from sparkgate.jobs.events import CHANNEL
+from sparkgate.jobs.events import events_channel
 from sparkgate.jobs.functions import Function
 from sparkgate.jobs.logs.capture import JobLogCapture
 from sparkgate.jobs.migrate import alembic_config
@@ -138,7 +138,7 @@ async def test_an_identical_call_gets_the_first_result_and_runs_nothing(client, 
 
 async def test_a_cached_job_announces_its_creation_and_its_end(client, worker, runs, redis):
     events = redis.pubsub(ignore_subscribe_messages=True)
-    events.subscribe(CHANNEL)
+    events.subscribe(events_channel(redis))
     await deploy(client, cache="10m")
     await call(client, {"path": str(runs)})
     # The first answered from the cache through the submit path, the second from the index.

@@ -33,7 +33,7 @@ from sparkgate.gateway.app import create_app
 from sparkgate.gateway.connections import make_runner
 from sparkgate.gateway.log_throttle import LogThrottle
 from sparkgate.gateway.resources import HUB
-from sparkgate.jobs.events import CHANNEL, encode
+from sparkgate.jobs.events import encode, events_channel
 from sparkgate.jobs.keys import KeyStore
 from sparkgate.jobs.settings import Settings
 from tests.conftest import free_port
@@ -336,7 +336,7 @@ async def test_a_stream_over_its_byte_limit_is_dropped_and_told_why(gateway, red
         while hub.streaming == 2:  # until the kernel's buffers are full, and then 64 KB more
             assert sent < 1000, "16 MB sent and the stalled stream is still there"
             sent += 1
-            await aredis.publish(CHANNEL, big_event(sent, job_id))
+            await aredis.publish(events_channel(aredis), big_event(sent, job_id))
             while (got := await reading.receive_json(timeout=10))["id"] != job_id:
                 pass
             assert got["events"][0]["timeStamp"] == sent  # the one that reads misses nothing
@@ -364,7 +364,7 @@ async def test_an_sse_client_that_stops_reading_is_dropped_too(gateway, redis_ur
     while hub.streaming == 1:
         assert sent < 1000, "16 MB sent and the stalled stream is still there"
         sent += 1
-        await aredis.publish(CHANNEL, big_event(sent))
+        await aredis.publish(events_channel(aredis), big_event(sent))
         await asyncio.sleep(0)  # the hub takes each event before the next
     body = b""
     async with asyncio.timeout(20):  # read at last: what it held, the notice, the last chunk
@@ -524,7 +524,7 @@ async def test_stalled_websocket_clients_keep_the_gateway_memory_bounded(tmp_pat
         while time.monotonic() - started < 15:
             for _ in range(50):
                 i += 1
-                await aredis.publish(CHANNEL, big_event(i))
+                await aredis.publish(events_channel(aredis), big_event(i))
             await asyncio.sleep(0.05)
             peak = max(peak, gateway.memory_info().rss)
             asked = time.monotonic()

@@ -28,7 +28,7 @@ from redis import Redis
 from sparkgate.gateway.app import create_app
 from sparkgate.gateway.redaction import REDACTED
 from sparkgate.jobs.errors import ConfigError
-from sparkgate.jobs.events import CHANNEL, encode, logs_event, progress_event
+from sparkgate.jobs.events import encode, events_channel, logs_event, progress_event
 from sparkgate.jobs.keys import KeyStore
 from sparkgate.jobs.logs.lines import LogLine
 from sparkgate.jobs.settings import Settings
@@ -311,9 +311,10 @@ async def test_events_of_other_owners_jobs_never_reach_a_submit_key(client, peop
     their_unseen, my_unseen = unseen_job(store, f"key:{BOB}"), unseen_job(store, f"key:{ALICE}")
     # As a worker publishes them: the job's id only.
     with Redis.from_url(redis_url) as redis:
+        channel = events_channel(redis)
         for job_id in (theirs, their_unseen, my_unseen):
-            redis.publish(CHANNEL, encode(progress_event(job_id, {"tasksDone": 1})))
-        redis.publish(CHANNEL, encode(logs_event(their_unseen, [LogLine(1, "INFO", "psst")])))
+            redis.publish(channel, encode(progress_event(job_id, {"tasksDone": 1})))
+        redis.publish(channel, encode(logs_event(their_unseen, [LogLine(1, "INFO", "psst")])))
     await json_of(await client.delete(f"{API}/jobs/{theirs}", headers=bearer(people.bob)))
     mine = await submit(client, people.alice)
     await json_of(await client.delete(f"{API}/jobs/{mine}", headers=bearer(people.alice)))
