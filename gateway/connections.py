@@ -36,15 +36,20 @@ from sparkgate.jobs.settings import Settings
 
 log = logging.getLogger("sparkgate.connections")
 
-#: Descriptors kept for everything but client connections: database pool, Redis, the files the
-#: gateway reads, the supervisor's pipes to its workers.
-FD_RESERVE = 256
 #: A refused connection is kept this long at most for its 503 to reach the client before the
 #: close (closing at once, with its request unread, may reset it and lose the answer)...
 REFUSED_LINGER_S = 1.0
-#: ...but no more than this many at once, out of FD_RESERVE: in a flood, the rest are closed
-#: as soon as their 503 is written.
+#: ...but no more than this many at once: in a flood, the rest are closed as soon as their 503
+#: is written.
 MAX_LINGERING = 64
+#: asyncio accepts up to the listen backlog (aiohttp's default, 128) connections at each turn
+#: of the loop, and a refused one's descriptor is closed only a few turns later: a flood holds
+#: up to about three such batches beyond the counted connections.
+ACCEPT_BURST = 3 * 128
+#: Descriptors kept for everything but counted client connections: the gateway's own (database
+#: pool, Redis, the files it reads, the supervisor's pipes to its workers), the refused ones
+#: lingering, and an accept burst.
+FD_RESERVE = 128 + MAX_LINGERING + ACCEPT_BURST
 RETRY_AFTER_S = 1
 
 _THROTTLE = LogThrottle(log)

@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 from sparkgate.gateway.app import create_app
-from sparkgate.gateway.connections import make_runner
+from sparkgate.gateway.connections import FD_RESERVE, make_runner
 from sparkgate.gateway.log_throttle import LogThrottle
 from sparkgate.gateway.resources import HUB
 from sparkgate.jobs.events import encode, events_channel
@@ -437,19 +437,22 @@ def limit_descriptors(count: int) -> Callable[[], None]:
     return apply
 
 
+DESCRIPTORS = 1024
+
+
 @pytest.mark.slow
 def test_a_connection_flood_never_exhausts_descriptors_nor_breaks_status(tmp_path: Path):
-    """With 400 descriptors, serve fits its connection limit to them: a flood of 600
+    """With 1,024 descriptors, serve fits its connection limit to them: a flood of 1,200
     connections is refused beyond it, and /status keeps answering on a kept-alive
     connection and on new ones."""
     server = start_serve(tmp_path, {"SPARKGATE_START_WORKERS": "false",
                                     "SPARKGATE_DEPLOY_EXAMPLES": "false"},
-                         preexec_fn=limit_descriptors(400))
+                         preexec_fn=limit_descriptors(DESCRIPTORS))
     try:
         kept = socket.create_connection(("127.0.0.1", server.port))
         flood = []
         deadline = time.monotonic() + 30
-        while len(flood) < 600 and time.monotonic() < deadline:
+        while len(flood) < 1200 and time.monotonic() < deadline:
             with contextlib.suppress(OSError):  # a connection the server could not take
                 flood.append(socket.create_connection(("127.0.0.1", server.port), timeout=1))
         for _ in range(3):
@@ -459,9 +462,9 @@ def test_a_connection_flood_never_exhausts_descriptors_nor_breaks_status(tmp_pat
         for sock in flood:
             sock.close()
         assert server.get("/status").status_code == 200
-        assert open_files < 400
+        assert open_files < DESCRIPTORS
         log = server.log.read_text()
-        assert "max_connections lowered from 4096 to 144" in log
+        assert f"max_connections lowered from 4096 to {DESCRIPTORS - FD_RESERVE}" in log
         assert log.count("refusing connections") <= 3
         assert "Traceback" not in log
         kept.close()
