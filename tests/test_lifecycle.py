@@ -1,6 +1,11 @@
 """Contexts and the worker lifecycle with real processes: cancellation that always ends,
 timeouts, idle downtime, exclusive workers, broken contexts and their repair, stopping workers
 through the API, recycling. Each test asserts the final state of every job involved.
+
+The lifecycle is the same code for both engines: what is about Spark (its job groups, its
+progress, a JVM that will not start, a Python loop that ignores Spark's cancel) runs on the
+spark engine; the rest on python contexts, whose workers start in about a second instead of
+Spark's ten.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ def server(tmp_path_factory) -> Iterator[Server]:
         server.deploy("behaviours.py", "sleep_python", "sleep_python")
         server.deploy("behaviours.py", "slow_spark", "slow_spark")
         server.deploy("behaviours.py", "sum_range", "sum_range")
+        server.deploy("plain_behaviours.py", "naps", "naps")
+        server.deploy("plain.py", "add", "add")
         yield server
 
 
@@ -79,13 +86,13 @@ def test_perform_timeout_fails_a_spark_job_that_runs_too_long(server: Server):
 
 
 def test_perform_timeout_default_comes_from_the_context(server: Server):
-    server.context("short_jobs", performTimeout="1s")
-    job_id = server.submit("sleep_python", {"seconds": 60}, context="short_jobs")
+    server.context("short_jobs", performTimeout="1s", engine="python")
+    job_id = server.submit("naps", {"seconds": 60}, context="short_jobs")
     job = server.wait_for_job(job_id, {"finished", "failed", "cancelled"}, timeout_s=120)
     assert job["status"] == "failed" and "performTimeout exceeded" in job["jobResult"]
     assert job["performTimeout"] == 1000
-    fast = server.submit("sum_range", {"n": 3}, context="short_jobs", performTimeout="60s")
-    assert server.wait_for_job(fast, {"finished", "failed"}, timeout_s=120)["jobResult"] == 3
+    fast = server.submit("add", {"x": 3}, context="short_jobs", performTimeout="60s")
+    assert server.wait_for_job(fast, {"finished", "failed"}, timeout_s=120)["jobResult"] == 4
 
 
 def test_progress_is_kept_on_the_job(server: Server):
@@ -97,20 +104,20 @@ def test_progress_is_kept_on_the_job(server: Server):
 
 
 def test_an_idle_shared_worker_stops_after_downtime_and_comes_back(server: Server):
-    server.context("brief", downtime="2s")
-    first = server.submit("sum_range", {"n": 5}, context="brief")
+    server.context("brief", downtime="2s", engine="python")
+    first = server.submit("add", {"x": 5}, context="brief")
     worker = server.wait_for_job(first, {"finished"}, timeout_s=120)["workerId"]
     wait_until(lambda: not server.workers("brief"), 30, "the idle worker stops")
-    again = server.submit("sum_range", {"n": 6}, context="brief")
+    again = server.submit("add", {"x": 6}, context="brief")
     job = server.wait_for_job(again, {"finished", "failed"}, timeout_s=120)
     assert job["status"] == "finished" and job["workerId"] != worker
 
 
 def test_exclusive_context_gets_a_fresh_worker_per_job(server: Server):
-    server.context("solo", workerMode="exclusive", maxJobs=2)
-    ids = [server.submit("sum_range", {"n": n}, context="solo") for n in (3, 4)]
+    server.context("solo", workerMode="exclusive", maxJobs=2, engine="python")
+    ids = [server.submit("add", {"x": x}, context="solo") for x in (3, 4)]
     jobs = [server.wait_for_job(i, {"finished", "failed"}, timeout_s=120) for i in ids]
-    assert [j["jobResult"] for j in jobs] == [3, 6]
+    assert [j["jobResult"] for j in jobs] == [4, 5]
     assert jobs[0]["workerId"] != jobs[1]["workerId"]
     wait_until(lambda: not server.workers("solo"), 30, "one-job workers stop after their job")
 
@@ -139,8 +146,8 @@ def test_a_context_whose_workers_keep_failing_breaks_and_an_update_repairs_it(se
 
 
 def test_stopping_a_worker_drains_it(server: Server):
-    server.context("stoppable")
-    job_id = server.submit("sleep_python", {"seconds": 4}, context="stoppable")
+    server.context("stoppable", engine="python")
+    job_id = server.submit("naps", {"seconds": 4}, context="stoppable")
     running = server.wait_for_job(job_id, {"started"}, timeout_s=120)
     # Worker records are renewed by each heartbeat: wait for the one that shows the job.
     worker = wait_until(lambda: (w := server.get(f"/workers/{running['workerId']}").json())
@@ -158,12 +165,14 @@ def test_stopping_a_worker_drains_it(server: Server):
 
 def test_workers_are_recycled_after_a_number_of_jobs_without_failing_any(tmp_path):
     with running_server(tmp_path, {"SPARKGATE_WORKER_MAX_JOBS": "2",
-                                   "SPARKGATE_CONTEXT_MAX_JOBS": "1"}) as server:
-        server.deploy("behaviours.py", "sum_range", "sum_range")
-        ids = [server.submit("sum_range", {"n": n}) for n in range(1, 6)]
+                                   "SPARKGATE_CONTEXT_MAX_JOBS": "1",
+                                   "SPARKGATE_CONTEXT_ENGINE": "python",
+                                   "SPARKGATE_DEPLOY_EXAMPLES": "false"}) as server:
+        server.deploy("plain.py", "add", "add")
+        ids = [server.submit("add", {"x": x}) for x in range(1, 6)]
         jobs = [server.wait_for_job(i, {"finished", "failed"}, timeout_s=180) for i in ids]
     assert [j["status"] for j in jobs] == ["finished"] * 5
-    assert [j["jobResult"] for j in jobs] == [0, 1, 3, 6, 10]
+    assert [j["jobResult"] for j in jobs] == [2, 3, 4, 5, 6]
     workers = [j["workerId"] for j in jobs]
     assert len(set(workers)) == 3  # 2 + 2 + 1
     assert workers[0] == workers[1] != workers[2] == workers[3] != workers[4]
