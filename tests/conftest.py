@@ -32,7 +32,23 @@ from sparkgate.jobs.store import Store
 
 PG_ADMIN_URL = os.environ.get("SGTEST_PG_ADMIN_URL",
                               "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_TEST_URL = os.environ.get("SGTEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# The suite runs in two pytest-xdist processes (setup.cfg), each with a Redis database of its
+# own, since tests flush theirs; the modules that name one (test_e2e 14, test_reconciler 13,
+# test_cluster 12, test_mqtt 11) run whole in one process (--dist loadfile).
+XDIST_REDIS_DBS = (15, 10)
+
+
+def _redis_test_url() -> str:
+    if url := os.environ.get("SGTEST_REDIS_URL"):
+        return url
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    if worker >= len(XDIST_REDIS_DBS):
+        raise RuntimeError(f"the tests have Redis databases for {len(XDIST_REDIS_DBS)} xdist "
+                           "processes: run them with -n 2 at most")
+    return f"redis://127.0.0.1:6379/{XDIST_REDIS_DBS[worker]}"
+
+
+REDIS_TEST_URL = _redis_test_url()
 FUNCTIONS_DIR = Path(__file__).parent / "functions"
 EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
 

@@ -19,7 +19,7 @@ from sparkgate.gateway.routing import PUBLIC
 from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.keys import KeyStore
 from sparkgate.jobs.settings import Settings
-from tests.conftest import free_port
+from tests.conftest import REDIS_TEST_URL, free_port
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
@@ -49,7 +49,7 @@ def assert_conforms(document: dict, method: str, path: str, status: int,
 def app_routes(settings: Settings) -> set[tuple[str, str]]:
     """(method, path template) of every route in the app's router; ``{path:.+}`` reads
     ``{path}`` as OpenAPI writes it."""
-    app = create_app(settings, "redis://127.0.0.1:6379/15")
+    app = create_app(settings, REDIS_TEST_URL)
     return {(route.method.lower(), route.resource.canonical)
             for route in app.router.routes() if route.resource is not None}
 
