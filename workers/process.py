@@ -72,6 +72,20 @@ CHILDREN_STOP_S = 3.0
 REPEATED_SIGNAL_S = 1.0
 
 
+def _process_age_s() -> float:
+    """How long ago this process started. From the kernel's own count on Linux: psutil's
+    create_time adds the boot time, which Linux gives in whole seconds, so an age from it is
+    up to a second too long (a python worker ready in 0.5 s looked ready in 1.4 s)."""
+    try:
+        with open("/proc/self/stat") as stat:
+            # Fields after the command name (which may hold spaces) start at field 3 (state);
+            # field 22 is the start time, in clock ticks since boot.
+            start_ticks = int(stat.read().rpartition(")")[2].split()[19])
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, AttributeError, ValueError):
+        return time.time() - psutil.Process().create_time()
+
+
 def new_worker_id(context: str) -> str:
     return f"{context}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
@@ -176,7 +190,7 @@ class Worker:
         threading.Thread(target=self._obey, args=(watchdog,), daemon=True).start()
         log.info("worker %s: ready, %d slot(s), engine %s started in %.3fs, %.3fs after the "
                  "process started", self.id, self.context.max_jobs, self.context.engine,
-                 time.monotonic() - began, time.time() - psutil.Process().create_time())
+                 time.monotonic() - began, _process_age_s())
         try:
             self._loop(runner)
             self._wait_for_running_jobs()
