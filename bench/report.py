@@ -29,6 +29,8 @@ SCENARIO_NOTES = {
           "ratio of p50 (memory: of RSS); lower is better",
     "6.": "baseline: the same 8 jobs on a maxJobs 1 context; ratio of the total time; "
           "lower is better",
+    "7.": "baseline: the same scoring code and model behind a bare aiohttp handler, same "
+          "client; ratio of p50 (sequential) and of throughput (32 clients)",
     "8.": "baseline: the bare aiohttp echo server, same client; ratio of p50 (sequential) and "
           "of p99 (32 clients); lower is better",
 }
@@ -189,7 +191,8 @@ def _ratio(row: Row) -> str:
 def _cells(row: Row) -> list[str]:
     return [row.system, _num(row.p50_ms), _num(row.p99_ms),
             f"{_num(row.throughput, 0)} {row.unit}" if row.throughput is not None else "",
-            f"{_num(row.value, 0)} {row.value_unit}" if row.value is not None else "",
+            f"{_num(row.value, 0 if row.value >= 10 else 2)} {row.value_unit}"
+            if row.value is not None else "",
             _ratio(row), str(row.samples or ""), row.note]
 
 
