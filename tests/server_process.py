@@ -16,11 +16,11 @@ from pathlib import Path
 import requests
 
 from tests.conftest import (  # noqa: F401 - the database helpers are used through here
-    FUNCTIONS_DIR,
     TEST_SPARK_CONF,
     create_pg_database,
     drop_pg_database,
     free_port,
+    function_source,
 )
 
 START_TIMEOUT_S = 120
@@ -71,13 +71,16 @@ class Server:
         return [w for w in self.get("/workers").json()
                 if context is None or w["context"] == context]
 
-    def deploy(self, file_name: str, function: str, class_name: str) -> None:
-        with (FUNCTIONS_DIR / file_name).open("rb") as fh:
-            upload = requests.post(self.api("/artifacts"), files={"file": (file_name, fh)},
-                                   params={"force": "true"}, timeout=60)
+    def deploy(self, file_name: str, function: str, class_name: str,
+               context: str | None = None) -> None:
+        """A test function (tests/functions/) or an example, as ``function``."""
+        upload = requests.post(self.api("/artifacts"),
+                               files={"file": (file_name, function_source(file_name))},
+                               params={"force": "true"}, timeout=60)
         assert upload.status_code == 200, upload.text
         assert upload.text == file_name  # Mist's answer: the stored name, as text
-        body = {"name": function, "path": file_name, "className": class_name}
+        body = {"name": function, "path": file_name, "className": class_name,
+                "defaultContext": context}
         exists = self.get(f"/functions/{function}").status_code == 200
         response = (self.put if exists else self.post)("/functions", json=body)
         assert response.status_code == 200, response.text

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -58,7 +59,9 @@ def test_one_customer_and_the_batch_get_the_same_probability_row_for_row(trained
     output = f"test-{uuid.uuid4().hex[:12]}"
     batch = run_function(CHURN, "score_batch", {"customers": 300, "seed": 9, "output": output})
     assert (batch["scored"], batch["model"]) == (300, trained["version"])
+    assert batch["output"] == f"/tmp/sparkgate-examples/churn/{output}"
     rows = pd.read_parquet(batch["output"]).sort_values("customer_id")
+    shutil.rmtree(batch["output"])
     assert len(rows) == 300 and rows["plan"].nunique() == 3
     for row in rows.to_dict("records"):
         fields = {name: row[name] for name in CUSTOMER}

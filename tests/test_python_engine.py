@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,9 +99,16 @@ def test_a_plain_function_runs_with_no_jvm_under_its_worker(server: Server):
     assert run(server, "add", {"x": 2, "y": 5})["jobResult"] == 7
 
 
-def test_the_same_plain_function_runs_in_a_spark_context(server: Server):
+@pytest.fixture(scope="module")
+def spark_context(server: Server) -> str:
+    """A context on the spark engine, next to the python default: its worker starts with the
+    first job sent to it."""
     assert server.context("batch", engine="spark")["engine"] == "spark"
-    job = run(server, "add", {"x": 40, "y": 2}, context="batch")
+    return "batch"
+
+
+def test_the_same_plain_function_runs_in_a_spark_context(server: Server, spark_context: str):
+    job = run(server, "add", {"x": 40, "y": 2}, context=spark_context)
     assert (job["status"], job["jobResult"]) == ("finished", 42)
     pid = worker_pid(server, job)
     assert [p for p in psutil.Process(pid).children(recursive=True) if "java" in p.name()]
@@ -165,6 +173,47 @@ def test_an_exclusive_python_context_gives_each_job_a_fresh_worker(server: Serve
     second = run(server, "add", {"x": 2}, context="one-off")
     assert (first["jobResult"], second["jobResult"]) == (2, 3)
     assert first["workerId"] != second["workerId"]
+
+
+def test_a_model_trained_on_spark_reaches_the_python_scorers_without_a_restart(
+        server: Server, spark_context: str):
+    """The churn example's flow over HTTP: train on Spark, score on the python engine, train
+    again (the scorer follows), roll back (it follows back), and batch-score on Spark."""
+    server.deploy("churn.py", "churn_train", "train", context=spark_context)
+    server.deploy("churn.py", "churn_score", "score")
+    server.deploy("churn.py", "churn_score_batch", "score_batch", context=spark_context)
+    customer = {"tenure_months": 5, "monthly_charges": 80.0, "support_calls": 3,
+                "plan": "basic", "auto_pay": False}
+
+    def train(seed: int) -> str:
+        job = run(server, "churn_train", {"customers": 3000, "seed": seed})
+        assert job["status"] == "finished", job
+        return job["jobResult"]["version"]
+
+    def score() -> dict:
+        job = run(server, "churn_score", customer)
+        assert job["status"] == "finished", job
+        return {**job["jobResult"], "workerId": job["workerId"]}
+
+    first = train(seed=1)
+    scored = score()
+    assert scored["model"] == first and 0 < scored["churnProbability"] < 1
+    second = train(seed=2)
+    assert second != first
+    assert server.get("/models/churn").json()["live"] == second
+    again = wait_until(lambda: (s := score())["model"] == second and s, 10, "the new model")
+    assert again["churnProbability"] != scored["churnProbability"]
+    assert again["workerId"] == scored["workerId"]  # the same warm worker: no restart
+
+    rolled = server.post("/models/churn/live", json={"rollback": True})
+    assert rolled.status_code == 200 and rolled.json()["live"] == first, rolled.text
+    back = wait_until(lambda: (s := score())["model"] == first and s, 10, "the rolled back one")
+    assert back["churnProbability"] == scored["churnProbability"]
+
+    batch = run(server, "churn_score_batch", {"customers": 100, "output": f"t{server.port}"})
+    assert (batch["status"], batch["jobResult"]["scored"], batch["jobResult"]["model"]) == (
+        "finished", 100, first), batch
+    shutil.rmtree(batch["jobResult"]["output"])
 
 
 def test_mist_cli_applies_a_python_context_from_hocon(server: Server, tmp_path: Path):
