@@ -183,7 +183,7 @@ async def test_hostile_archives_are_refused_naming_entry_and_rule(client, footpr
     (package_zip()[:-30], "not a readable zip archive"),
     (b"def f(spark):\n    return 1\n", "is not a zip archive"),
     (gzip.compress(OK), "is not a zip archive"),
-])
+], ids=["zip_header_only", "zip_cut_short", "python_source", "gzip"])  # the bytes hold the time
 async def test_truncated_and_fake_archives_are_refused(client, footprint, content, text):
     error = await error_of(await upload(client, "fake.egg", content), 400, "invalid_artifact")
     assert text in error["message"] and error["details"]["rule"] == "not_a_zip"
