@@ -380,6 +380,34 @@ def test_contexts_show_their_state_and_a_broken_one_is_repaired(page: Page, serv
     server.put("/contexts/fragile", json={"sparkConf": TEST_SPARK_CONF})
 
 
+def test_a_context_s_engine_is_switched_and_a_switch_its_functions_forbid_is_refused(
+        page: Page, server: Server):
+    server.context("switchable")
+    server.context("sparky")
+    server.deploy("behaviours.py", "sparky_sum", "sum_range", context="sparky")
+    open_ui(page, "#/contexts")
+    card = page.locator('[data-context="switchable"]')
+    expect(card.locator('select[data-action="engine"] option')).to_have_text(["spark", "python"])
+    card.locator('select[data-action="engine"]').select_option("python")
+    switch = card.locator('button[data-action="switch"]')
+    switch.click()
+    expect(switch).to_have_text("Confirm: python")
+    switch.click()
+    expect(card.locator('[data-fact="Engine"]')).to_have_text("python")
+    assert server.get("/contexts/switchable").json()["engine"] == "python"
+
+    sparky = page.locator('[data-context="sparky"]')
+    sparky.locator('select[data-action="engine"]').select_option("python")
+    sparky.locator('button[data-action="switch"]').click()
+    sparky.locator('button[data-action="switch"]').click()
+    expect(page.locator(".notice-area .error-box")).to_contain_text(
+        "function 'sparky_sum' takes a SparkSession, so it needs engine 'spark'")
+    expect(sparky.locator('[data-fact="Engine"]')).to_have_text("spark")
+    assert server.get("/contexts/sparky").json()["engine"] == "spark"
+    server.put("/functions", json={"name": "sparky_sum", "path": "behaviours.py",
+                                   "className": "sum_range"})
+
+
 def test_workers_show_what_they_run_and_stop(page: Page, server: Server):
     server.context("stoppable")
     job_id = server.submit("sleep_python", {"seconds": 8}, context="stoppable")

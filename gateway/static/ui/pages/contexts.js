@@ -13,12 +13,21 @@ const REFRESH_MS = 3000;
 const FIELDS = ['engine', 'sparkConf', 'maxJobs', 'workerMode', 'precreated', 'downtime',
   'maxConnFailures', 'runOptions', 'streamingDuration', 'startTimeout', 'performTimeout'];
 
+/** The engines a context may name, as the API's own schema lists them (jobs/settings.py). */
+async function engineNames() {
+  const document = await api('openapi.json');
+  return document.components.schemas.Context.properties.engine.enum;
+}
+
 function failures(n) {
   return n === 1 ? '1 worker failure' : `${n} worker failures`;
 }
 
 export async function mount(root) {
   const armed = new Map();
+  // The engine picked in a context's switch, kept across the page's refreshes until applied.
+  const picked = new Map();
+  const engines = await engineNames();
   const notice = h('div', { class: 'notice-area' });
   const list = h('div', { class: 'context-list' });
   root.append(h('div', { class: 'page-head' }, h('h1', {}, 'Contexts')), notice, list);
@@ -32,26 +41,48 @@ export async function mount(root) {
     }
   }
 
+  async function update(context, changes) {
+    const body = Object.fromEntries(FIELDS.filter((f) => f in context).map((f) => [f, context[f]]));
+    try {
+      await api(`contexts/${seg(context.name)}`, { method: 'PUT', body: { ...body, ...changes } });
+      replace(notice, null);
+    } catch (error) {
+      replace(notice, errorBox(error));
+    }
+    await load();
+  }
+
+  function engineSwitch(context) {
+    const choice = picked.get(context.name) ?? context.engine;
+    const select = h('select', { 'data-action': 'engine', 'aria-label': `Engine of ${context.name}` },
+      engines.map((name) => h('option', { value: name, selected: name === choice }, name)));
+    const apply = confirmButton({
+      label: 'Switch', confirm: `Confirm: ${choice}`, armed, id: `engine:${context.name}`,
+      action: async () => {
+        picked.delete(context.name);
+        await update(context, { engine: choice });
+      },
+    });
+    apply.hidden = choice === context.engine;
+    select.addEventListener('change', () => {
+      picked.set(context.name, select.value);
+      load();
+    });
+    return h('span', { class: 'engine-switch' }, select, apply);
+  }
+
   function card(context, workers) {
     const repair = context.state === 'broken' ? confirmButton({
       label: 'Repair', confirm: 'Confirm repair', armed, id: context.name,
-      action: async () => {
-        // An update of the definition (the same settings) is the repair.
-        const body = Object.fromEntries(FIELDS.filter((f) => f in context).map((f) => [f, context[f]]));
-        try {
-          await api(`contexts/${seg(context.name)}`, { method: 'PUT', body });
-          replace(notice, null);
-        } catch (error) {
-          replace(notice, errorBox(error));
-        }
-        await load();
-      },
+      // An update of the definition (the same settings) is the repair.
+      action: () => update(context, {}),
     }) : null;
     const conf = Object.entries(context.sparkConf || {});
     return h('section', { class: `card context state-${context.state}`, 'data-context': context.name },
       h('header', { class: 'card-head' },
         h('h2', {}, context.name, ' ', stateBadge(context.state)),
         h('div', { class: 'head-actions' },
+          engineSwitch(context),
           h('a', { class: 'button small', href: route('jobs', { context: context.name }) }, 'Jobs'),
           repair)),
       context.state === 'broken' ? h('p', { class: 'error-box' },
