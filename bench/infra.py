@@ -146,6 +146,8 @@ def sparkgate_env(db: Database, redis_url: str, data_dir: Path, port: int,
         "SPARKGATE_DATA_DIR": str(data_dir),
         "SPARKGATE_PORT": str(port),
         "SPARKGATE_DEPLOY_EXAMPLES": "false",
+        # One gateway process, as in every run so far; the profiles follow that one process.
+        "SPARKGATE_PROCESSES": "1",
         # Scenario 5 measures submits with 100,000 jobs queued: beyond the default cap.
         "SPARKGATE_MAX_QUEUED_PER_CONTEXT": "0",
         "SPARKGATE_CONTEXT_SPARK_CONF": json.dumps(SPARK_CONF),

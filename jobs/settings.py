@@ -69,6 +69,9 @@ class Settings:
     redis_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 2004
+    # Gateway processes serve's HTTP port runs (sparkgate/gateway_processes.py); 0: as many
+    # as the machine has cores.
+    processes: int = 0
     # Host names (the Host header without its port) the gateway answers besides the loopback
     # names and ``host`` (when it names one): "*" any, ".example.com" that domain and below.
     allowed_hosts: tuple[str, ...] = ()
@@ -140,6 +143,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check(1 <= self.port <= 65535, "port", "1 to 65535", self.port)
+        _check(self.processes >= 0, "processes", "0 (one per core) or more", self.processes)
         _check(self.log_level.upper() in _LOG_LEVELS, "log_level", " or ".join(_LOG_LEVELS),
                self.log_level)
         for name in ("max_body_bytes", "max_artifact_bytes", "max_model_bytes",
@@ -198,6 +202,10 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'sparkgate.db').resolve()}"
+
+    @property
+    def gateway_processes(self) -> int:
+        return self.processes or os.cpu_count() or 1
 
     @property
     def embedded_redis(self) -> bool:

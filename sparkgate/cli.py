@@ -59,7 +59,11 @@ def main() -> None:
 @click.option("--port", type=int, help="Listen port (default 2004).")
 @click.option("--insecure", is_flag=True,
               help="Allow listening beyond loopback without authentication.")
-def serve(config_path: Path | None, host: str | None, port: int | None, insecure: bool) -> None:
+@click.option("--processes", type=click.IntRange(min=0),
+              help="Gateway processes on the port (default: the processes setting; 0: one "
+                   "per core).")
+def serve(config_path: Path | None, host: str | None, port: int | None, insecure: bool,
+          processes: int | None) -> None:
     """Run the gateway, a worker supervisor and (by default) the example functions.
 
     With no settings: SQLite and an embedded Redis under ./sparkgate-data, on 127.0.0.1:2004.
@@ -74,7 +78,9 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
     settings = _load(config_path)
     host = host or settings.host
     # The app answers requests for the address it listens on (gateway/browsers.py).
-    settings = dataclasses.replace(settings, host=host)
+    settings = dataclasses.replace(settings, host=host,
+                                   processes=settings.processes if processes is None
+                                   else processes)
     if not settings.auth_enabled and not _is_loopback(host):
         if not insecure:
             raise click.ClickException(
@@ -92,6 +98,17 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
         log.warning("interrupted while starting: stopped")
         status = 128 + signal.SIGINT
     sys.exit(status)
+
+
+@main.command("gateway-process", hidden=True)
+@config_option
+@click.option("--fd", "fds", type=int, multiple=True, required=True,
+              help="A listening socket inherited from serve.")
+def gateway_process(config_path: Path | None, fds: tuple[int, ...]) -> None:
+    """One more gateway on serve's listening sockets (serve starts these itself)."""
+    from sparkgate.gateway_processes import run_gateway_process
+
+    sys.exit(run_gateway_process(_load(config_path), list(fds)))
 
 
 @main.command()

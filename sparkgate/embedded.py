@@ -84,14 +84,14 @@ def start_embedded_redis(data_dir: Path) -> EmbeddedRedis:
     with (data_dir / "redis.log").open("ab") as out:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                   preexec_fn=_dies_with(os.getpid()))
+                                   preexec_fn=dies_with(os.getpid()))
     server = EmbeddedRedis(process, socket_path)
     _wait_until_up(server, data_dir / "redis.log")
     log.info("embedded Redis on %s (pid %d)", server.url, process.pid)
     return server
 
 
-def _dies_with(parent_pid: int) -> Callable[[], None] | None:
+def dies_with(parent_pid: int) -> Callable[[], None] | None:
     """What the child runs before exec: ask the kernel for SIGKILL when its parent ends
     (Linux only; elsewhere a killed ``serve`` leaves its Redis running).
 

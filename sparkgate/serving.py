@@ -30,9 +30,14 @@ from sqlalchemy.exc import DBAPIError
 
 from sparkgate.claims import data_dir_held, listen
 from sparkgate.embedded import deploy_examples, start_embedded_redis
-from sparkgate.gateway import connections
 from sparkgate.gateway.app import create_app
 from sparkgate.gateway.mqtt import MqttInterface
+from sparkgate.gateway_processes import (
+    HTTP_SHUTDOWN_S,
+    GatewayProcesses,
+    make_runner,
+    start_gateway_processes,
+)
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import DEFAULT_CONTEXT
 from sparkgate.jobs.db import make_engine
@@ -48,8 +53,6 @@ from sparkgate.workers.supervisor import Supervisor
 
 log = logging.getLogger("sparkgate.serve")
 
-# Requests in progress when serve stops get this long to finish (sync waits included).
-HTTP_SHUTDOWN_S = 10.0
 # How long the first signal's message may wait for the count of running jobs.
 COUNT_TIMEOUT_S = 2.0
 
@@ -82,15 +85,12 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
             log.info("example functions deployed: %s", ", ".join(deploy_examples(catalog)))
         background = _Background.start(settings, redis_url, config_path, engine, catalog)
         stack.push(background.unwind)
+        if settings.gateway_processes > 1:
+            background.gateways = start_gateway_processes(
+                settings.gateway_processes - 1, sockets, settings, redis_url, config_path)
         app = create_app(settings, redis_url)
         return asyncio.run(_serve(app, sockets, background, settings,
                                   make_url(database_url).render_as_string()))
-
-
-def make_runner(app: web.Application, settings: Settings) -> web.AppRunner:
-    """The HTTP server, and every option it runs with (its limits on clients: connections)."""
-    return connections.make_runner(app, settings, handle_signals=False,
-                                   shutdown_timeout=HTTP_SHUTDOWN_S)
 
 
 async def _serve(app: web.Application, sockets: list[socket.socket], background: _Background,
@@ -164,14 +164,15 @@ def _url_host(host: str) -> str:
 
 
 class _Background:
-    """What ``serve`` runs beside the HTTP server: the reconciler, the worker supervisor and
-    the MQTT interface, each in its thread."""
+    """What ``serve`` runs beside its HTTP server: the reconciler, the worker supervisor and
+    the MQTT interface, each in its thread, and its other gateway processes."""
 
     def __init__(self) -> None:
         self.reconciler_stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.supervisor: Supervisor | None = None
         self.mqtt: MqttInterface | None = None
+        self.gateways: GatewayProcesses | None = None
         self._stopped = threading.Lock()
 
     @classmethod
@@ -201,6 +202,11 @@ class _Background:
         """Stop everything, workers drained; a second call (an error on the way) is a no-op."""
         if not self._stopped.acquire(blocking=False):
             return
+        # Beside the rest, as serve's own HTTP server stops beside it all.
+        gateways = threading.Thread(target=self.gateways.stop, name="gateways-stop") \
+            if self.gateways is not None else None
+        if gateways is not None:
+            gateways.start()
         if self.mqtt is not None:
             self.mqtt.stop()
         self.reconciler_stop.set()
@@ -210,8 +216,12 @@ class _Background:
             thread.join(timeout=30)
         if self.supervisor is not None:
             self.supervisor.stop()
+        if gateways is not None:
+            gateways.join()
 
     def stop_now(self) -> None:
+        if self.gateways is not None:
+            self.gateways.kill()
         if self.supervisor is not None:
             self.supervisor.stop_now()
 

@@ -109,6 +109,7 @@ def running_server(workdir: Path, env_overrides: dict[str, str] | None = None,
     say otherwise; stopped with SIGTERM (which must succeed) at the end."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
+    env["SPARKGATE_PROCESSES"] = "1"  # one gateway process, as the tests expect
     env.update({
         "SPARKGATE_DATA_DIR": str(workdir / "data"),
         "SPARKGATE_PORT": str(port),

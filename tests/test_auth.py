@@ -620,6 +620,7 @@ def test_serve_beyond_loopback(tmp_path: Path, redis_url: str, mode: str):
     """With auth on it listens on 0.0.0.0 (warning that no key exists yet); with auth off
     only with --insecure, and then says so loudly."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
+    env["SPARKGATE_PROCESSES"] = "1"  # one gateway process, as the tests expect
     env.update({"SPARKGATE_DATA_DIR": str(tmp_path / "data"), "SPARKGATE_REDIS_URL": redis_url,
                 "SPARKGATE_START_WORKERS": "false", "SPARKGATE_DEPLOY_EXAMPLES": "false",
                 "SPARKGATE_PORT": str(free_port())})

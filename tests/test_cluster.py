@@ -192,6 +192,7 @@ def gateway(database: str, launcher: Launcher) -> Gateway:
     data_dir = launcher.workdir / "gateway"
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
+    env["SPARKGATE_PROCESSES"] = "1"  # one gateway process, as the tests expect
     env.update({
         "SPARKGATE_DATABASE_URL": database,
         "SPARKGATE_REDIS_URL": CLUSTER_REDIS_URL,

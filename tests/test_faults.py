@@ -373,6 +373,7 @@ def serve(infrastructure) -> Iterator[Serve]:
     postgres, redis_server, root = infrastructure
     upgrade(postgres.url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
+    env["SPARKGATE_PROCESSES"] = "1"  # one gateway process, as the tests expect
     env.update({
         "SPARKGATE_DATA_DIR": str(root / "data"),
         "SPARKGATE_DATABASE_URL": postgres.url,
@@ -649,6 +650,7 @@ def test_503_warnings_are_throttled(caplog):
 def start_worker(postgres: PrivatePostgres, redis_server: PrivateRedis,
                  root: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
+    env["SPARKGATE_PROCESSES"] = "1"  # one gateway process, as the tests expect
     env.update({
         "SPARKGATE_DATA_DIR": str(root / "data"),
         "SPARKGATE_DATABASE_URL": postgres.url,

@@ -496,6 +496,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     redis = Redis.from_url(RC_REDIS_URL)
     redis.flushdb()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
+    env["SPARKGATE_PROCESSES"] = "1"  # one gateway process, as the tests expect
     env.update({
         "SPARKGATE_DATA_DIR": str(workdir / "data"),
         "SPARKGATE_DATABASE_URL": database,

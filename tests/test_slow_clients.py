@@ -489,6 +489,7 @@ def start_serve(workdir: Path, env: dict[str, str], **popen: Any) -> Server:
     """running_server's start, with Popen options of the test's own."""
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
+    full_env["SPARKGATE_PROCESSES"] = "1"  # one gateway process, as the tests expect
     full_env.update({"SPARKGATE_DATA_DIR": str(workdir / "data"), "SPARKGATE_PORT": str(port),
                      **env})
     log = workdir / "serve.log"
