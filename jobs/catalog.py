@@ -5,9 +5,10 @@ one read a submit makes of all three. Jobs live in ``jobs.store``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, literal, select
+from sqlalchemy import Connection, Engine, Select, String, bindparam, select
 
 from sparkgate.jobs import tables as t
 from sparkgate.jobs.artifacts import ArtifactStore
@@ -41,25 +42,16 @@ class Catalog(ArtifactStore, FunctionStore, ContextStore):
         """The function, the context its job would run in (``context``, else the function's
         default), its artifact's current sha and the context's health: one statement, so a
         submit reads the catalog in a single round trip."""
-        f, a, c, h = t.functions, t.artifacts, t.contexts, t.context_health
-        context_name = f.c.default_context if context is None else literal(context)
-        statement = (
-            select(f, a.c.sha1.label("artifact_sha1"),
-                   *(col.label("context_" + col.name) for col in c.c),
-                   *(col.label("health_" + col.name) for col in h.c if col.name != "name"),
-                   context_name.label("target_context"))
-            .select_from(f.outerjoin(a, a.c.name == f.c.path)
-                         .outerjoin(c, c.c.name == context_name)
-                         .outerjoin(h, h.c.name == context_name))
-            .where(f.c.name == function)
-        )
-        row = conn.execute(statement).mappings().first()
+        given = {"function": function} if context is None else {
+            "function": function, "context": context}
+        row = conn.execute(_target_statement(given_context=context is not None), given
+                           ).mappings().first()
         if row is None:
             raise NotFound(f"function {function!r} does not exist", {"function": function})
-        found = Function(**{col.name: row[col.name] for col in f.c})
+        found = Function(**{col.name: row[col.name] for col in t.functions.c})
         name = row["target_context"]
         if row["context_name"] is not None:
-            target = Context(**{col.name: row["context_" + col.name] for col in c.c})
+            target = Context(**{col.name: row["context_" + col.name] for col in t.contexts.c})
         elif name == DEFAULT_CONTEXT:
             target = Context.from_defaults(DEFAULT_CONTEXT, self.context_defaults)
         else:
@@ -70,6 +62,23 @@ class Catalog(ArtifactStore, FunctionStore, ContextStore):
         health = Health(row["health_failures"] or 0, row["health_last_failure"],
                         row["health_broken_at"])
         return SubmissionTarget(found, target, row["artifact_sha1"], health)
+
+
+@functools.cache
+def _target_statement(given_context: bool) -> Select:
+    """Built once per shape (built per submit, it cost more than running it on SQLite)."""
+    f, a, c, h = t.functions, t.artifacts, t.contexts, t.context_health
+    context_name = bindparam("context", type_=String) if given_context else f.c.default_context
+    return (
+        select(f, a.c.sha1.label("artifact_sha1"),
+               *(col.label("context_" + col.name) for col in c.c),
+               *(col.label("health_" + col.name) for col in h.c if col.name != "name"),
+               context_name.label("target_context"))
+        .select_from(f.outerjoin(a, a.c.name == f.c.path)
+                     .outerjoin(c, c.c.name == context_name)
+                     .outerjoin(h, h.c.name == context_name))
+        .where(f.c.name == bindparam("function"))
+    )
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,9 @@ from sqlalchemy import (
     RowMapping,
     Select,
     Text,
+    Update,
     and_,
+    bindparam,
     case,
     cast,
     delete,
@@ -190,15 +192,10 @@ class Store:
         allowed = ALLOWED_SOURCES[target]
         if only_from is not None:
             allowed = allowed & frozenset(only_from)
-        sources = [s.value for s in allowed]
-        statement = (
-            update(t.jobs)
-            .where(t.jobs.c.id == job_id, t.jobs.c.status.in_(sources))
-            .values(status=target.value, **fields)
-            .returning(*t.jobs.c)
-        )
+        statement = _transition_statement(target, allowed, tuple(sorted(fields)))
+        values = {"job_id": job_id, **{_SET + name: value for name, value in fields.items()}}
         with writing(self.engine) as conn:
-            row = conn.execute(statement).mappings().first()
+            row = conn.execute(statement, values).mappings().first()
             if row is None:
                 current = conn.execute(
                     select(t.jobs.c.status).where(t.jobs.c.id == job_id)
@@ -385,6 +382,24 @@ class Store:
         )
         with self.engine.connect() as conn:
             return [LogLine(**r) for r in conn.execute(statement).mappings()]
+
+
+# A transition's statement, per shape (target, sources, columns written), is built once: on
+# SQLite, building a statement and deriving its cache key took longer than running it, and
+# every job makes two transitions on the hot path.
+_SET = "new_"
+
+
+@functools.lru_cache(maxsize=128)
+def _transition_statement(target: JobStatus, sources: frozenset[JobStatus],
+                          columns: tuple[str, ...]) -> Update:
+    return (
+        update(t.jobs)
+        .where(t.jobs.c.id == bindparam("job_id"),
+               t.jobs.c.status.in_(sorted(s.value for s in sources)))
+        .values(status=target.value, **{name: bindparam(_SET + name) for name in columns})
+        .returning(*t.jobs.c)
+    )
 
 
 def _new_row(new: NewJob, created: int) -> dict[str, Any]:
