@@ -115,12 +115,22 @@ class JobRunner:
             # Bounded means bounded: a result that comes after the deadline does not count.
             outcome = Outcome(error=perform_timeout_message(job.perform_timeout_ms),
                               elapsed_ms=outcome.elapsed_ms)
-        fields = {"end_time": now_ms(), "progress": self.progress.unwatch(job.id)}
+        # The end goes out with the progress seen so far; the final counts follow (in their
+        # own update and event) once Spark's listener bus has caught up: the caller is not
+        # kept waiting for Spark's bookkeeping.
+        fields = {"end_time": now_ms(), "progress": self.progress.ending(job.id)}
         lines = self.capture.take_remaining(job.id)
         if outcome.elapsed_ms is not None:
             # Written once the outcome is final, never through the capture (whose flusher
             # could store it first): a job that ends otherwise must not read "finished".
             lines.append(_end_line(job, outcome, why))
+        try:
+            self._write_end_retrying(job, outcome, fields, lines)
+        finally:
+            self.progress.ended(job.id)
+
+    def _write_end_retrying(self, job: Job, outcome: Outcome, fields: dict[str, Any],
+                            lines: list[LogLine]) -> None:
         for delay_s in RECORD_RETRY_DELAYS_S:
             try:
                 self._write_end(job, outcome, fields, lines)

@@ -38,8 +38,8 @@ Known limits:
 - Stages of failed Spark jobs that never ran stay in the totals as not done: the function saw
   that action fail, and its progress says so.
 - Counts come from Spark's listener bus, which lags the tasks themselves by a few ms
-  (``unwatch`` waits for it, briefly). A Spark job the bus has not even announced when
-  ``unwatch`` reads is not counted: it would have to lag a whole Spark job behind.
+  (the final read waits for it, briefly). A Spark job the bus has not even announced when
+  the final read is made is not counted: it would have to lag a whole Spark job behind.
 - A stage seen complete is not read again (that keeps a poll's py4j calls to the stages still
   running). If its output is lost and Spark re-runs part of it, that re-run is not shown.
 """
@@ -143,6 +143,8 @@ class _Watch:
     last_sent: dict[str, Any] = field(default_factory=empty_snapshot)
     closed: bool = False
     failing: bool = False
+    # What the job's end was recorded with (``ending``): the final read reports only a change.
+    recorded: dict[str, Any] | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def read(self, tracker: Any) -> dict[str, Any]:
@@ -227,6 +229,10 @@ class ProgressTracker:
     quick, e.g. hand off to a queue). An exception in it is logged and tracking goes on.
     With nothing watched the thread waits on a condition: no polling, no py4j calls. Calling
     py4j from this thread is safe: py4j gives each thread its own connection.
+
+    A job's end is not held up by Spark's bookkeeping: ``ending`` (no read) gives what the polls
+    saw for the end to be recorded with, and once it is, ``ended`` has this thread make the
+    final read (``unwatch``'s, listener bus lag included) and report it through the callback.
     """
 
     def __init__(self, spark_context: Any, on_progress: ProgressCallback,
@@ -236,6 +242,7 @@ class ProgressTracker:
         self.interval_s = interval_s
         self.settle_s = settle_s
         self._watches: dict[str, _Watch] = {}
+        self._ended: list[_Watch] = []
         self._closed = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="sparkgate-progress", daemon=True)
@@ -270,6 +277,29 @@ class ProgressTracker:
             watch.closed = True
             return self._final_read(watch)
 
+    def ending(self, job_id: str) -> dict[str, Any] | None:
+        """The job's function has returned: stop polling it and give what was seen so far,
+        without reading Spark (``None`` if not watched). Call ``ended`` once the job's end is
+        recorded with it."""
+        with self._cond:
+            watch = self._watches.get(job_id)
+        if watch is None:
+            return None
+        with watch.lock:  # waits for a poll under way, whose callback then comes first
+            watch.closed = True
+            watch.recorded = watch.snapshot()
+            return watch.snapshot()
+
+    def ended(self, job_id: str) -> None:
+        """Stop tracking ``job_id`` without waiting: this tracker's thread makes the final read
+        (as ``unwatch`` does) and calls the callback with it, unless it is what ``ending`` gave.
+        Final reads still pending when the tracker closes are made before its thread stops."""
+        with self._cond:
+            watch = self._watches.pop(job_id, None)
+            if watch is not None:
+                self._ended.append(watch)
+                self._cond.notify_all()
+
     def _final_read(self, watch: _Watch) -> dict[str, Any]:
         deadline = time.monotonic() + self.settle_s
         while True:
@@ -286,7 +316,8 @@ class ProgressTracker:
             return list(self._watches)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the thread and forget every watch (no snapshot is returned for them)."""
+        """Stop the thread and forget every watch (no snapshot is returned for them), once the
+        final reads of the jobs already ``ended`` are made."""
         with self._cond:
             self._closed = True
             self._watches.clear()
@@ -295,16 +326,31 @@ class ProgressTracker:
             self._thread.join(timeout_s)
 
     def _run(self) -> None:
+        next_poll = time.monotonic()
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._closed or self._watches)
-                if self._closed:
-                    return
-                watches = list(self._watches.values())
-            for watch in watches:
-                self._poll(watch)
-            with self._cond:
-                self._cond.wait_for(lambda: self._closed, timeout=self.interval_s)
+                while not (self._ended or self._closed
+                           or (self._watches and time.monotonic() >= next_poll)):
+                    self._cond.wait(max(0.0, next_poll - time.monotonic())
+                                    if self._watches else None)
+                ended, self._ended = self._ended, []
+                closed = self._closed
+                due = [] if closed or time.monotonic() < next_poll else list(
+                    self._watches.values())
+            for watch in ended:
+                self._report_final(watch)
+            if closed:
+                return
+            if due:
+                for watch in due:
+                    self._poll(watch)
+                next_poll = time.monotonic() + self.interval_s
+
+    def _report_final(self, watch: _Watch) -> None:
+        with watch.lock:
+            final = self._final_read(watch)
+        if final != watch.recorded:
+            self._notify(watch.group, final)
 
     def _poll(self, watch: _Watch) -> None:
         # Held by someone else only while unwatch() ends this watch: skip it, don't wait.

@@ -22,7 +22,11 @@ class Progress(Protocol):
 
     def watch(self, job_id: str) -> None: ...
 
-    def unwatch(self, job_id: str) -> dict[str, Any] | None: ...
+    def ending(self, job_id: str) -> dict[str, Any] | None:
+        """What was seen of the job whose function returned, for its end (no waiting)."""
+
+    def ended(self, job_id: str) -> None:
+        """Its end is recorded: report the final counts later, if they differ."""
 
     def close(self) -> None: ...
 
@@ -63,8 +67,11 @@ class NoProgress:
     def watch(self, job_id: str) -> None:
         pass
 
-    def unwatch(self, job_id: str) -> None:
+    def ending(self, job_id: str) -> None:
         return None
+
+    def ended(self, job_id: str) -> None:
+        pass
 
     def close(self) -> None:
         pass

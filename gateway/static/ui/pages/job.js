@@ -219,10 +219,12 @@ export async function mount(root, { parts }) {
     await refreshLogs();
   }
 
-  // The last lines may be stored just after the end is announced: read them once more.
+  // The last lines and Spark's final counts may be stored just after the end is announced:
+  // read them once more.
   let finishTimer = null;
   function finish() {
     finishTimer = setTimeout(async () => {
+      await refreshJob();
       await refreshLogs();
       stop();
     }, 1500);
