@@ -28,6 +28,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal_column,
     or_,
     select,
     true,
@@ -395,8 +396,10 @@ def _transition_statement(target: JobStatus, sources: frozenset[JobStatus],
                           columns: tuple[str, ...]) -> Update:
     return (
         update(t.jobs)
+        # The statuses as SQL literals (our own enum's words): an IN list of bound values is
+        # re-rendered at every execution (SQLAlchemy's "expanding" parameters).
         .where(t.jobs.c.id == bindparam("job_id"),
-               t.jobs.c.status.in_(sorted(s.value for s in sources)))
+               t.jobs.c.status.in_([literal_column(f"'{s.value}'") for s in sorted(sources)]))
         .values(status=target.value, **{name: bindparam(_SET + name) for name in columns})
         .returning(*t.jobs.c)
     )
