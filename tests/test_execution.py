@@ -179,6 +179,18 @@ def test_a_plain_function_runs_on_the_spark_engine_without_a_handle(runner, cata
     assert store.get_job(job_id).result == 2
 
 
+def test_each_job_runs_in_its_slots_fair_pool(runner, catalog, store, queue):
+    deploy(catalog, "behaviours.py", "scheduler_pool")
+    pools = []
+    for slot in (1, 0, 0, 1):
+        job_id = enqueue(catalog, store, queue, "scheduler_pool")
+        run_next(runner, queue, slot=slot)
+        job = store.get_job(job_id)
+        assert job.status is JobStatus.FINISHED, job.error
+        pools.append(job.result)
+    assert pools == ["slot-1", "slot-0", "slot-0", "slot-1"]
+
+
 def test_a_raising_function_fails_with_message_and_traceback(runner, catalog, store, queue):
     deploy(catalog, "behaviours.py", "fail")
     job_id = enqueue(catalog, store, queue, "fail", {"message": "bad input 42"})

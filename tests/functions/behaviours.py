@@ -48,3 +48,8 @@ def count_with_context(sc: SparkContext, n: int) -> dict:
 
 def sum_range(spark: SparkSession, n: int = 1000) -> int:
     return spark.range(n).selectExpr("sum(id) AS s").first()["s"]
+
+
+def scheduler_pool(spark: SparkSession) -> str:
+    """The FAIR pool this job's Spark jobs would run in."""
+    return spark.sparkContext.getLocalProperty("spark.scheduler.pool")

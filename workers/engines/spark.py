@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,8 @@ class SparkEngine:
         self.spark = spark
         self.conf = conf if conf is not None else {}
         self._cancel_group = job_group_canceller(spark.sparkContext)
+        # The FAIR pool each thread's jobs run in (see ``running``).
+        self._thread_pool = threading.local()
 
     def handle(self, kind: str) -> Any:
         if kind == "context":
@@ -57,10 +60,15 @@ class SparkEngine:
     def running(self, job_id: str, title: str, slot: int) -> Iterator[None]:
         sc = self.spark.sparkContext
         # Each call is a round trip to the JVM, so the thread's properties are not cleared
-        # after a job: the next job on this thread sets both first thing.
+        # after a job: the next job on this thread sets its own first thing.
         sc.setJobGroup(job_id, title, interruptOnCancel=True)
-        # One FAIR pool per slot, not per job: Spark never forgets a pool it has seen.
-        sc.setLocalProperty("spark.scheduler.pool", f"slot-{slot}")
+        # One FAIR pool per slot, not per job: Spark never forgets a pool it has seen. It is a
+        # property of the JVM thread that pyspark pins to this Python thread, so it is set only
+        # when this thread runs a job for another slot than its last.
+        pool = f"slot-{slot}"
+        if getattr(self._thread_pool, "name", None) != pool:
+            sc.setLocalProperty("spark.scheduler.pool", pool)
+            self._thread_pool.name = pool
         yield
 
     def cancel(self, job_id: str) -> None:
