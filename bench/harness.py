@@ -25,14 +25,17 @@ class Bench:
     http: AgentProcess  # the HTTP load generator
     echo_url: str  # the bare aiohttp server (scenarios 2 and 3's floor)
     gateway: Gateway | None = None
+    # ``sparkgate serve`` with the embedded defaults (SQLite, embedded Redis): scenarios 1, 2
+    embedded: Gateway | None = None
     # What a scenario prepares early (servers whose JVM starts while others run) and what one
     # scenario hands to another.
     shared: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def run_url(self, function: str, **query: str) -> str:
-        assert self.gateway is not None
-        url = self.gateway.api(f"/functions/{function}/jobs")
+    def run_url(self, function: str, gateway: Gateway | None = None, **query: str) -> str:
+        gateway = gateway or self.gateway
+        assert gateway is not None
+        url = gateway.api(f"/functions/{function}/jobs")
         if query:
             url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
         return url

@@ -139,10 +139,15 @@ class Gateway:
 
 def sparkgate_env(db: Database, redis_url: str, data_dir: Path, port: int,
                   **overrides: str) -> dict[str, str]:
+    return embedded_env(data_dir, port, SPARKGATE_DATABASE_URL=db.url,
+                        SPARKGATE_REDIS_URL=redis_url, **overrides)
+
+
+def embedded_env(data_dir: Path, port: int, **overrides: str) -> dict[str, str]:
+    """What a newcomer's ``sparkgate serve`` runs with (SQLite in its data folder, an embedded
+    Redis), but for the bench's own folder, port and Spark settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
     env.update({
-        "SPARKGATE_DATABASE_URL": db.url,
-        "SPARKGATE_REDIS_URL": redis_url,
         "SPARKGATE_DATA_DIR": str(data_dir),
         "SPARKGATE_PORT": str(port),
         "SPARKGATE_DEPLOY_EXAMPLES": "false",

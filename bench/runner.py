@@ -22,6 +22,7 @@ from bench.infra import (
     Processes,
     api,
     deploy,
+    embedded_env,
     free_port,
     http_ok,
     migrate,
@@ -104,6 +105,34 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_scenarios(procs: Processes, workdir: Path, db: Database, mode, wanted: set[int],
                   shared: dict, notes: list[str]) -> list[Row]:
+    b = start_servers(procs, workdir, db, mode, wanted, shared, notes)
+    rows: list[Row] = []
+    for number, scenario in ((1, s1_warm_spark), (2, s2_overhead), (4, s4_end_to_end),
+                             (6, s6_concurrency), (7, s7_scoring), (8, s8_cache)):
+        if number in wanted:
+            rows += _timed(number, scenario.run, b)
+        if number == 2 and b.embedded is not None:  # its JVM would idle beside the others
+            procs.stop(b.embedded.process, timeout_s=120)
+            b.embedded = None
+    if wanted & {3, 5}:
+        # A gateway alone (no supervisor, no worker), on the same database and Redis.
+        assert b.gateway is not None
+        env = b.gateway.env
+        procs.stop(b.gateway.process, timeout_s=120)
+        alone = dict(env, SPARKGATE_PORT=str(free_port()), SPARKGATE_START_WORKERS="false")
+        b.gateway = start_gateway(procs, "gateway-alone", alone)
+        if 5 in wanted:
+            rows += _timed(5, s5_scale.before, b)
+        if 3 in wanted:
+            rows += _timed(3, s3_submit.run, b)
+        if 5 in wanted:
+            rows += _timed(5, s5_scale.run, b)
+    return rows
+
+
+def start_servers(procs: Processes, workdir: Path, db: Database, mode, wanted: set[int],
+                  shared: dict, notes: list[str]) -> Bench:
+    """Redis, the echo server, the gateways and every worker the scenarios use, all warm."""
     redis_url = start_redis(procs, workdir)
     env = sparkgate_env(db, redis_url, workdir / "data", free_port(),
                         SPARKGATE_CONTEXT_MAX_JOBS=str(DEFAULT_MAX_JOBS))
@@ -116,6 +145,10 @@ def run_scenarios(procs: Processes, workdir: Path, db: Database, mode, wanted: s
         s1_warm_spark.prepare(b)  # their JVMs start while the gateway's workers do
     b.gateway = start_gateway(procs, "gateway", env)
     deploy(b.gateway, FUNCTIONS, ["noop", "range_sum"])
+    if wanted & {1, 2}:
+        b.embedded = start_gateway(procs, "gateway-embedded", embedded_env(
+            workdir / "embedded", free_port(), SPARKGATE_CONTEXT_MAX_JOBS=str(DEFAULT_MAX_JOBS)))
+        deploy(b.embedded, FUNCTIONS, ["noop", "range_sum"])
     if 6 in wanted:
         s6_concurrency.prepare(b)
     if 7 in wanted:
@@ -125,25 +158,11 @@ def run_scenarios(procs: Processes, workdir: Path, db: Database, mode, wanted: s
     # Every worker up (and its JVM started) before anything is measured.
     wait_for(lambda: contexts <= {w["context"] for w in api("GET", b.gateway.api("/workers"))},
              240, f"workers for {', '.join(sorted(contexts))}")
-    api("POST", b.run_url("noop", force="true"), NOOP_BODY)  # the worker's first job
+    for gateway in (b.gateway, b.embedded):
+        if gateway is not None:  # the worker's first job
+            api("POST", b.run_url("noop", gateway, force="true"), NOOP_BODY)
     wait_for(lambda: http_ok(f"{b.echo_url}/health"), 30, "the echo server")
-    rows: list[Row] = []
-    for number, scenario in ((1, s1_warm_spark), (2, s2_overhead), (4, s4_end_to_end),
-                             (6, s6_concurrency), (7, s7_scoring), (8, s8_cache)):
-        if number in wanted:
-            rows += _timed(number, scenario.run, b)
-    if wanted & {3, 5}:
-        # A gateway alone (no supervisor, no worker), on the same database and Redis.
-        procs.stop(b.gateway.process, timeout_s=120)
-        alone = dict(env, SPARKGATE_PORT=str(free_port()), SPARKGATE_START_WORKERS="false")
-        b.gateway = start_gateway(procs, "gateway-alone", alone)
-        if 5 in wanted:
-            rows += _timed(5, s5_scale.before, b)
-        if 3 in wanted:
-            rows += _timed(3, s3_submit.run, b)
-        if 5 in wanted:
-            rows += _timed(5, s5_scale.run, b)
-    return rows
+    return b
 
 
 def write_results(args: argparse.Namespace, mode: str, stamp: str, rows: list[Row],

@@ -1,7 +1,9 @@
 """1. Warm Spark job, sync: ``spark.range(n)`` summed, n = 1e3 and 1e6, sequential calls.
 
-Systems: sparkgate (``?force=true``), the same query in a warm SparkSession held by the
-measuring process itself (the floor, the baseline), through Spark Connect, and a cold
+Systems: sparkgate (``?force=true``) on PostgreSQL and with the embedded defaults (SQLite, an
+embedded Redis: what ``sparkgate serve`` runs with no settings), the same query in a warm
+SparkSession held by the measuring process itself (the floor, the baseline), through Spark
+Connect, and a cold
 ``spark-submit`` (a few runs). The warm systems are measured in alternating rounds, so drift
 on this shared machine hits them alike. Lower p50 is better.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 from bench.config import SPARK_CONF
 from bench.harness import Bench, log
@@ -17,6 +20,7 @@ from bench.infra import (
     REPO,
     SPARK_HOME,
     AgentProcess,
+    Gateway,
     api,
     spark_conf_args,
     spark_env,
@@ -27,6 +31,11 @@ from bench.stats import Row, percentile
 
 SCENARIO = "1. warm Spark job, sync"
 SIZES = (1_000, 1_000_000)
+# The sparkgates measured: on PostgreSQL (the run's own servers), and with the embedded defaults.
+GATEWAYS: dict[str, Callable[[Bench], Gateway | None]] = {
+    "sparkgate": lambda b: b.gateway, "embedded": lambda b: b.embedded}
+LABELS = {"sparkgate": "sparkgate (PostgreSQL), force=true",
+          "embedded": "sparkgate (embedded default), force=true"}
 WARMUP_LARGE = 5  # after the warm-up on the small size
 
 
@@ -63,19 +72,22 @@ def run(b: Bench) -> list[Row]:
 
 def measure_size(b: Bench, n: int, agents: dict[str, AgentProcess],
                  warm_only: bool = False) -> list[Row]:
-    """The three warm systems on one n, in rounds that rotate which goes first."""
+    """The warm systems on one n, in rounds that rotate which goes first."""
     expected = n * (n - 1) // 2
-    answer = api("POST", b.run_url("range_sum", force="true"), {"n": n})
-    assert answer == {"success": True, "payload": expected, "errors": []}, answer
-    latencies: dict[str, list[float]] = {"in-process": [], "sparkgate": [], "connect": []}
+    gateways = {name: gateway for name, gateway in GATEWAYS.items() if gateway(b) is not None}
+    latencies: dict[str, list[float]] = {"in-process": [], "connect": [],
+                                         **{name: [] for name in gateways}}
+    for gateway in gateways.values():
+        answer = api("POST", b.run_url("range_sum", gateway(b), force="true"), {"n": n})
+        assert answer == {"success": True, "payload": expected, "errors": []}, answer
 
     # The calls' own jobs are found afterwards by their creation time (an externalId would not
     # do: sparkgate treats a repeated one as a retry of the same submit).
     since_ms = time.time_ns() // 1_000_000
 
     def measure(system: str, count: int) -> list[float]:
-        if system == "sparkgate":
-            url = b.run_url("range_sum", force="true")
+        if system in gateways:
+            url = b.run_url("range_sum", gateways[system](b), force="true")
             return b.http_run(url, count, body={"n": n})["latencies_ms"]
         got = agents[system].call("spark_query", n=n, count=count)
         assert got["value"] == expected, got["value"]
@@ -88,30 +100,36 @@ def measure_size(b: Bench, n: int, agents: dict[str, AgentProcess],
         return []
     per_round = max(1, b.mode.spark_calls // b.mode.spark_rounds)
     for round_no in range(b.mode.spark_rounds):
-        for system in order[round_no % 3:] + order[:round_no % 3]:
+        first = round_no % len(order)
+        for system in order[first:] + order[:first]:
             latencies[system] += measure(system, per_round)
     group = _group(n)
     floor = Row.from_latencies(SCENARIO, f"{group}: Spark in process (warm session)",
                                latencies["in-process"], baseline=True, group=group,
                                key=f"s1.{group}.inprocess")
-    gate = Row.from_latencies(SCENARIO, f"{group}: sparkgate, force=true", latencies["sparkgate"],
-                              group=group, key=f"s1.{group}.sparkgate")
+    rows = [floor] + [_gateway_row(gateway(b), system, group, n, since_ms, latencies[system],
+                                   floor) for system, gateway in gateways.items()]
+    rows.append(Row.from_latencies(SCENARIO, f"{group}: Spark Connect", latencies["connect"],
+                                   group=group, key=f"s1.{group}.connect"))
+    return rows
+
+
+def _gateway_row(gateway: Gateway, system: str, group: str, n: int, since_ms: int,
+                 latencies: list[float], floor: Row) -> Row:
+    gate = Row.from_latencies(SCENARIO, f"{group}: {LABELS[system]}", latencies, group=group,
+                              key=f"s1.{group}.{system}")
     # The same calls' own record: how long each ran in the worker (ms resolution).
-    assert b.gateway is not None
     ran = [j["endTime"] - j["startTime"]
-           for j in api("GET", b.gateway.api("/jobs?function=range_sum&limit=1000"))
+           for j in api("GET", gateway.api("/jobs?function=range_sum&limit=1000"))
            if j["createTime"] >= since_ms and j["params"]["arguments"] == {"n": n}]
     # One job per call, or the calls did not each run the query.
-    assert len(ran) == len(latencies["sparkgate"]), (len(ran), len(latencies["sparkgate"]))
+    assert len(ran) == len(latencies), (len(ran), len(latencies))
     in_worker = percentile(ran, 50)
     gate.extra = {"in_worker_p50_ms": in_worker}
     gate.note = (f"vs in process: {gate.p50_ms - floor.p50_ms:+.1f} ms at p50 (target ≤ 3 ms); "
                  f"run in the worker p50 {in_worker:.0f} ms, so gateway + queue "
                  f"≈ {gate.p50_ms - in_worker:.0f} ms")
-    connect = Row.from_latencies(SCENARIO, f"{group}: Spark Connect", latencies["connect"],
-                                 group=group,
-                                 key=f"s1.{group}.connect")
-    return [floor, gate, connect]
+    return gate
 
 
 def _group(n: int) -> str:

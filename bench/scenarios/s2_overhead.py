@@ -1,5 +1,6 @@
 """2. Gateway overhead: a no-op function (returns its arguments), ``?force=true``, sequential
-and from 32 concurrent clients.
+and from 32 concurrent clients, through sparkgate on PostgreSQL and through one with the
+embedded defaults (SQLite, an embedded Redis: ``sparkgate serve`` with no settings).
 
 Baseline: a bare aiohttp server answering the same request with its body (bench/echo_server.py)
 — what HTTP alone costs with this client on this machine. Lower latency is better: the ratio
@@ -20,6 +21,7 @@ from bench.stats import Row
 
 SCENARIO = "2. gateway overhead, no-op, sync"
 CLIENTS = 32
+PG_TARGET = "target p50 ≤ 5 ms on PostgreSQL"
 
 
 def run(b: Bench) -> list[Row]:
@@ -37,13 +39,22 @@ def run(b: Bench) -> list[Row]:
             baseline=True, metric=metric, throughput=count / got["wall_s"], unit="req/s",
             key=f"s2.{clients}.echo"))
         got, spent = _measure_sparkgate(b, count, clients)
-        note = f"{target}; {costs.describe(spent)}"
+        note = f"{target if clients > 1 else PG_TARGET}; {costs.describe(spent)}"
         if clients == 1:
             note += "; " + _timeline(b, count)
         rows.append(Row.from_latencies(
-            SCENARIO, f"{group}: sparkgate, force=true", got["latencies_ms"], group=group,
-            metric=metric, throughput=count / got["wall_s"], unit="req/s", note=note,
-            key=f"s2.{clients}.sparkgate", extra=spent))
+            SCENARIO, f"{group}: sparkgate (PostgreSQL), force=true", got["latencies_ms"],
+            group=group, metric=metric, throughput=count / got["wall_s"], unit="req/s",
+            note=note, key=f"s2.{clients}.sparkgate", extra=spent))
+        if b.embedded is not None:
+            url = b.run_url("noop", b.embedded, force="true")
+            b.http_run(url, 2 * clients + 20, clients, body=NOOP_BODY)  # warm-up
+            got = b.http_run(url, count, clients, body=NOOP_BODY)
+            rows.append(Row.from_latencies(
+                SCENARIO, f"{group}: sparkgate (embedded default), force=true",
+                got["latencies_ms"], group=group, metric=metric,
+                throughput=count / got["wall_s"], unit="req/s", note=target,
+                key=f"s2.{clients}.embedded"))
     return rows
 
 

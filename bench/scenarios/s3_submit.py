@@ -1,20 +1,24 @@
 """3. Submission throughput: async submits (no wait) from 64 concurrent clients.
 
 Measured on a gateway with no worker on this machine (``start_workers = false``), so the
-gateway has the two cores to itself; scenario 4's submit phase adds a row with a worker
-draining the jobs meanwhile. Baseline: the bare aiohttp echo server under the same load (the
-HTTP ceiling of this client on this machine). Higher accepted jobs/s is better.
+gateway has the two cores to itself, in one process and in two (``serve --processes 2``);
+scenario 4's submit phase adds a row with a worker draining the jobs meanwhile. Baseline: the
+bare aiohttp echo server under the same load (the HTTP ceiling of this client on this
+machine). Higher accepted jobs/s is better.
 """
 
 from __future__ import annotations
 
 from bench import costs
 from bench.harness import NOOP_BODY, Bench
+from bench.infra import free_port, start_gateway
 from bench.profiling import profiled
 from bench.stats import Row
 
 SCENARIO = "3. submission throughput, async"
 CLIENTS = 64
+# ``serve --processes``: one per core on this two-core machine.
+PROCESSES = 2
 
 
 def run(b: Bench) -> list[Row]:
@@ -39,6 +43,26 @@ def run(b: Bench) -> list[Row]:
             note="" if baseline else f"{count} submits; target ≥ 2,000/s; "
                                      f"{costs.describe(spent)}",
             key="s3.echo" if baseline else "s3.alone"))
+    rows.append(_several_processes(b, count))
     if "submits_while_draining" in b.shared:
         rows.append(b.shared["submits_while_draining"])
     return rows
+
+
+def _several_processes(b: Bench, count: int) -> Row:
+    """The same, through a gateway of PROCESSES processes sharing one port (``--processes``)."""
+    assert b.gateway is not None
+    gateway = start_gateway(b.procs, "gateway-alone-processes", dict(
+        b.gateway.env, SPARKGATE_PORT=str(free_port()), SPARKGATE_PROCESSES=str(PROCESSES),
+        SPARKGATE_DATA_DIR=str(b.workdir / "data-processes")))
+    try:
+        url = b.run_url("noop", gateway)
+        b.http_run(url, 4 * CLIENTS, CLIENTS, body=NOOP_BODY)  # warm-up: every process
+        got = b.http_run(url, count, CLIENTS, body=NOOP_BODY)
+    finally:
+        b.procs.stop(gateway.process, timeout_s=120)
+    return Row.from_latencies(
+        SCENARIO, f"sparkgate, gateway alone, {PROCESSES} processes", got["latencies_ms"],
+        throughput=count / got["wall_s"], unit="jobs/s", metric="throughput",
+        lower_is_better=False, note=f"{count} submits; target ≥ 2,000/s",
+        key="s3.processes")

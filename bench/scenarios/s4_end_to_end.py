@@ -1,7 +1,8 @@
 """4. End-to-end throughput: many no-op jobs submitted async (64 clients) until all finished.
 
 Baseline: bare RQ — the same number of no-op jobs enqueued on the same Redis and run by one
-stock ``SimpleWorker`` process (sparkgate runs one worker process for the context). Higher
+stock ``SimpleWorker`` process (sparkgate runs one worker process for the context), with the
+jobs submitted through one gateway process and through two (``serve --processes 2``). Higher
 jobs/s is better. The submit phase also gives scenario 3 a row: submits while a worker drains.
 """
 
@@ -13,8 +14,9 @@ import shutil
 
 from bench import costs
 from bench.harness import NOOP_BODY, Bench, check_answers, log
-from bench.infra import REPO, wait_for
+from bench.infra import REPO, free_port, start_gateway, wait_for
 from bench.profiling import profiled
+from bench.scenarios.s3_submit import PROCESSES
 from bench.stats import Row
 
 SCENARIO = "4. end-to-end throughput, no-op"
@@ -36,11 +38,13 @@ def run(b: Bench) -> list[Row]:
     if got["left"] or got["failed"]:
         raise RuntimeError(f"end-to-end: {got['left']} job(s) left, {got['failed']} failed")
     spent = costs.per_job(b, before, worker, count)
-    rows.append(Row(SCENARIO, "sparkgate (1 worker process)", throughput=count / got["e2e_wall_s"],
+    rows.append(Row(SCENARIO, "sparkgate (1 worker process, 1 gateway process)",
+                    throughput=count / got["e2e_wall_s"],
                     unit="jobs/s", samples=count, metric="throughput", lower_is_better=False,
                     note=f"maxJobs {b.shared['max_jobs']}; {count} jobs in "
                          f"{got['e2e_wall_s']:.1f}s; {costs.describe(spent)}",
                     key="s4.sparkgate", extra=spent))
+    rows.append(_several_gateway_processes(b, count))
     # For scenario 3: the same submits, while the worker runs them on the same two cores.
     b.shared["submits_while_draining"] = Row.from_latencies(
         "3. submission throughput, async", "sparkgate, worker draining meanwhile",
@@ -48,6 +52,28 @@ def run(b: Bench) -> list[Row]:
         metric="throughput", lower_is_better=False,
         note=f"{count} submits; target ≥ 2,000/s", key="s3.draining")
     return rows
+
+
+def _several_gateway_processes(b: Bench, count: int) -> Row:
+    """The same jobs submitted through a gateway of PROCESSES processes (no worker of its
+    own, on the same database and Redis), run by the same one worker process."""
+    assert b.gateway is not None
+    gateway = start_gateway(b.procs, "gateway-processes", dict(
+        b.gateway.env, SPARKGATE_PORT=str(free_port()), SPARKGATE_START_WORKERS="false",
+        SPARKGATE_PROCESSES=str(PROCESSES), SPARKGATE_DATA_DIR=str(b.workdir / "data-processes")))
+    try:
+        got = b.http.call("e2e", base=gateway.url, function="noop", count=count,
+                          concurrency=CLIENTS, body=NOOP_BODY)
+    finally:
+        b.procs.stop(gateway.process, timeout_s=120)
+    check_answers(got, "async submits")
+    if got["left"] or got["failed"]:
+        raise RuntimeError(f"end-to-end: {got['left']} job(s) left, {got['failed']} failed")
+    return Row(SCENARIO, f"sparkgate (1 worker process, {PROCESSES} gateway processes)",
+               throughput=count / got["e2e_wall_s"], unit="jobs/s", samples=count,
+               metric="throughput", lower_is_better=False,
+               note=f"maxJobs {b.shared['max_jobs']}; {count} jobs in {got['e2e_wall_s']:.1f}s",
+               key="s4.processes")
 
 
 def bare_rq(b: Bench, count: int) -> Row:
