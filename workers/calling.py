@@ -9,6 +9,8 @@ here, so a function behaves on a laptop exactly as it does deployed.
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from sparkgate.workers.artifacts import LoadedFunction
@@ -23,8 +25,24 @@ def call_function(loaded: LoadedFunction, arguments: dict[str, Any], engine: Eng
     The engine gives the Spark handle, to a function that takes one."""
     signature = loaded.signature
     handles = () if signature.handle is None else (engine.handle(signature.handle),)
-    value = loaded.fn(*handles, **signature.call_kwargs(arguments))
+    value = in_function(loaded.fn, *handles, **signature.call_kwargs(arguments))
     return checked_result(value, max_result_bytes)
+
+
+def in_function(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, in a frame of its own: while this frame is on a thread's stack,
+    that thread runs the function's code (or what it calls), not sparkgate's (see
+    ``running_function``)."""
+    return fn(*args, **kwargs)
+
+
+def running_function(frame: FrameType | None) -> bool:
+    """Whether a thread whose innermost frame is ``frame`` is inside a job's function."""
+    while frame is not None:
+        if frame.f_code is in_function.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def describe_error(exc: BaseException) -> str:

@@ -6,18 +6,27 @@ performTimeout) raises :class:`JobInterrupted` in the job's thread instead, with
 blocked inside one long C call (a ``time.sleep(60)``, a socket read) does not see it until that
 call returns, and one may catch it. The watchdog's grace and the worker's replacement, as on
 Spark, bound what such a function can do.
+
+An exception raised from outside lands wherever its thread is: between a lock's acquire and
+the ``try`` that releases it, or in the bookkeeping that records the job's end. So it is sent
+only while the thread is inside the function (``calling.running_function``, read from the
+thread's stack under the GIL), and the watchdog's next tick sends it again if the function
+caught it. Once the function has returned, nothing more is sent, and one sent just before
+lands in ``call_function``, whose caller records it as the job's error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sparkgate.jobs.contexts import Context
+from sparkgate.workers.calling import running_function
 from sparkgate.workers.engines import NoProgress
 from sparkgate.workers.progress import ProgressCallback
 
@@ -60,7 +69,7 @@ class PythonEngine:
     def cancel(self, job_id: str) -> None:
         with self._lock:
             thread = self._threads.get(job_id)
-            if thread is not None:
+            if thread is not None and running_function(sys._current_frames().get(thread)):
                 _send(thread, JobInterrupted)
 
     def progress(self, on_progress: ProgressCallback) -> NoProgress:
