@@ -44,6 +44,7 @@ from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.migrate import prepare_database
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.reconciler import Reconciler
+from sparkgate.jobs.result_cache import ResultCache
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.store import Store
 from sparkgate.jobs.worker_registry import WorkerRegistry
@@ -82,7 +83,9 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
         stack.callback(engine.dispose)
         catalog = Catalog(engine, settings.context)
         if settings.deploy_examples:
-            log.info("example functions deployed: %s", ", ".join(deploy_examples(catalog)))
+            deployed = deploy_examples(catalog)
+            log.info("example functions deployed: %s", ", ".join(deployed))
+            _purge_cached_results(redis_url, settings, deployed)
         background = _Background.start(settings, redis_url, config_path, engine, catalog)
         stack.push(background.unwind)
         if settings.gateway_processes > 1:
@@ -91,6 +94,19 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
         app = create_app(settings, redis_url)
         return asyncio.run(_serve(app, sockets, background, settings,
                                   make_url(database_url).render_as_string()))
+
+
+def _purge_cached_results(redis_url: str, settings: Settings, functions: list[str]) -> None:
+    """Results cached for the examples' earlier code: the API purges them when it changes a
+    function, and this deploy does not go through the API. Redis down: the cache is down too
+    (a miss), and its entries expire with their time."""
+    redis = Redis.from_url(redis_url)
+    try:
+        ResultCache(redis, settings.result_cache_max_bytes).purge(*functions)
+    except RedisError as exc:
+        log.warning("cached results of the examples not purged: %s", exc)
+    finally:
+        redis.close()
 
 
 async def _serve(app: web.Application, sockets: list[socket.socket], background: _Background,
