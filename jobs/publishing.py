@@ -12,15 +12,16 @@ Control messages are not best effort: the caller of a cancel or a stop learns th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.client import Pipeline
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from sparkgate.jobs.events import encode, events_channel
 
@@ -58,6 +59,69 @@ def publish(redis: Redis, *events: Event, along: Callable[[Pipeline], object] | 
             _warn_lost(events, exc)
         else:
             on_error(exc)
+
+
+class Announcement:
+    """Events (after the commands ``along`` queues) sent at once, their replies read later, on
+    a connection held until then: a worker announces a job's start without waiting for Redis's
+    answer before it runs the function, and its end (``then``) follows on the same connection,
+    so its commands come after the start's and both replies are read in one wait: one round
+    trip for the pair. Best effort, as ``publish``: a failure is a warning."""
+
+    def __init__(self, redis: Redis, *events: Event,
+                 along: Callable[[Pipeline], object] | None = None) -> None:
+        self.redis = redis
+        self._conn: Any = None
+        self._unread = 0
+        try:
+            self._conn = redis.connection_pool.get_connection()
+            self._send(events, along)
+        except RedisError as exc:
+            self._drop(events, exc)
+
+    def then(self, *events: Event) -> None:
+        """Publish ``events`` after the announcement's, read every reply, let go."""
+        if self._conn is None:  # the announcement failed: its connection is gone
+            publish(self.redis, *events)
+            return
+        try:
+            self._send(events)
+            self.close()
+        except RedisError as exc:
+            self._drop(events, exc)
+
+    def close(self) -> None:
+        """Read what is left of the replies and give the connection back to its pool."""
+        if self._conn is None:
+            return
+        try:
+            while self._unread:
+                self._unread -= 1
+                with contextlib.suppress(ResponseError):
+                    self._conn.read_response()
+        except RedisError as exc:
+            self._drop((), exc)
+            return
+        self.redis.connection_pool.release(self._conn)
+        self._conn = None
+
+    def _send(self, events: Sequence[Event], along: Callable[[Pipeline], object] | None = None,
+              ) -> None:
+        # A pipeline only to queue the commands as the other publishers do: never executed.
+        pipe = self.redis.pipeline(transaction=False)
+        if along is not None:
+            along(pipe)
+        add_events(pipe, *events)
+        commands = [args for args, _options in pipe.command_stack]
+        self._conn.send_packed_command(self._conn.pack_commands(commands))
+        self._unread += len(commands)
+
+    def _drop(self, events: Sequence[Event], exc: RedisError) -> None:
+        _warn_lost(tuple(events), exc)
+        if self._conn is not None:
+            self._conn.disconnect()  # replies may be half read: it cannot be reused as is
+            self.redis.connection_pool.release(self._conn)
+            self._conn = None
 
 
 async def publish_async(redis: AsyncRedis, *events: Event) -> None:

@@ -179,6 +179,28 @@ def test_a_plain_function_runs_on_the_spark_engine_without_a_handle(runner, cata
     assert store.get_job(job_id).result == 2
 
 
+def test_a_jobs_start_is_announced_while_it_runs_and_its_connection_given_back(
+        runner, catalog, store, queue, redis):
+    """The start goes out before the function runs (its reply is read with the end's, on the
+    same connection, so nothing waits for it), and that connection returns to the pool."""
+    deploy(catalog, "behaviours.py", "sleep_python")
+    events = Events(redis)  # holds a connection of the pool for its subscription
+    # redis-py's own record of the connections lent out
+    lent = set(runner.redis.connection_pool._in_use_connections)
+    job_id = enqueue(catalog, store, queue, "sleep_python", {"seconds": 2})
+    thread = threading.Thread(target=run_next, args=(runner, queue))
+    thread.start()
+    assert events.names_for(job_id, "started") == ["worker-assigned", "started"]
+    assert thread.is_alive()  # still sleeping: the start was not held back to the end
+    thread.join(30)
+    assert events.names_for(job_id, "finished") == ["finished"]
+    assert store.get_job(job_id).status is JobStatus.FINISHED
+    for _ in range(5):
+        enqueue(catalog, store, queue, "sleep_python", {"seconds": 0})
+        run_next(runner, queue)
+    assert runner.redis.connection_pool._in_use_connections == lent
+
+
 def test_each_job_runs_in_its_slots_fair_pool(runner, catalog, store, queue):
     deploy(catalog, "behaviours.py", "scheduler_pool")
     pools = []

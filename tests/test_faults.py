@@ -50,12 +50,12 @@ from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.deployment import build_function, upload_artifact
 from sparkgate.jobs.migrate import upgrade
+from sparkgate.jobs.publishing import Announcement
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.settings import ContextDefaults
 from sparkgate.jobs.store import NewJob, Store
 from sparkgate.jobs.submission import SubmitRequest, submit
 from sparkgate.jobs.worker_registry import WorkerRegistry
-from sparkgate.workers.execution import JobRunner
 from sparkgate.workers.supervisor import CHECK_INTERVAL_S, Supervisor
 from tests.conftest import FUNCTIONS_DIR, TEST_SPARK_CONF, free_port
 from tests.server_process import wait_until
@@ -613,9 +613,9 @@ def test_a_worker_s_event_that_cannot_be_published_does_not_abandon_its_job():
     the end is recorded) used to raise out of the job's thread, leaving a claimed job
     unstarted until the reconciler failed it as "worker lost"."""
     redis = dead_redis()
-    runner = JobRunner(store=None, queue=None, redis=redis, loader=None, engine=None,
-                       worker_id="w", capture=None, watchdog=None, progress=None)
-    runner.publish({"event": "started", "id": "some-job"})  # no exception
+    start = Announcement(redis, {"event": "started", "id": "some-job"})  # no exception
+    start.then({"event": "finished", "id": "some-job"})
+    start.close()
     redis.close()
 
 

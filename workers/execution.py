@@ -18,7 +18,7 @@ from sparkgate.jobs.errors import IllegalTransition, NotFound
 from sparkgate.jobs.events import lifecycle_event, logs_event, worker_assigned_event
 from sparkgate.jobs.logs.capture import JobLogCapture
 from sparkgate.jobs.logs.lines import LogLine, mist_level
-from sparkgate.jobs.publishing import publish
+from sparkgate.jobs.publishing import Announcement
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.state import JobStatus
@@ -59,15 +59,25 @@ class JobRunner:
         self.max_result_bytes = max_result_bytes
 
     def run(self, job_id: str, slot: int) -> None:
-        job = self._claim(job_id)
-        if job is not None:
-            self._record(job, self._execute(job, slot))
+        claimed = self._claim(job_id)
+        if claimed is None:
+            return
+        job, late = claimed
+        start = self._announce_start(job, runs=late is None)
+        try:
+            if late is not None:
+                self._record(job, Outcome(error=late), start)
+                return
+            self.watchdog.started(job.id, job.perform_timeout_ms)
+            self.progress.watch(job.id)
+            self.capture.add(job.id, "INFO", f"started on worker {self.worker_id}")
+            self._record(job, self._execute(job, slot), start)
+        finally:
+            start.close()
 
-    def publish(self, *events: dict[str, Any]) -> None:
-        """Best effort: raising here would abandon a claimed job (started until "worker lost")."""
-        publish(self.redis, *events)
-
-    def _claim(self, job_id: str) -> Job | None:
+    def _claim(self, job_id: str) -> tuple[Job, str | None] | None:
+        """The job, claimed, and why it is too late to run it (None: it runs); None if it is
+        not to be run (cancelled or failed while queued)."""
         claimed_at = now_ms()
         try:
             job = self.store.transition(
@@ -75,22 +85,16 @@ class JobRunner:
             )
         except (IllegalTransition, NotFound):
             self.queue.done(job_id)
-            return None  # cancelled or failed while queued: nothing to run
-        late = missed_start(job, claimed_at)
-        self._announce_start(job, runs=late is None)
-        if late is not None:
-            self._record(job, Outcome(error=late))
             return None
-        self.watchdog.started(job.id, job.perform_timeout_ms)
-        self.progress.watch(job.id)
-        self.capture.add(job.id, "INFO", f"started on worker {self.worker_id}")
-        return job
+        return job, missed_start(job, claimed_at)
 
-    def _announce_start(self, job: Job, runs: bool) -> None:
-        """One round trip: RQ's copy forgotten, worker-assigned and (if it runs) started
-        announced. Best effort: the job is claimed in the database whatever Redis does."""
+    def _announce_start(self, job: Job, runs: bool) -> Announcement:
+        """RQ's copy forgotten, worker-assigned and (if it runs) started announced, sent at
+        once; the replies are read with the end's, which follows on the same connection.
+        Best effort: the job is claimed in the database whatever Redis does."""
         events = [worker_assigned_event(job)] + ([lifecycle_event(job)] if runs else [])
-        publish(self.redis, *events, along=lambda pipe: self.queue.done(job.id, pipeline=pipe))
+        return Announcement(self.redis, *events,
+                            along=lambda pipe: self.queue.done(job.id, pipeline=pipe))
 
     def _execute(self, job: Job, slot: int) -> Outcome:
         started = time.perf_counter()
@@ -106,7 +110,7 @@ class JobRunner:
         # complete before its end is announced, for the price of one commit.
         return replace(outcome, elapsed_ms=round((time.perf_counter() - started) * 1000))
 
-    def _record(self, job: Job, outcome: Outcome) -> None:
+    def _record(self, job: Job, outcome: Outcome, start: Announcement) -> None:
         """Write the job's end with its last log lines, retrying while the database is
         unreachable: a job whose end is lost would stay started for ever (the reconciler
         catches it if we give up)."""
@@ -125,28 +129,28 @@ class JobRunner:
             # could store it first): a job that ends otherwise must not read "finished".
             lines.append(_end_line(job, outcome, why))
         try:
-            self._write_end_retrying(job, outcome, fields, lines)
+            self._write_end_retrying(job, outcome, fields, lines, start)
         finally:
             self.progress.ended(job.id)
 
     def _write_end_retrying(self, job: Job, outcome: Outcome, fields: dict[str, Any],
-                            lines: list[LogLine]) -> None:
+                            lines: list[LogLine], start: Announcement) -> None:
         for delay_s in RECORD_RETRY_DELAYS_S:
             try:
-                self._write_end(job, outcome, fields, lines)
+                self._write_end(job, outcome, fields, lines, start)
                 return
             except DBAPIError as exc:
                 log.warning("job %s: recording its end failed (%s); retrying in %ss", job.id,
                             exc.__class__.__name__, delay_s)
                 time.sleep(delay_s)
         try:
-            self._write_end(job, outcome, fields, lines)
+            self._write_end(job, outcome, fields, lines, start)
         except Exception:
             self.capture.give_back(job.id, lines)
             raise
 
     def _write_end(self, job: Job, outcome: Outcome, fields: dict[str, Any],
-                   lines: list[LogLine]) -> None:
+                   lines: list[LogLine], start: Announcement) -> None:
         try:
             if outcome.error is None:
                 final = self.store.transition(job.id, JobStatus.FINISHED, result=outcome.result,
@@ -159,7 +163,7 @@ class JobRunner:
             self.capture.give_back(job.id, _overruled(lines, outcome, exc.current))
             return
         events = ([logs_event(job.id, lines)] if lines else []) + [lifecycle_event(final)]
-        self.publish(*events)
+        start.then(*events)
 
     def _fail_or_cancel(self, job_id: str, error: str, fields: dict[str, Any],
                         lines: list[LogLine]) -> Job:
