@@ -45,7 +45,7 @@ class SparkEngine:
         self.conf = conf if conf is not None else {}
         self._cancel_group = job_group_canceller(spark.sparkContext)
         # The FAIR pool each thread's jobs run in (see ``running``).
-        self._thread_pool = threading.local()
+        self._fair_pool_of_thread = threading.local()
 
     def handle(self, kind: str) -> Any:
         if kind == "context":
@@ -66,9 +66,9 @@ class SparkEngine:
         # property of the JVM thread that pyspark pins to this Python thread, so it is set only
         # when this thread runs a job for another slot than its last.
         pool = f"slot-{slot}"
-        if getattr(self._thread_pool, "name", None) != pool:
+        if getattr(self._fair_pool_of_thread, "name", None) != pool:
             sc.setLocalProperty("spark.scheduler.pool", pool)
-            self._thread_pool.name = pool
+            self._fair_pool_of_thread.name = pool
         yield
 
     def cancel(self, job_id: str) -> None:
