@@ -3,9 +3,8 @@
 Systems: sparkgate (``?force=true``) on PostgreSQL and with the embedded defaults (SQLite, an
 embedded Redis: what ``sparkgate serve`` runs with no settings), the same query in a warm
 SparkSession held by the measuring process itself (the floor, the baseline), through Spark
-Connect, and a cold
-``spark-submit`` (a few runs). The warm systems are measured in alternating rounds, so drift
-on this shared machine hits them alike. Lower p50 is better.
+Connect, and a cold ``spark-submit`` (a few runs). The warm systems are measured in
+alternating rounds, so drift on this shared machine hits them alike. Lower p50 is better.
 """
 
 from __future__ import annotations
