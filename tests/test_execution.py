@@ -146,17 +146,17 @@ def test_a_jobs_end_goes_out_before_its_final_counts_which_follow(
         store.set_progress(job_id, snapshot)
         publish(redis, progress_event(job_id, snapshot))
 
-    # One poll when the job starts (before its Spark job exists), none after: what the end
-    # is recorded with is known to be short of the final counts.
+    # One poll when the job starts (its function naps before its Spark job), none after: what
+    # the end is recorded with is known to be short of the final counts.
     progress = ProgressTracker(spark.sparkContext, on_progress, interval_s=60)
     runner = JobRunner(store=store, queue=queue, redis=redis,
                        loader=FunctionLoader(catalog, tmp_path / "cache"), engine=engine,
                        worker_id=WORKER_ID, capture=capture, watchdog=watchdog,
                        progress=progress)
     try:
-        deploy(catalog, "behaviours.py", "sum_range")
+        deploy(catalog, "behaviours.py", "sum_after_nap")
         events = Events(redis)
-        job_id = enqueue(catalog, store, queue, "sum_range", {"n": 100})
+        job_id = enqueue(catalog, store, queue, "sum_after_nap")
         run_next(runner, queue)
         assert store.get_job(job_id).status is JobStatus.FINISHED
         assert events.names_for(job_id, "progress") == [

@@ -53,3 +53,9 @@ def sum_range(spark: SparkSession, n: int = 1000) -> int:
 def scheduler_pool(spark: SparkSession) -> str:
     """The FAIR pool this job's Spark jobs would run in."""
     return spark.sparkContext.getLocalProperty("spark.scheduler.pool")
+
+
+def sum_after_nap(spark: SparkSession, seconds: float = 0.3, n: int = 100) -> int:
+    """``sum_range`` after a pause: a progress poll made as the job starts sees no Spark job."""
+    time.sleep(seconds)
+    return spark.range(n).selectExpr("sum(id) AS s").first()["s"]
