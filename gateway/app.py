@@ -24,6 +24,7 @@ from sparkgate.gateway.routes import (
     index,
     jobs,
     models,
+    schedules,
     stats,
     status,
     ui,
@@ -36,7 +37,8 @@ from sparkgate.jobs.settings import Settings
 #: in this order in the OpenAPI document.
 ENDPOINTS: tuple[Route, ...] = (
     *functions.endpoints, *jobs.endpoints, *contexts.endpoints, *workers.endpoints,
-    *artifacts.endpoints, *models.endpoints, *status.endpoints, *stats.endpoints, *index.endpoints,
+    *artifacts.endpoints, *models.endpoints, *schedules.endpoints, *status.endpoints,
+    *stats.endpoints, *index.endpoints,
     *events.endpoints, *ui.endpoints, *docs.endpoints,
 )
 

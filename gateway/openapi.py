@@ -203,6 +203,7 @@ PARAMETERS: dict[str, Schema] = {
     "jobContext": text_param("context", "*sparkgate*: jobs of this context"),
     "jobFunction": text_param("function", "*sparkgate*: jobs of this function"),
     "jobExternalId": text_param("externalId", "*sparkgate*: jobs with this external id"),
+    "jobSchedule": text_param("schedule", "*sparkgate*: jobs of this schedule"),
     "withLogs": bool_param("withLogs", "also send `logs` events"),
     "force": bool_param("force", "see the operation"),
 }
@@ -213,7 +214,7 @@ def param(name: str) -> Schema:
 
 
 JOB_LIST_PARAMS = [param(p) for p in ("limit", "offset", "status", "paginate", "jobContext",
-                                      "jobExternalId")]
+                                      "jobExternalId", "jobSchedule")]
 
 # ---------------------------------------------------------------------------------------------
 # Responses

@@ -31,6 +31,8 @@ TAGS = [
     {"name": "artifacts", "description": "The code functions run"},
     {"name": "models", "description": "Named, versioned models that jobs save and load "
                                       "(`sparkgate.models`), one version of each live"},
+    {"name": "schedules", "description": "Functions run at the times of a cron expression, "
+                                         "each tick exactly one job"},
     {"name": "status", "description": "Versions, counters, health"},
     {"name": "events", "description": "Live job events: Mist's WebSockets and SSE; a submit "
                                       "key's streams carry only its own jobs' events"},

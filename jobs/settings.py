@@ -94,6 +94,9 @@ class Settings:
     cancel_grace_s: float = 5.0
     # On stop or replacement, running jobs get this long to finish before they are failed.
     worker_stop_grace_s: float = 30.0
+    # A schedule's tick that no scheduler handled within this long of its time was missed
+    # (every gateway was down): the schedule's ``missed`` policy applies (jobs/scheduler.py).
+    schedule_grace_s: float = 10.0
     log_level: str = "INFO"
     # The MQTT interface (Mist's): None: off. "mqtt://[user:password@]host[:port]", or mqtts://.
     mqtt_url: str | None = None
@@ -164,6 +167,8 @@ class Settings:
         for origin in self.allowed_origins:
             _check(_is_origin(origin), "allowed_origins",
                    'origins like "https://app.example.com" or "http://localhost:3000"', origin)
+        _check(self.schedule_grace_s >= 0, "schedule_grace_s", "0s or more",
+               self.schedule_grace_s)
         _check(self.header_timeout_s > 0, "header_timeout_s", "more than 0s", self.header_timeout_s)
         _check(self.idle_timeout_s > 0, "idle_timeout_s", "more than 0s", self.idle_timeout_s)
         _check(self.max_connections >= 1, "max_connections", "at least 1", self.max_connections)

@@ -71,6 +71,8 @@ class Job:
     idempotency_key: str | None = None
     # Answered from the result cache: the job whose result this one repeats.
     cached_from: str | None = None
+    # Created by this schedule (a tick, or its "run now").
+    schedule: str | None = None
     # Values a listing left out for their size (they are None here): column name -> size of
     # its JSON (or text) in bytes. Empty for a job read in full.
     oversized: Mapping[str, int] = field(default_factory=dict)
@@ -102,6 +104,7 @@ class NewJob:
     status: JobStatus = JobStatus.QUEUED
     result: Any = None
     cached_from: str | None = None
+    schedule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class JobQuery:
     external_id: str | None = None
     # Only the jobs of this submitter (a caller who sees only its own); None: everyone's.
     submitter: str | None = None
+    schedule: str | None = None
     limit: int = 25
     offset: int = 0
 
@@ -543,6 +547,7 @@ def _conditions(query: JobQuery) -> list[Any]:
         (c.worker_id, query.worker_id),
         (c.external_id, query.external_id),
         (c.submitter, query.submitter),
+        (c.schedule, query.schedule),
     ):
         if value is not None:
             conditions.append(column == value)

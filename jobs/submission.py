@@ -58,6 +58,8 @@ class SubmitRequest:
     # The caller can wait for an identical call's job still running (it gets ``Pending``);
     # otherwise such a call runs its own.
     follow: bool = False
+    # Created by this schedule (jobs/scheduler.py, or its "run now").
+    schedule: str | None = None
 
 
 def submit(catalog: Catalog, store: Store, queue: JobQueue, request: SubmitRequest,
@@ -196,9 +198,7 @@ def _check_all(catalog: Catalog, conn: Connection, queue: JobQueue,
     for request in requests:
         try:
             target = _target(catalog, conn, targets, request)
-            signature = _signature(target.function)
-            check_placement(target.function.name, signature, target.context, "context")
-            arguments = _validated(signature, request.arguments)
+            arguments = checked_arguments(target, request.arguments)
             if max_queued:
                 _check_room(queue, target.context.name, max_queued)
         except SparkgateError as exc:
@@ -221,6 +221,14 @@ def _target(catalog: Catalog, conn: Connection,
     if isinstance(found, SparkgateError):
         raise found
     return found
+
+
+def checked_arguments(target: SubmissionTarget, arguments: Any) -> Any:
+    """``arguments`` as the function's job gets them; raises as a submit would (the function
+    cannot run on the context's engine, or the arguments do not fit its signature)."""
+    signature = _signature(target.function)
+    check_placement(target.function.name, signature, target.context, "context")
+    return _validated(signature, arguments)
 
 
 def _signature(function: Function) -> Signature | None:
@@ -275,7 +283,7 @@ def answer_call(request: SubmitRequest, found: CallHit) -> Job | NewJob:
         file_path=t["filePath"], class_name=t["className"], artifact_sha1=t["sha1"],
         source=request.source, start_timeout_ms=request.start_timeout_ms,
         perform_timeout_ms=request.perform_timeout_ms, submitter=request.submitter,
-        id=request.job_id or uuid7())
+        schedule=request.schedule, id=request.job_id or uuid7())
     return _answer(request, new, found.hit)
 
 
@@ -312,7 +320,8 @@ def _new_job(checked: _Checked, job_id: str) -> NewJob:
         external_id=request.external_id,
         start_timeout_ms=job_timeout_ms(request.start_timeout_ms, context.start_timeout_s),
         perform_timeout_ms=job_timeout_ms(request.perform_timeout_ms, context.perform_timeout_s),
-        submitter=request.submitter, idempotency_key=checked.key, id=job_id,
+        submitter=request.submitter, idempotency_key=checked.key, schedule=request.schedule,
+        id=job_id,
     )
 
 

@@ -130,6 +130,8 @@ jobs = Table(
     Column("idempotency_key", String(64), nullable=True),
     # Answered from the result cache: the job whose result this one repeats (it never ran).
     Column("cached_from", String(36), nullable=True),
+    # Created by a schedule (a tick, or its "run now"): the schedule's name.
+    Column("schedule", String(255), nullable=True),
     # Every listing reads newest first by (create_time, id); each filter gets an index in that
     # exact order, so a page is a short walk down one index, never a sort of all the matches.
     Index(None, "create_time", "id"),
@@ -139,6 +141,7 @@ jobs = Table(
     Index(None, "worker_id", "create_time", "id"),
     # A submit key lists only its own jobs, on top of any other filter.
     Index(None, "submitter", "create_time", "id"),
+    Index(None, "schedule", "create_time", "id"),
     Index(None, "external_id"),
     Index(None, "idempotency_key", unique=True),
 )
@@ -207,4 +210,35 @@ model_versions = Table(
     Column("created_by", String(255), nullable=False),
     # When it last became live; a roll back goes to the latest one before the live one's.
     Column("promoted_at", BigInteger, nullable=True),
+)
+
+# Schedules (jobs/schedules.py): a function called with fixed arguments at the times of a cron
+# expression. The scheduler (jobs/scheduler.py) keeps the tick state here, so any gateway can
+# carry on where another stopped; each tick's job is made unique by its idempotency key.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("function", String(255), nullable=False),
+    Column("arguments", JSON, nullable=False),
+    Column("context", String(255), nullable=True),  # NULL: the function's default
+    Column("cron", String(255), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("missed", String(8), nullable=False),
+    Column("overlap", String(8), nullable=False),
+    # Who saved it last; its ticks' jobs are submitted as "schedule:<name>".
+    Column("saved_by", String(255), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    # Bumped by every save: a scheduler's write about an older definition changes nothing.
+    Column("revision", Integer, nullable=False),
+    # The earliest tick not yet handled; NULL while paused.
+    Column("next_tick_ms", BigInteger, nullable=True),
+    # overlap = queue: the tick waiting for the previous run to end.
+    Column("held_tick_ms", BigInteger, nullable=True),
+    # The last tick that could not be submitted (function gone, arguments no longer valid).
+    Column("last_error", Text, nullable=True),
+    Column("last_error_ms", BigInteger, nullable=True),
+    Index(None, "next_tick_ms"),
 )

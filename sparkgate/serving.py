@@ -45,6 +45,8 @@ from sparkgate.jobs.migrate import prepare_database
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.reconciler import Reconciler
 from sparkgate.jobs.result_cache import ResultCache
+from sparkgate.jobs.scheduler import Scheduler
+from sparkgate.jobs.schedules import ScheduleBook
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.store import Store
 from sparkgate.jobs.worker_registry import WorkerRegistry
@@ -180,11 +182,11 @@ def _url_host(host: str) -> str:
 
 
 class _Background:
-    """What ``serve`` runs beside its HTTP server: the reconciler, the worker supervisor and
-    the MQTT interface, each in its thread, and its other gateway processes."""
+    """What ``serve`` runs beside its HTTP server: the reconciler, the scheduler, the worker
+    supervisor and the MQTT interface, each in its thread, and its other gateway processes."""
 
     def __init__(self) -> None:
-        self.reconciler_stop = threading.Event()
+        self.loops_stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.supervisor: Supervisor | None = None
         self.mqtt: MqttInterface | None = None
@@ -203,7 +205,11 @@ class _Background:
         redis = Redis.from_url(redis_url, socket_timeout=30)
         reconciler = Reconciler(Store(engine), catalog, JobQueue(redis),
                                 WorkerRegistry(redis, settings.worker_ttl_s), redis)
-        background._run(lambda: reconciler.run(background.reconciler_stop), "reconciler")
+        background._run(lambda: reconciler.run(background.loops_stop), "reconciler")
+        # Every gateway runs one too, with no lease: a tick's job is unique in the database.
+        scheduler = Scheduler(ScheduleBook(engine, catalog), catalog, Store(engine),
+                              JobQueue(redis), round(settings.schedule_grace_s * 1000))
+        background._run(lambda: scheduler.run(background.loops_stop), "scheduler")
         if settings.mqtt_url:
             background.mqtt = MqttInterface.for_settings(settings, redis_url, catalog,
                                                          Store(engine)).start()
@@ -225,7 +231,7 @@ class _Background:
             gateways.start()
         if self.mqtt is not None:
             self.mqtt.stop()
-        self.reconciler_stop.set()
+        self.loops_stop.set()
         if self.supervisor is not None:
             self.supervisor.stopping.set()
         for thread in self.threads:  # a check under way must not start a worker after stop()

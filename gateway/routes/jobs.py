@@ -261,6 +261,7 @@ async def _list(request: web.Request, base: JobQuery) -> web.Response:
         statuses=statuses, function=base.function or query_str(request, "function"),
         worker_id=base.worker_id, submitter=identity(request).owner_scope,
         context=query_str(request, "context"), external_id=query_str(request, "externalId"),
+        schedule=query_str(request, "schedule"),
         limit=query_int(request, "limit", 25, 0, MAX_LIMIT),
         offset=query_int(request, "offset", 0, 0, 10**9),
     )

@@ -12,7 +12,8 @@ from sparkgate.gateway.wire.schema import ANY, STRING, TIME_MS, array, ref
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, oversized_marker
 
-MIST_SOURCES = {"http": "Http", "cli": "Cli", "mqtt": "Async mqtt", "ws": "Async ws"}
+MIST_SOURCES = {"http": "Http", "cli": "Cli", "mqtt": "Async mqtt", "ws": "Async ws",
+                "schedule": "Schedule"}
 _MARKED_INSTEAD = ("in a listing, a `Truncated` marker instead when larger than "
                    "listing_value_max_bytes")
 _MILLISECONDS = {"type": "integer", "description": "milliseconds"}
@@ -34,7 +35,7 @@ class JobDetails:
     params: JobParams = wire("params", JobParams)
     status: str = wire("status", {"enum": [s.value for s in JobStatus]})
     source: str = wire("source", STRING,
-                       description="`Http`, `Cli`, `Async mqtt`, `Async ws`")
+                       description="`Http`, `Cli`, `Async mqtt`, `Async ws`, `Schedule`")
     create_time: int = wire("createTime", TIME_MS)
     external_id: str | Absent = wire("externalId", STRING, optional=True)
     start_time: int | Absent = wire("startTime", TIME_MS, optional=True)
@@ -49,6 +50,8 @@ class JobDetails:
     cached_from: str | Absent = wire("cachedFrom", STRING, optional=True, description=(
         "*sparkgate*: answered from the result cache (docs/caching.md) without running: the "
         "job that ran, whose result this one repeats"))
+    schedule: str | Absent = wire("schedule", STRING, optional=True, description=(
+        "*sparkgate*: the schedule that created it (a tick, or a run now)"))
     job_result: Any = wire("jobResult", ANY, optional=True, description=(
         f"the result when finished; the error text when failed; {_MARKED_INSTEAD}"))
     truncated: list[str] | Absent = wire("truncated", {
@@ -83,7 +86,7 @@ class JobDetails:
                      end_time=job.end_time, worker_id=job.worker_id, progress=job.progress,
                      start_timeout_ms=job.start_timeout_ms,
                      perform_timeout_ms=job.perform_timeout_ms, submitter=job.submitter,
-                     cached_from=job.cached_from))
+                     cached_from=job.cached_from, schedule=job.schedule))
 
 
 def _given(**values: Any) -> dict[str, Any]:

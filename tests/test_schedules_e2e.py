@@ -1,0 +1,141 @@
+"""Schedules in real `sparkgate serve` processes, on SQLite and PostgreSQL: two gateways on one
+database and one Redis fire a schedule every 2 s and make exactly one job per tick, while one
+of them is killed (SIGKILL) and started again; a pause stops the jobs; after every gateway was
+down, a schedule with ``missed: once`` runs once and one with ``skip`` does not.
+
+The default context runs on the python engine (no JVM), so the jobs end in milliseconds and a
+tick never finds the previous one still going.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from sparkgate.jobs.migrate import upgrade
+from tests.server_process import (
+    Server,
+    create_pg_database,
+    drop_pg_database,
+    running_server,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+# This module's own Redis database (see tests/conftest.py): it runs whole in one process.
+REDIS_URL = "redis://127.0.0.1:6379/9"
+TICK_MS = 2_000
+EVERY_2S = "*/2 * * * * *"
+GRACE_S = 1
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    Redis.from_url(REDIS_URL).flushdb()
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'shared.db'}"
+        upgrade(url)
+        yield url
+        return
+    url = create_pg_database()
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        drop_pg_database(url)
+
+
+def gateway(stack: ExitStack, workdir: Path, database_url: str) -> Server:
+    workdir.mkdir(exist_ok=True)
+    return stack.enter_context(running_server(workdir, {
+        "SPARKGATE_DATABASE_URL": database_url,
+        "SPARKGATE_REDIS_URL": REDIS_URL,
+        "SPARKGATE_CONTEXT_ENGINE": "python",
+        "SPARKGATE_SCHEDULE_GRACE_S": str(GRACE_S),
+        "SPARKGATE_DEPLOY_EXAMPLES": "false",
+    }))
+
+
+def schedule(server: Server, name: str, **fields) -> dict:
+    body = {"name": name, "function": "add", "arguments": {"x": 1}, "cron": EVERY_2S, **fields}
+    response = server.post("/schedules", json=body)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def jobs_of(server: Server, name: str) -> list[dict]:
+    response = server.get("/jobs", params={"schedule": name, "limit": 1000})
+    assert response.status_code == 200, response.text
+    return sorted(response.json(), key=lambda j: j["createTime"])
+
+
+def tick_of(job: dict) -> int:
+    """The tick a job was made for: the last even second at or before its creation."""
+    return job["createTime"] // TICK_MS * TICK_MS
+
+
+def test_two_gateways_and_a_restart_make_one_job_per_tick(tmp_path: Path, database_url: str):
+    with ExitStack() as stack:
+        a = gateway(stack, tmp_path / "a", database_url)
+        b = gateway(stack, tmp_path / "b", database_url)
+        a.deploy("plain.py", "add", "add")
+        # overlap "cancel": a job that was on the killed gateway's worker, still `started`
+        # until the reconciler fails it, does not hold back the next ticks.
+        created = schedule(b, "every2s", overlap="cancel")
+        first_tick = created["nextRuns"][0]
+        time.sleep(9)
+        a.process.send_signal(signal.SIGKILL)
+        a.process.wait(timeout=30)
+        time.sleep(3)
+        a = gateway(stack, tmp_path / "a", database_url)
+        time.sleep(max(0.0, first_tick / 1000 + 20 - time.time()))
+        definition = {k: created[k] for k in ("function", "arguments", "cron", "overlap")}
+        paused = b.put("/schedules/every2s", json={**definition, "enabled": False})
+        assert paused.status_code == 200, paused.text
+        paused_at = paused.json()["updatedAt"]
+        time.sleep(4)
+        jobs = jobs_of(a, "every2s")
+    # A tick that a scheduler had in hand as the pause came may still make its job.
+    assert [j for j in jobs if j["createTime"] > paused_at + 200] == [], "jobs while paused"
+    ticks = [tick_of(j) for j in jobs]
+    assert ticks == sorted(set(ticks)), "a tick made two jobs"
+    assert ticks == list(range(first_tick, ticks[-1] + 1, TICK_MS)), "a tick made no job"
+    assert ticks[-1] >= first_tick + 18_000
+    # Each job was made on time (schedulers wake at the tick), by the schedule, as the schedule.
+    assert all(j["createTime"] - tick_of(j) < 1_000 for j in jobs), [
+        j["createTime"] - tick_of(j) for j in jobs]
+    assert {(j["source"], j["submitter"], j["schedule"]) for j in jobs} == {
+        ("Schedule", "schedule:every2s", "every2s")}
+
+
+def test_ticks_missed_while_every_gateway_was_down(tmp_path: Path, database_url: str):
+    with ExitStack() as stack:
+        a = gateway(stack, tmp_path / "a", database_url)
+        a.deploy("plain.py", "add", "add")
+        # overlap "queue": the missed run may still be going at the next tick (a worker
+        # starting), which then waits for it instead of being left out.
+        schedule(a, "once", missed="once", overlap="queue")
+        schedule(a, "skip", missed="skip", overlap="queue")
+        wait_until(lambda: jobs_of(a, "once") and jobs_of(a, "skip"), 10, "the first ticks")
+    stopped = time.time() * 1000  # every gateway down (SIGTERM), for three ticks and more
+    time.sleep(7)
+    with ExitStack() as stack:
+        restarting = time.time() * 1000
+        a = gateway(stack, tmp_path / "a", database_url)
+        time.sleep(3)
+        cutoff = time.time() * 1000
+        once = [j for j in jobs_of(a, "once") if stopped < j["createTime"] < cutoff]
+        skip = [j for j in jobs_of(a, "skip") if stopped < j["createTime"] < cutoff]
+    # "skip": only the ticks since the restart; "once": those, and one run for the ticks
+    # missed, made as soon as the restarted gateway's scheduler ran.
+    assert skip and all(tick_of(j) >= restarting - TICK_MS for j in skip)
+    assert all(j["createTime"] - tick_of(j) < 1_000 for j in skip)
+    assert len(once) == len(skip) + 1
+    assert once[0]["createTime"] - restarting < 5_000
