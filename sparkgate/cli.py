@@ -21,6 +21,7 @@ from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.errors import BadRequest, ConfigError, Conflict, SparkgateError
 from sparkgate.jobs.keys import ROLES, KeyStore
 from sparkgate.jobs.settings import Settings, load_settings
+from sparkgate.schedule_commands import schedules
 
 log = logging.getLogger("sparkgate")
 
@@ -50,6 +51,7 @@ def main() -> None:
     sparkgate worker --context default    # a worker for one context (any host)
     sparkgate keys create --name me --role admin   # an API key (auth_enabled)
     sparkgate run --local examples/pi.py:pi --arg samples=1000   # a function, here
+    sparkgate schedules list              # cron-timed functions (over HTTP: --url)
     """
 
 
@@ -324,3 +326,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+main.add_command(schedules)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
-import json
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sparkgate.arguments import parse_arguments
 from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.deployment import checked_code, default_limits, signature_of
 from sparkgate.jobs.errors import BadRequest, InvalidArtifact
@@ -42,33 +42,6 @@ def parse_target(target: str) -> tuple[Path, str]:
     if not path or not function:
         raise BadRequest(f"expected FILE.py:FUNCTION, got {target!r}")
     return Path(path), function
-
-
-def parse_arguments(args_json: str | None, pairs: Sequence[str]) -> dict[str, Any]:
-    """The arguments object of ``--args JSON``, with each ``--arg NAME=VALUE`` set over it:
-    VALUE is read as JSON when it is valid JSON (``5``, ``true``, ``[1, 2]``, ``"5"``), else it
-    is the string as written."""
-    arguments: dict[str, Any] = {}
-    if args_json is not None:
-        try:
-            arguments = json.loads(args_json)
-        except ValueError as exc:
-            raise BadRequest(f"--args is not valid JSON: {exc}") from None
-        if not isinstance(arguments, dict):
-            raise BadRequest(f"--args must be a JSON object of arguments, got {args_json!r}")
-    for pair in pairs:
-        name, equals, value = pair.partition("=")
-        if not name or not equals:
-            raise BadRequest(f"--arg expects NAME=VALUE, got {pair!r}")
-        arguments[name] = _json_or_text(value)
-    return arguments
-
-
-def _json_or_text(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
 
 
 class FunctionFailed(Exception):

@@ -9,13 +9,16 @@ tick never finds the previous one still going.
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import requests
 from redis import Redis
 
 from sparkgate.jobs.migrate import upgrade
@@ -139,3 +142,67 @@ def test_ticks_missed_while_every_gateway_was_down(tmp_path: Path, database_url:
     assert all(j["createTime"] - tick_of(j) < 1_000 for j in skip)
     assert len(once) == len(skip) + 1
     assert once[0]["createTime"] - restarting < 5_000
+
+
+def test_the_schedules_command_with_auth_on(tmp_path: Path):
+    """`sparkgate schedules` over HTTP with an admin key: refusals exit 2 with the gateway's
+    message, a read key cannot save, and every action shows in the API."""
+    with ExitStack() as stack:
+        server = stack.enter_context(running_server(tmp_path, {
+            "SPARKGATE_AUTH_ENABLED": "true", "SPARKGATE_START_WORKERS": "false",
+            "SPARKGATE_REDIS_URL": REDIS_URL}, wait_for_worker=False))
+        admin, reader = (_key(server, name, role) for name, role in (("ops", "admin"),
+                                                                        ("viewer", "read")))
+
+        def cli(*args: str, key: str = admin) -> subprocess.CompletedProcess[str]:
+            env = {**server.env, "SPARKGATE_URL": server.url, "SPARKGATE_API_KEY": key}
+            return subprocess.run(["sparkgate", "schedules", *args], capture_output=True,
+                                  text=True, timeout=60, env=env)
+
+        bad = cli("create", "nightly", "--function", "pi", "--cron", "0 2 * *")
+        assert bad.returncode == 2 and "cron: expected 5 fields" in bad.stderr
+        bad = cli("create", "nightly", "--function", "pi", "--cron", "0 2 * * *",
+                  "--arg", "samples=many")
+        assert bad.returncode == 2 and "samples" in bad.stderr
+        denied = cli("create", "nightly", "--function", "pi", "--cron", "0 2 * * *",
+                     key=reader)
+        assert denied.returncode == 2 and "admin" in denied.stderr
+        made = cli("create", "nightly", "--function", "pi", "--cron", "0 2 * * *",
+                   "--timezone", "Europe/Berlin", "--arg", "samples=1000", "--overlap", "queue")
+        assert made.returncode == 0, made.stderr
+        listed = cli("list", key=reader)
+        assert listed.returncode == 0
+        assert listed.stdout.splitlines()[1].split()[:6] == [
+            "nightly", "pi", "0", "2", "*", "*"]
+        assert cli("pause", "nightly").returncode == 0
+        assert _headers_get(server, admin, "/schedules/nightly")["enabled"] is False
+        resumed = cli("resume", "nightly")
+        assert resumed.returncode == 0 and "next run 20" in resumed.stdout
+        ran = cli("run", "nightly")
+        assert ran.returncode == 0, ran.stderr
+        job = _headers_get(server, admin, f"/jobs/{ran.stdout.strip()}")
+        assert (job["schedule"], job["submitter"], job["params"]["arguments"]) == (
+            "nightly", "key:ops", {"samples": 1000})
+        shown = json.loads(cli("show", "nightly", key=reader).stdout)
+        assert shown["overlap"] == "queue" and shown["lastJobs"][0]["id"] == job["jobId"]
+        assert cli("delete", "nightly").returncode == 0
+        gone = cli("show", "nightly")
+        assert gone.returncode == 2 and "schedule 'nightly' does not exist" in gone.stderr
+    unreachable = subprocess.run(["sparkgate", "schedules", "--url", server.url, "list"],
+                                 capture_output=True, text=True, timeout=60)
+    assert unreachable.returncode == 1 and "cannot reach sparkgate" in unreachable.stderr
+
+
+def _key(server: Server, name: str, role: str) -> str:
+    made = subprocess.run(["sparkgate", "keys", "create", "--name", name, "--role", role],
+                          capture_output=True, text=True, timeout=60, env=server.env,
+                          cwd=server.data_dir.parent)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+def _headers_get(server: Server, key: str, path: str) -> dict:
+    response = requests.get(server.api(path), headers={"Authorization": f"Bearer {key}"},
+                            timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()
