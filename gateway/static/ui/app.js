@@ -1,5 +1,6 @@
-// The dashboard's shell: hash routes (#/jobs, #/jobs/<id>, #/functions, #/contexts,
-// #/workers, #/overview), the navigation, the API key dialog and the update indicator.
+// The dashboard's shell: hash routes (#/jobs, #/jobs/<id>, #/functions, #/schedules,
+// #/schedules/<name>, #/contexts, #/workers, #/overview), the navigation, the API key dialog
+// and the update indicator.
 // Each page is a module exporting `mount(root, route)`, which may return a cleanup function.
 
 import { api, apiKey, setApiKey } from './api.js';
@@ -13,9 +14,14 @@ const PAGES = {
   jobs: () => import('./pages/jobs.js'),
   job: () => import('./pages/job.js'),
   functions: () => import('./pages/functions.js'),
+  schedules: () => import('./pages/schedules.js'),
+  schedule: () => import('./pages/schedule.js'),
   contexts: () => import('./pages/contexts.js'),
   workers: () => import('./pages/workers.js'),
 };
+
+// A page of one item lights up the navigation entry of its list.
+const LIST_OF = { job: 'jobs', schedule: 'schedules' };
 
 const main = document.getElementById('main');
 let cleanup = null;
@@ -27,8 +33,7 @@ async function render() {
   if (typeof cleanup === 'function') cleanup();
   cleanup = null;
   for (const link of document.querySelectorAll('#nav a')) {
-    const active = link.dataset.page === routeInfo.page
-      || (routeInfo.page === 'job' && link.dataset.page === 'jobs');
+    const active = link.dataset.page === (LIST_OF[routeInfo.page] ?? routeInfo.page);
     link.classList.toggle('active', active);
     if (active) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');

@@ -46,6 +46,12 @@ export function formatAgo(ms, now = Date.now()) {
   return `${formatDuration(Math.max(0, now - ms))} ago`;
 }
 
+/** How far ahead `ms` is: 'in 3 h 02 min', or 'due now' once it has come. */
+export function formatIn(ms, now = Date.now()) {
+  if (ms === undefined || ms === null) return '—';
+  return ms <= now ? 'due now' : `in ${formatDuration(ms - now)}`;
+}
+
 export function formatCount(n) {
   return new Intl.NumberFormat('en-US').format(n ?? 0);
 }

@@ -9,6 +9,7 @@ export function parseRoute(hash = location.hash) {
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   let page = parts[0] || 'jobs';
   if (page === 'jobs' && parts[1]) page = 'job';
+  if (page === 'schedules' && parts[1]) page = 'schedule';
   return { page, parts, params: new URLSearchParams(query) };
 }
 
@@ -25,4 +26,8 @@ export function route(path, params = {}) {
 
 export function jobLink(id) {
   return route(`jobs/${encodeURIComponent(id)}`);
+}
+
+export function scheduleLink(name) {
+  return route(`schedules/${encodeURIComponent(name)}`);
 }

@@ -1,11 +1,12 @@
-// #/jobs/<id>: one job, live — status and its timeline, progress, arguments, result or error
-// with its traceback, logs as they arrive; cancel, copy as curl, run again.
+// #/jobs/<id>: one job, live — status and its timeline, the schedule that made it, progress,
+// arguments, result or error with its traceback, logs as they arrive; cancel, copy as curl,
+// run again.
 
 import { api, apiText, curlCommand, seg } from '../api.js';
 import { h, replace } from '../dom.js';
 import { formatDuration, formatTime, isTerminal, runTime } from '../format.js';
 import { coalesce, follow } from '../live.js';
-import { jobLink, route } from '../router.js';
+import { jobLink, route, scheduleLink } from '../router.js';
 import {
   confirmButton, copyText, errorBox, facts, jsonBlock, progressBar, section, statusBadge,
 } from '../widgets.js';
@@ -99,6 +100,7 @@ export async function mount(root, { parts }) {
       ['Worker', job.workerId ? h('a', { href: route('workers', { highlight: job.workerId }) }, job.workerId) : '—'],
       ['External id', job.externalId || '—'],
       ['Source', job.source],
+      job.schedule ? ['Schedule', h('a', { href: scheduleLink(job.schedule) }, job.schedule)] : null,
       job.submitter ? ['Submitted by', job.submitter] : null,
       ['Created', formatTime(job.createTime, { millis: true, date: 'always' })],
       ['Waited', job.startTime ? formatDuration(job.startTime - job.createTime)

@@ -1,5 +1,5 @@
-// #/jobs: the jobs, newest first, live; filters by status, function, context (and worker);
-// search by id or externalId; pages of 25 with "newer"/"older"; cancel.
+// #/jobs: the jobs, newest first, live; filters by status, function, context (and worker,
+// schedule); search by id or externalId; pages of 25 with "newer"/"older"; cancel.
 //
 // Pagination asks for one job more than it shows to know whether an older page exists, and
 // never for a total: counting every match is a scan of all of them (a million rows), while a
@@ -23,6 +23,7 @@ function filtersFrom(params) {
     context: params.get('context') || '',
     externalId: params.get('externalId') || '',
     worker: params.get('worker') || '',
+    schedule: params.get('schedule') || '',
     offset: Math.max(0, Number.parseInt(params.get('offset') || '0', 10) || 0),
   };
 }
@@ -61,6 +62,7 @@ export async function mount(root, { params }) {
     const query = {
       limit: PAGE_SIZE + 1, offset: filters.offset, status: filters.status,
       function: filters.function, context: filters.context, externalId: filters.externalId,
+      schedule: filters.schedule,
     };
     const path = filters.worker ? `workers/${seg(filters.worker)}/jobs` : 'jobs';
     try {
@@ -174,7 +176,14 @@ export async function mount(root, { params }) {
 
 function anyFilter(filters) {
   return filters.status.length || filters.function || filters.context || filters.externalId
-    || filters.worker;
+    || filters.worker || filters.schedule;
+}
+
+// A filter set by a link from another page (a worker's, a schedule's jobs), shown with a ×.
+function removableChip(filters, name) {
+  if (!filters[name]) return null;
+  return h('span', { class: 'chip on', 'data-filter-chip': name }, `${name} ${filters[name]} `,
+    h('a', { href: route('jobs', { ...filters, [name]: '', offset: '' }), title: 'Remove' }, '×'));
 }
 
 async function filterBar(filters) {
@@ -231,9 +240,8 @@ async function filterBar(filters) {
     h('div', { class: 'filter-row' },
       select('function', 'Function', functions.map((f) => f.name)),
       select('context', 'Context', contexts.map((c) => c.name)),
-      filters.worker ? h('span', { class: 'chip on' }, `worker ${filters.worker} `,
-        h('a', { href: route('jobs', { ...filters, worker: '', offset: '' }), title: 'Remove' }, '×'))
-        : null,
+      removableChip(filters, 'worker'),
+      removableChip(filters, 'schedule'),
       form,
       anyFilter(filters) ? h('a', { href: '#/jobs', class: 'clear' }, 'Clear filters') : null));
 }
