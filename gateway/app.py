@@ -28,6 +28,7 @@ from sparkgate.gateway.routes import (
     stats,
     status,
     ui,
+    webhooks,
     workers,
 )
 from sparkgate.gateway.routing import Route, add_routes
@@ -37,9 +38,9 @@ from sparkgate.jobs.settings import Settings
 #: in this order in the OpenAPI document.
 ENDPOINTS: tuple[Route, ...] = (
     *functions.endpoints, *jobs.endpoints, *contexts.endpoints, *workers.endpoints,
-    *artifacts.endpoints, *models.endpoints, *schedules.endpoints, *status.endpoints,
-    *stats.endpoints, *index.endpoints,
-    *events.endpoints, *ui.endpoints, *docs.endpoints,
+    *artifacts.endpoints, *models.endpoints, *schedules.endpoints, *webhooks.endpoints,
+    *status.endpoints, *stats.endpoints, *index.endpoints, *events.endpoints, *ui.endpoints,
+    *docs.endpoints,
 )
 
 

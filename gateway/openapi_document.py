@@ -33,6 +33,8 @@ TAGS = [
                                       "(`sparkgate.models`), one version of each live"},
     {"name": "schedules", "description": "Functions run at the times of a cron expression, "
                                          "each tick exactly one job"},
+    {"name": "webhooks", "description": "Job events POSTed to URLs an admin chose, signed, "
+                                        "at least once, with every attempt on record"},
     {"name": "status", "description": "Versions, counters, health"},
     {"name": "events", "description": "Live job events: Mist's WebSockets and SSE; a submit "
                                       "key's streams carry only its own jobs' events"},

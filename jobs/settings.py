@@ -97,6 +97,17 @@ class Settings:
     # A schedule's tick that no scheduler handled within this long of its time was missed
     # (every gateway was down): the schedule's ``missed`` policy applies (jobs/scheduler.py).
     schedule_grace_s: float = 10.0
+    # Webhook deliveries (sparkgate/webhook_sender.py): each attempt may take this long; a
+    # failed one is retried after webhook_backoff_s, doubling (at most 10 min apart), until
+    # webhook_retry_for_s after the event; at most webhook_max_in_flight at once per serve.
+    webhook_timeout_s: float = 10.0
+    webhook_backoff_s: float = 2.0
+    webhook_retry_for_s: float = 86_400.0
+    webhook_max_in_flight: int = 64
+    # A submit's callbackUrl must start with one of these (scheme, host and port whole);
+    # empty: callbackUrl is refused. Callbacks are signed with callback_secret when it is set.
+    callback_url_allowed: tuple[str, ...] = ()
+    callback_secret: str | None = None
     log_level: str = "INFO"
     # The MQTT interface (Mist's): None: off. "mqtt://[user:password@]host[:port]", or mqtts://.
     mqtt_url: str | None = None
@@ -169,6 +180,13 @@ class Settings:
                    'origins like "https://app.example.com" or "http://localhost:3000"', origin)
         _check(self.schedule_grace_s >= 0, "schedule_grace_s", "0s or more",
                self.schedule_grace_s)
+        for name in ("webhook_timeout_s", "webhook_backoff_s", "webhook_retry_for_s"):
+            _check(getattr(self, name) > 0, name, "more than 0s", getattr(self, name))
+        _check(self.webhook_max_in_flight >= 1, "webhook_max_in_flight", "at least 1",
+               self.webhook_max_in_flight)
+        for prefix in self.callback_url_allowed:
+            _check(_is_url_prefix(prefix), "callback_url_allowed",
+                   'URL prefixes like "https://hooks.example.com/sparkgate/"', prefix)
         _check(self.header_timeout_s > 0, "header_timeout_s", "more than 0s", self.header_timeout_s)
         _check(self.idle_timeout_s > 0, "idle_timeout_s", "more than 0s", self.idle_timeout_s)
         _check(self.max_connections >= 1, "max_connections", "at least 1", self.max_connections)
@@ -235,6 +253,17 @@ def _is_regex(text: str) -> bool:
     except re.error:
         return False
     return True
+
+
+def _is_url_prefix(text: str) -> bool:
+    """An http(s) URL with a host, no user-info, query or fragment."""
+    try:
+        parts = urllib.parse.urlsplit(text)
+        parts.port  # noqa: B018 - raises for a port that is not a number in range
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname)
+            and "@" not in parts.netloc and not parts.query and not parts.fragment)
 
 
 def _is_origin(text: str) -> bool:

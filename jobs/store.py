@@ -44,6 +44,7 @@ from sparkgate.jobs.errors import IllegalTransition, NotFound
 from sparkgate.jobs.ids import uuid7
 from sparkgate.jobs.logs.lines import LogLine
 from sparkgate.jobs.state import ALLOWED_SOURCES, JobStatus
+from sparkgate.jobs.webhooks import Outbox
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ class Job:
     cached_from: str | None = None
     # Created by this schedule (a tick, or its "run now").
     schedule: str | None = None
+    # Told of the job's end (jobs/webhooks.py).
+    callback_url: str | None = None
     # Values a listing left out for their size (they are None here): column name -> size of
     # its JSON (or text) in bytes. Empty for a job read in full.
     oversized: Mapping[str, int] = field(default_factory=dict)
@@ -105,6 +108,7 @@ class NewJob:
     result: Any = None
     cached_from: str | None = None
     schedule: str | None = None
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,8 @@ class JobCount:
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # Every status change a webhook or a callback wants is written with its deliveries.
+        self.outbox = Outbox()
 
     def ping(self) -> None:
         """Raise unless the database answers."""
@@ -158,8 +164,7 @@ class Store:
             (job,) = self.insert_jobs(conn, [new])
         return job
 
-    @staticmethod
-    def insert_jobs(conn: Connection, new: Sequence[NewJob]) -> list[Job]:
+    def insert_jobs(self, conn: Connection, new: Sequence[NewJob]) -> list[Job]:
         """New jobs (queued, or ended if answered from the result cache), inserted in the
         caller's transaction (one statement for all)."""
         created = now_ms()
@@ -169,7 +174,9 @@ class Store:
         for cached in (False, True):
             if shaped := [r for r in rows if ("cached_from" in r) is cached]:
                 conn.execute(insert(t.jobs), shaped)
-        return [Job.from_row(r) for r in rows]
+        jobs = [Job.from_row(r) for r in rows]
+        self.outbox.add(conn, [job for job in jobs if job.status.terminal])
+        return jobs
 
     @staticmethod
     def jobs_with_keys(conn: Connection, keys: Iterable[str]) -> dict[str, Job]:
@@ -210,7 +217,9 @@ class Store:
                 raise IllegalTransition(job_id, current, target.value)
             if logs:
                 conn.execute(insert(t.job_logs), _log_rows(job_id, logs))
-        return Job.from_row(row)
+            job = Job.from_row(row)
+            self.outbox.add(conn, [job])
+        return job
 
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
         with writing(self.engine) as conn:

@@ -60,6 +60,8 @@ class SubmitRequest:
     follow: bool = False
     # Created by this schedule (jobs/scheduler.py, or its "run now").
     schedule: str | None = None
+    # Told of the job's end (jobs/webhooks.py); the caller checked it against the allow-list.
+    callback_url: str | None = None
 
 
 def submit(catalog: Catalog, store: Store, queue: JobQueue, request: SubmitRequest,
@@ -283,7 +285,8 @@ def answer_call(request: SubmitRequest, found: CallHit) -> Job | NewJob:
         file_path=t["filePath"], class_name=t["className"], artifact_sha1=t["sha1"],
         source=request.source, start_timeout_ms=request.start_timeout_ms,
         perform_timeout_ms=request.perform_timeout_ms, submitter=request.submitter,
-        schedule=request.schedule, id=request.job_id or uuid7())
+        schedule=request.schedule, callback_url=request.callback_url,
+        id=request.job_id or uuid7())
     return _answer(request, new, found.hit)
 
 
@@ -321,7 +324,7 @@ def _new_job(checked: _Checked, job_id: str) -> NewJob:
         start_timeout_ms=job_timeout_ms(request.start_timeout_ms, context.start_timeout_s),
         perform_timeout_ms=job_timeout_ms(request.perform_timeout_ms, context.perform_timeout_s),
         submitter=request.submitter, idempotency_key=checked.key, schedule=request.schedule,
-        id=job_id,
+        callback_url=request.callback_url, id=job_id,
     )
 
 

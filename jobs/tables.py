@@ -132,6 +132,8 @@ jobs = Table(
     Column("cached_from", String(36), nullable=True),
     # Created by a schedule (a tick, or its "run now"): the schedule's name.
     Column("schedule", String(255), nullable=True),
+    # spark-jobserver's per-submit callback: told of the job's end (jobs/webhooks.py).
+    Column("callback_url", Text, nullable=True),
     # Every listing reads newest first by (create_time, id); each filter gets an index in that
     # exact order, so a page is a short walk down one index, never a sort of all the matches.
     Index(None, "create_time", "id"),
@@ -241,4 +243,60 @@ schedules = Table(
     Column("last_error", Text, nullable=True),
     Column("last_error_ms", BigInteger, nullable=True),
     Index(None, "next_tick_ms"),
+)
+
+# Webhooks (jobs/webhooks.py): subscriptions to job events, and the outbox of deliveries. A
+# delivery row is written in the same transaction as the job's status change it reports, so a
+# change that happened is never left unreported; the sender (sparkgate/webhook_sender.py)
+# attempts them, at least once each, and records every attempt.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("url", Text, nullable=False),
+    # jobs.webhooks.EVENTS that it wants, as a JSON list.
+    Column("events", JSON, nullable=False),
+    # Used to sign deliveries (HMAC-SHA256): kept as given, since signing needs it.
+    Column("secret", String(255), nullable=False),
+    # Only the jobs of this function / schedule; NULL: any.
+    Column("function", String(255), nullable=True),
+    Column("schedule", String(255), nullable=True),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    # NULL: a job's own callbackUrl.
+    Column("webhook_id", String(36), nullable=True),
+    Column("url", Text, nullable=False),
+    Column("job_id", String(36), nullable=False),
+    Column("event", String(16), nullable=False),
+    # pending, delivered, or failed (given up after webhook_retry_for_s).
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    # When it is due; while an attempt is under way, when that attempt's claim runs out.
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("delivered_at", BigInteger, nullable=True),
+    # The body as first sent: every retry sends the same bytes.
+    Column("body", Text, nullable=True),
+    Index(None, "status", "next_attempt_ms"),
+    Index(None, "webhook_id", "created_at"),
+    Index(None, "job_id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("delivery_id", String(36), nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("latency_ms", Integer, nullable=False),
+    # The receiver's HTTP status; NULL if none came (refused, timed out).
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Index(None, "delivery_id", "id"),
 )

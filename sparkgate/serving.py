@@ -49,7 +49,9 @@ from sparkgate.jobs.scheduler import Scheduler
 from sparkgate.jobs.schedules import ScheduleBook
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.store import Store
+from sparkgate.jobs.webhooks import WebhookBook
 from sparkgate.jobs.worker_registry import WorkerRegistry
+from sparkgate.webhook_sender import WebhookSender
 from sparkgate.workers.engines.spark import check_java
 from sparkgate.workers.scratch import sweep_scratch
 from sparkgate.workers.supervisor import Supervisor
@@ -182,8 +184,9 @@ def _url_host(host: str) -> str:
 
 
 class _Background:
-    """What ``serve`` runs beside its HTTP server: the reconciler, the scheduler, the worker
-    supervisor and the MQTT interface, each in its thread, and its other gateway processes."""
+    """What ``serve`` runs beside its HTTP server: the reconciler, the scheduler, the webhook
+    sender, the worker supervisor and the MQTT interface, each in its thread, and its other
+    gateway processes."""
 
     def __init__(self) -> None:
         self.loops_stop = threading.Event()
@@ -210,6 +213,8 @@ class _Background:
         scheduler = Scheduler(ScheduleBook(engine, catalog), catalog, Store(engine),
                               JobQueue(redis), round(settings.schedule_grace_s * 1000))
         background._run(lambda: scheduler.run(background.loops_stop), "scheduler")
+        sender = WebhookSender(WebhookBook(engine), Store(engine), settings)
+        background._run(lambda: sender.run(background.loops_stop), "webhooks")
         if settings.mqtt_url:
             background.mqtt = MqttInterface.for_settings(settings, redis_url, catalog,
                                                          Store(engine)).start()

@@ -95,9 +95,12 @@ def policy(method: str, path: str) -> str:
     if (method, path) in {("POST", "/v2/api/functions/{name}/jobs"),
                           ("DELETE", "/v2/api/jobs/{id}")}:
         return "submit"
-    # Code is the admin's, and so are a model's bytes.
+    # Code is the admin's, and so are a model's bytes; and webhooks, which send jobs' data to
+    # URLs of their maker's choosing, with their deliveries.
     if method == "GET" and path not in ("/v2/api/artifacts/{name}",
-                                        "/v2/api/models/{name}/versions/{sha}"):
+                                        "/v2/api/models/{name}/versions/{sha}",
+                                        "/v2/api/jobs/{id}/deliveries") \
+            and not path.startswith("/v2/api/webhooks"):
         return "read"
     return "admin"
 

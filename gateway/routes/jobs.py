@@ -59,6 +59,7 @@ from sparkgate.jobs.result_cache import Pending
 from sparkgate.jobs.state import MIST_STATUSES
 from sparkgate.jobs.store import Job, JobQuery, RawJSON, Store
 from sparkgate.jobs.submission import SubmitRequest
+from sparkgate.jobs.webhooks import callback_allowed, checked_url
 
 endpoints = Endpoints()
 
@@ -100,6 +101,10 @@ _LISTED = "newest first: a bare list, or `{jobs, total}` with `paginate=true`"
                     "*sparkgate*, functions deployed with `cache`: `false` records no job "
                     "for a call answered from the cache; the answer is then the job that "
                     "ran (its id). See docs/caching.md"),
+        query_param("callbackUrl", {"type": "string", "maxLength": 2000}, (
+            "*sparkgate* (spark-jobserver's): POST the job's end here, signed, retried "
+            "(docs/webhooks.md); only a URL starting with one of `callback_url_allowed` (none "
+            "by default), else `400`")),
         {"name": "Idempotency-Key", "in": "header", "required": False, "schema": STRING,
          "description": "a retry with the same key (per submitter and function) answers "
                         "the job the first request created; with other arguments or "
@@ -126,6 +131,7 @@ async def run_function(request: web.Request) -> web.Response:
         idempotency_key=request.headers.get("Idempotency-Key"),
         record=query_bool(request, "record", default=True),
         follow=force or "wait" in request.query,
+        callback_url=_callback_url(request),
     )
     job = await from_call_index(app, submit_request)
     if job is None and not submit_request.follow:
@@ -177,6 +183,22 @@ async def _submit(app: web.Application, submit_request: SubmitRequest,
                                                                       follow=False))
     assert not isinstance(submitted, Pending)  # not when following is off
     return submitted
+
+
+def _callback_url(request: web.Request) -> str | None:
+    """The submit's callbackUrl, if the settings allow it: a URL any caller chooses would
+    have the gateway send requests into its own network."""
+    url = query_str(request, "callbackUrl", max_length=2000)
+    if url is None:
+        return None
+    checked_url(url, "callbackUrl")
+    allowed = request.app[SETTINGS].callback_url_allowed
+    if not callback_allowed(url, allowed):
+        why = ("callbacks are off (callback_url_allowed is empty)" if not allowed else
+               f"it must start with one of {', '.join(allowed)} (callback_url_allowed)")
+        raise BadRequest(f"callbackUrl: {url!r} is not allowed: {why}",
+                         {"field": "callbackUrl", "expected": list(allowed), "got": url})
+    return url
 
 
 def _left_s(deadline: float | None) -> float | None:
