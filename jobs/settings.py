@@ -255,26 +255,28 @@ def _is_regex(text: str) -> bool:
     return True
 
 
-def _is_url_prefix(text: str) -> bool:
-    """An http(s) URL with a host, no user-info, query or fragment."""
+def _http_url(text: str) -> urllib.parse.SplitResult | None:
+    """``text`` as an http(s) URL with a host and no user-info; None if it is not one."""
     try:
         parts = urllib.parse.urlsplit(text)
         parts.port  # noqa: B018 - raises for a port that is not a number in range
     except ValueError:
-        return False
-    return (parts.scheme in ("http", "https") and bool(parts.hostname)
-            and "@" not in parts.netloc and not parts.query and not parts.fragment)
+        return None
+    if parts.scheme in ("http", "https") and parts.hostname and "@" not in parts.netloc:
+        return parts
+    return None
+
+
+def _is_url_prefix(text: str) -> bool:
+    """An http(s) URL with a host, no user-info, query or fragment."""
+    parts = _http_url(text)
+    return parts is not None and not parts.query and not parts.fragment
 
 
 def _is_origin(text: str) -> bool:
     """scheme://host[:port] and nothing more: what a browser sends as Origin."""
-    try:
-        parts = urllib.parse.urlsplit(text)
-        parts.port  # noqa: B018 - raises for a port that is not a number in range
-    except ValueError:
-        return False
-    return (parts.scheme in ("http", "https") and bool(parts.hostname)
-            and text == f"{parts.scheme}://{parts.netloc}" and "@" not in parts.netloc)
+    parts = _http_url(text)
+    return parts is not None and text == f"{parts.scheme}://{parts.netloc}"
 
 
 def _check(ok: bool, name: str, expected: str, got: Any) -> None:

@@ -94,6 +94,12 @@ def test_format_duration_is_mist_style():
     ({"SPARKGATE_CONTEXT_WORKER_MODE": "both"}, "shared or exclusive"),
     ({"SPARKGATE_CONTEXT_DOWNTIME_S": "10ms"}, "setting context.downtime_s"),
     ({"SPARKGATE_WORKER_HEARTBEAT_S": "20s"}, "shorter than worker_ttl_s"),
+    ({"SPARKGATE_WEBHOOK_TIMEOUT_S": "0s"}, "setting webhook_timeout_s: expected more than 0s"),
+    ({"SPARKGATE_WEBHOOK_MAX_IN_FLIGHT": "0"}, "setting webhook_max_in_flight"),
+    ({"SPARKGATE_CALLBACK_URL_ALLOWED": "ftp://files.example.com/"},
+     "setting callback_url_allowed: expected URL prefixes"),
+    ({"SPARKGATE_CALLBACK_URL_ALLOWED": "https://user@hooks.example.com/"},
+     "setting callback_url_allowed"),
 ])
 def test_values_out_of_range_are_errors(environ, message):
     with pytest.raises(ConfigError) as raised:
