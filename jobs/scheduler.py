@@ -125,8 +125,6 @@ class Scheduler:
                                          definition.missed)
         assert next_tick is not None
         for tick in ticks:
-            if self._has_job(schedule, tick):
-                continue
             running = self._others_running(schedule, tick)
             if running and definition.overlap == "skip":
                 log.info("schedule %s: tick %d skipped: an earlier run is still going",
@@ -156,10 +154,6 @@ class Scheduler:
             log.warning("schedule %s: tick %d refused: %s", schedule.name, tick, outcome.message)
             return [outcome.message]
         return []
-
-    def _has_job(self, schedule: Schedule, tick: int) -> bool:
-        with self.store.engine.connect() as conn:
-            return bool(self.store.jobs_with_keys(conn, [_key(schedule, tick)]))
 
     def _others_running(self, schedule: Schedule, tick: int) -> list[Job]:
         """The schedule's runs still going, other than ``tick``'s own job."""
