@@ -150,6 +150,10 @@ class Scheduler:
                                  [tick_request(schedule, tick)], announce=True)
         if isinstance(outcome, RetryLater):
             raise outcome
+        if isinstance(outcome, Conflict):
+            # The tick's key holds a job with other arguments: a scheduler working from the
+            # definition a save replaced made it, and it is the tick's one job.
+            return []
         if isinstance(outcome, SparkgateError):
             log.warning("schedule %s: tick %d refused: %s", schedule.name, tick, outcome.message)
             return [outcome.message]

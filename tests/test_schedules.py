@@ -325,3 +325,30 @@ async def test_a_refused_tick_is_recorded_and_the_schedule_goes_on(client, add, 
     details = await json_of(await client.get(f"{API}/schedules/nightly"))
     assert "add" in details["lastError"]["message"]
     assert details["nextRuns"][0] == tick + 2_000
+
+
+async def test_a_save_wins_over_a_scheduler_working_from_the_old_definition(client, add,
+                                                                           scheduler):
+    await create(client)
+    old = scheduler.book.get("nightly")
+    replaced = await json_of(await client.put(f"{API}/schedules/nightly", json={
+        "function": "add", "arguments": {"x": 1}, "cron": "0 3 * * *"}))
+    assert old.next_tick_ms is not None
+    scheduler._handle(old, old.next_tick_ms)  # it had read the schedule before the save
+    assert next_tick(scheduler) == replaced["nextRuns"][0]
+
+
+async def test_a_tick_made_from_the_replaced_definition_is_the_tick_s_one_job(
+        client, add, scheduler, store):
+    await create(client, cron="0 3 * * *")
+    old = scheduler.book.get("nightly")
+    await json_of(await client.put(f"{API}/schedules/nightly", json={
+        "function": "add", "arguments": {"x": 2}, "cron": "0 3 * * *"}))
+    tick = next_tick(scheduler)
+    assert tick == old.next_tick_ms
+    scheduler._submit(old, tick)  # a scheduler that read it before the save made the job
+    scheduler.pass_once(tick)
+    (job,) = jobs_of(store)
+    assert job.arguments == {"x": 1}
+    details = await json_of(await client.get(f"{API}/schedules/nightly"))
+    assert details["lastError"] is None and details["nextRuns"][0] == tick + 86_400_000
