@@ -63,7 +63,13 @@ export function seg(value) {
   return encodeURIComponent(value);
 }
 
-export async function request(path, { method = 'GET', query, body, signal, accept } = {}) {
+/**
+ * `quietForbidden`: the request is for a part of the page that only some roles see (a job's
+ * deliveries: admins); its 403 is the caller's to handle, without the "may not do that" banner.
+ */
+export async function request(path, {
+  method = 'GET', query, body, signal, accept, quietForbidden = false,
+} = {}) {
   const headers = { Accept: accept || 'application/json' };
   const key = apiKey();
   if (key) headers.Authorization = `Bearer ${key}`;
@@ -79,7 +85,7 @@ export async function request(path, { method = 'GET', query, body, signal, accep
     if (error.name === 'AbortError') throw error;
     throw new ApiError(0, 'network', `the gateway cannot be reached (${error.message})`, null);
   }
-  if (!response.ok) throw await errorFrom(response);
+  if (!response.ok) throw await errorFrom(response, quietForbidden);
   return response;
 }
 
@@ -93,7 +99,7 @@ export async function apiText(path, options) {
   return response.text();
 }
 
-async function errorFrom(response) {
+async function errorFrom(response, quietForbidden) {
   let error = null;
   try {
     error = (await response.json()).error;
@@ -106,7 +112,7 @@ async function errorFrom(response) {
     error?.message || `${response.status} ${response.statusText}`.trim(),
     error?.details ?? null,
   );
-  if (response.status === 401 || response.status === 403) {
+  if (response.status === 401 || (response.status === 403 && !quietForbidden)) {
     window.dispatchEvent(new CustomEvent('sparkgate:auth', { detail: result }));
   }
   return result;

@@ -1,6 +1,6 @@
 // The dashboard's shell: hash routes (#/jobs, #/jobs/<id>, #/functions, #/schedules,
-// #/schedules/<name>, #/contexts, #/workers, #/overview), the navigation, the API key dialog
-// and the update indicator.
+// #/schedules/<name>, #/webhooks, #/webhooks/<id>, #/contexts, #/workers, #/overview), the
+// navigation, the API key dialog and the update indicator.
 // Each page is a module exporting `mount(root, route)`, which may return a cleanup function.
 
 import { api, apiKey, setApiKey } from './api.js';
@@ -16,12 +16,14 @@ const PAGES = {
   functions: () => import('./pages/functions.js'),
   schedules: () => import('./pages/schedules.js'),
   schedule: () => import('./pages/schedule.js'),
+  webhooks: () => import('./pages/webhooks.js'),
+  webhook: () => import('./pages/webhook.js'),
   contexts: () => import('./pages/contexts.js'),
   workers: () => import('./pages/workers.js'),
 };
 
 // A page of one item lights up the navigation entry of its list.
-const LIST_OF = { job: 'jobs', schedule: 'schedules' };
+const LIST_OF = { job: 'jobs', schedule: 'schedules', webhook: 'webhooks' };
 
 const main = document.getElementById('main');
 let cleanup = null;

@@ -10,6 +10,7 @@ export function parseRoute(hash = location.hash) {
   let page = parts[0] || 'jobs';
   if (page === 'jobs' && parts[1]) page = 'job';
   if (page === 'schedules' && parts[1]) page = 'schedule';
+  if (page === 'webhooks' && parts[1]) page = 'webhook';
   return { page, parts, params: new URLSearchParams(query) };
 }
 
@@ -30,4 +31,8 @@ export function jobLink(id) {
 
 export function scheduleLink(name) {
   return route(`schedules/${encodeURIComponent(name)}`);
+}
+
+export function webhookLink(id) {
+  return route(`webhooks/${encodeURIComponent(id)}`);
 }

@@ -3,6 +3,7 @@
 // or reported by the gateway (400 details [{field, expected, got}]) — shown at its field.
 
 import { h } from './dom.js';
+import { fieldErrors } from './field-errors.js';
 
 /** What an argument's schema asks for: {kind, nullable, description, schema}. */
 export function describe(schema = {}) {
@@ -161,24 +162,7 @@ export function argumentForm(fn, { extra = [], onSubmit }) {
     h('div', { class: 'actions' }, submit),
   );
 
-  const clearErrors = () => {
-    formError.hidden = true;
-    formError.textContent = '';
-    for (const { control, error } of fields.values()) {
-      error.textContent = '';
-      control.removeAttribute('aria-invalid');
-    }
-  };
-  const showError = (key, message) => {
-    const field = fields.get(key);
-    if (!field) {
-      formError.hidden = false;
-      formError.append(h('div', {}, message));
-      return;
-    }
-    field.error.append(h('div', {}, message));
-    field.control.setAttribute('aria-invalid', 'true');
-  };
+  const { show: showError, clear: clearErrors } = fieldErrors(fields, formError);
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();

@@ -1,16 +1,19 @@
 // #/jobs/<id>: one job, live — status and its timeline, the schedule that made it, progress,
-// arguments, result or error with its traceback, logs as they arrive; cancel, copy as curl,
-// run again.
+// arguments, result or error with its traceback, logs as they arrive, its deliveries to webhooks
+// and its callbackUrl (admins only); cancel, copy as curl, run again.
 
 import { api, apiText, curlCommand, seg } from '../api.js';
+import { deliveriesTable } from '../deliveries.js';
 import { h, replace } from '../dom.js';
 import { formatDuration, formatTime, isTerminal, runTime } from '../format.js';
-import { coalesce, follow } from '../live.js';
+import { coalesce, every, follow } from '../live.js';
 import { jobLink, route, scheduleLink } from '../router.js';
 import {
   confirmButton, copyText, errorBox, facts, jsonBlock, progressBar, section, statusBadge,
 } from '../widgets.js';
 
+// While the job runs, or a delivery of it is still pending, its deliveries are re-read this often.
+const DELIVERIES_REFRESH_MS = 2500;
 const LOG_LINE = /^(DEBUG|INFO|WARN|ERROR) (\S+) \[[^\]]*\] ?(.*)$/;
 
 /** Mist's text log (`LEVEL ISO-time [id] message`, continuation lines indented by two spaces). */
@@ -53,6 +56,7 @@ export async function mount(root, { parts }) {
   const curl = h('div', { class: 'curl', hidden: true });
   const logList = h('div', { class: 'logs', id: 'logs', role: 'log', 'aria-live': 'polite' });
   const logCount = h('span', { class: 'muted', id: 'log-count' });
+  const deliveries = h('div', { id: 'deliveries-card' });
 
   root.append(
     h('div', { class: 'page-head' },
@@ -67,6 +71,7 @@ export async function mount(root, { parts }) {
     h('div', { id: 'outcome-card' }, outcome),
     section('Arguments', args),
     section('Logs', logList, { tools: logCount, id: 'logs-card' }),
+    deliveries,
   );
 
   function showNotice(error) {
@@ -260,6 +265,26 @@ export async function mount(root, { parts }) {
     }
   }
 
+  // Shown to admins only, and only when there are some: a 403 or none shows nothing.
+  let deliveriesTimer = null;
+  async function refreshDeliveries() {
+    const ended = state.job && isTerminal(state.job.status); // read before: none comes after
+    let found;
+    try {
+      found = await api(`jobs/${seg(id)}/deliveries`, { quietForbidden: true });
+    } catch (error) {
+      if (error.status === 403 || error.status === 404) {
+        replace(deliveries, null);
+        deliveriesTimer?.close();
+      }
+      return; // otherwise: what is shown stays, the job's own read reports the trouble
+    }
+    const count = found.length === 1 ? '1 delivery' : `${found.length} deliveries`;
+    replace(deliveries, found.length ? section('Deliveries', deliveriesTable(found, { receiver: true }),
+      { tools: h('span', { class: 'muted' }, count), id: 'deliveries' }) : null);
+    if (ended && !found.some((d) => d.status === 'pending')) deliveriesTimer?.close();
+  }
+
   const refreshJobSoon = coalesce(refreshJob, 150);
   function onEvent(event) {
     if (event.id !== id || state.done) return;
@@ -278,6 +303,8 @@ export async function mount(root, { parts }) {
   await refreshJob();
   if (!state.job) return () => {};
   await refreshLogs();
+  deliveriesTimer = every(refreshDeliveries, DELIVERIES_REFRESH_MS);
+  await refreshDeliveries();
   if (!state.done) {
     live = follow({ query: { job: id, withLogs: 'true' }, onEvent, refresh, pollMs: 1000 });
   }
@@ -289,6 +316,7 @@ export async function mount(root, { parts }) {
   }, 1000);
   return () => {
     stop();
+    deliveriesTimer.close();
     refreshJobSoon.cancel();
     clearTimeout(finishTimer);
     clearInterval(ticker);

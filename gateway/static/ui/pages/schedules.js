@@ -4,6 +4,7 @@
 
 import { api, seg } from '../api.js';
 import { h, replace } from '../dom.js';
+import { fieldErrors } from '../field-errors.js';
 import { formatAgo, formatIn, formatTime } from '../format.js';
 import { every } from '../live.js';
 import { jobLink, route, scheduleLink } from '../router.js';
@@ -235,24 +236,7 @@ async function createForm() {
     formError,
     h('div', { class: 'actions' }, submit, h('a', { class: 'button', href: '#/schedules' }, 'Cancel')));
 
-  const showError = (key, message) => {
-    const field = fields.get(key);
-    if (!field) {
-      formError.hidden = false;
-      formError.append(h('div', {}, message));
-      return;
-    }
-    field.error.append(h('div', {}, message));
-    field.control.setAttribute('aria-invalid', 'true');
-  };
-  const clearErrors = () => {
-    formError.hidden = true;
-    formError.replaceChildren();
-    for (const field of fields.values()) {
-      field.error.replaceChildren();
-      field.control.removeAttribute('aria-invalid');
-    }
-  };
+  const { show: showError, clear: clearErrors, showApi } = fieldErrors(fields, formError);
 
   // Checked here first: what the gateway would refuse for certain.
   const read = () => {
@@ -289,7 +273,7 @@ async function createForm() {
         location.hash = route('schedules', { highlight: created.name });
         return;
       } catch (error) {
-        showApiError(error, fields, showError);
+        showApi(error, { conflict: 'name', notFound: 'function' });
       } finally {
         submit.disabled = false;
       }
@@ -298,27 +282,4 @@ async function createForm() {
   });
   return h('section', { class: 'card', id: 'new-schedule' },
     h('header', { class: 'card-head' }, h('h2', {}, 'New schedule')), form);
-}
-
-/**
- * An API error at the fields it names: a 400's `details.field` gets the API's message; each of
- * an invalid_arguments' `[{field, expected, got}]` its own (`arguments.x` belongs to
- * `arguments`); a 409 belongs to the name, a missing function's 404 to the function.
- */
-function showApiError(error, fields, showError) {
-  const details = error?.details;
-  const items = Array.isArray(details) ? details
-    : error?.status === 409 ? [{ field: 'name' }]
-      : details?.field ? [details]
-        : details?.function ? [{ field: 'function' }] : [];
-  let shown = 0;
-  for (const item of items) {
-    const key = typeof item?.field === 'string' ? item.field.split(/[.[]/)[0] : null;
-    if (!fields.has(key)) continue;
-    showError(key, Array.isArray(details) && item.expected !== undefined
-      ? `${item.field}: expected ${item.expected}${item.got !== undefined ? `, got ${item.got}` : ''}`
-      : error.message);
-    shown += 1;
-  }
-  if (!shown) showError(null, error?.message || String(error));
 }
