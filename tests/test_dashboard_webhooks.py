@@ -193,6 +193,8 @@ def test_a_job_without_deliveries_shows_none(page: Page, server: Server):
     assert read.value.status == 200 and read.value.json() == []
     expect(page.locator("#result")).to_have_text("3")
     expect(page.locator("#deliveries")).to_have_count(0)
+    # It ran on the python engine: no Spark progress, which is not "never ran".
+    expect(page.locator(".progress-detail")).to_have_text("The job ran no Spark code.")
 
 
 def test_a_webhook_is_deleted_from_the_list_and_from_its_page(page: Page, server: Server):

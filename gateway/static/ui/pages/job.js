@@ -135,8 +135,10 @@ export async function mount(root, { parts }) {
   function renderProgress() {
     const p = state.job.progress;
     if (!p) {
-      replace(progress, h('p', { class: 'muted' }, isTerminal(state.job.status)
-        ? 'The job never ran.' : 'Not started yet.'));
+      // No progress is recorded where no Spark runs (the python engine) or before a start.
+      const ran = state.job.startTime !== undefined;
+      replace(progress, h('p', { class: 'muted' }, ran ? 'The job ran no Spark code.'
+        : isTerminal(state.job.status) ? 'The job never ran.' : 'Not started yet.'));
       return;
     }
     const t = p.tasks || {};
