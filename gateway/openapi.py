@@ -85,7 +85,12 @@ PROGRESS = obj({
     "stages": obj({"done": INT, "total": INT}),
     "tasks": obj({"done": INT, "total": INT, "active": INT, "failed": INT}),
     "percent": {"type": "number", "minimum": 0, "maximum": 100},
-}, description="what Spark has done for the job")
+}, {"streaming": {"type": "object", "required": ["kind", "active"],
+                  "properties": {"kind": {"enum": ["query", "dstream"]},
+                                 "active": {"type": "boolean"}},
+                  "description": "*sparkgate*: a streaming job's stream progress "
+                                 "(docs/streaming.md)"}},
+   description="what Spark has done for the job")
 
 TRUNCATED = obj({"truncated": {"const": True}, "bytes": {"type": "integer", "minimum": 0},
                  "url": STRING},

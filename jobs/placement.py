@@ -12,7 +12,7 @@ from sparkgate.jobs.signatures.model import Signature
 # The engine whose workers hold a SparkSession, from which every Spark handle is made.
 SPARK_ENGINE = "spark"
 _HANDLE_TYPES = {"session": "SparkSession", "context": "SparkContext",
-                 "sql_context": "SQLContext"}
+                 "sql_context": "SQLContext", "streaming_context": "StreamingContext"}
 
 
 def check_placement(function: str, signature: Signature | None, context: Context,

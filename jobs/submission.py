@@ -29,7 +29,7 @@ from sparkgate.jobs.signatures.model import Signature
 from sparkgate.jobs.signatures.validation import validate_arguments
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, NewJob, RawJSON, Store
-from sparkgate.jobs.timeouts import job_timeout_ms
+from sparkgate.jobs.timeouts import job_perform_timeout_ms, job_timeout_ms
 
 log = logging.getLogger("sparkgate.submission")
 
@@ -322,10 +322,18 @@ def _new_job(checked: _Checked, job_id: str) -> NewJob:
         artifact_sha1=checked.target.artifact_sha1, source=request.source,
         external_id=request.external_id,
         start_timeout_ms=job_timeout_ms(request.start_timeout_ms, context.start_timeout_s),
-        perform_timeout_ms=job_timeout_ms(request.perform_timeout_ms, context.perform_timeout_s),
+        perform_timeout_ms=job_perform_timeout_ms(request.perform_timeout_ms,
+                                                  context.perform_timeout_s,
+                                                  streaming=_declared_streaming(function)),
         submitter=request.submitter, idempotency_key=checked.key, schedule=request.schedule,
         callback_url=request.callback_url, id=job_id,
     )
+
+
+def _declared_streaming(function: Function) -> bool:
+    """The function is declared to leave a stream running (Signature.streaming), read from the
+    stored signature without parsing the rest of it."""
+    return bool(function.signature and function.signature.get("streaming"))
 
 
 def _fail_broken(store: Store, fresh: Sequence[_Fresh]) -> dict[str, Job]:

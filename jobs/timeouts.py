@@ -30,6 +30,13 @@ def job_timeout_ms(requested_ms: int | None, context_default_s: int | None) -> i
     return None if context_default_s is None else context_default_s * 1000
 
 
+def job_perform_timeout_ms(requested_ms: int | None, context_default_s: int | None,
+                           streaming: bool) -> int | None:
+    """A new job's performTimeout. A streaming function's job (docs/streaming.md) runs as long
+    as its stream: only its submission's own performTimeout bounds it."""
+    return job_timeout_ms(requested_ms, None if streaming else context_default_s)
+
+
 def missed_start(job: _Queued, at_ms: int) -> str | None:
     """The error of a job that, at ``at_ms``, has waited longer than its startTimeout; None
     while it is in time."""

@@ -98,7 +98,8 @@ def test_a_function_needs_its_artifact_and_context(catalog: Catalog):
 
 def test_serve_deploys_every_example_to_a_spark_default_context(catalog: Catalog):
     assert deploy_examples(catalog) == ["churn_score", "churn_score_batch", "churn_train",
-                                        "mist_multiply", "pi", "simulate_portfolio",
+                                        "mist_multiply", "pi", "rate_windows",
+                                        "rate_windows_latest", "simulate_portfolio",
                                         "word_count"]
     scoring = catalog.get_context("scoring")
     assert (scoring.engine, scoring.max_jobs) == ("python", 8)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from sparkgate.jobs.errors import InvalidArguments, InvalidArtifact
+from sparkgate.jobs.signatures import mist
 from sparkgate.jobs.signatures.model import (
     ANY,
     BOOL,
@@ -449,9 +450,15 @@ def test_mistpy_with_args_names_must_be_parameters_of_the_def() -> None:
     assert "'n'" in error.message and "no parameter of that name" in error.message
 
 
-def test_mistpy_streaming_is_refused() -> None:
+def test_mistpy_streaming_takes_a_streaming_context() -> None:
+    sig = sig_of(f"{MIST_HEADER}@on_streaming_context\ndef f(ssc):\n    pass\n")
+    assert (sig.handle, sig.mist, sig.streaming) == ("streaming_context", True, True)
+
+
+def test_mistpy_streaming_is_refused_without_dstreams(monkeypatch) -> None:
+    monkeypatch.setattr(mist, "dstreams_available", lambda: False)
     error = artifact_error(f"{MIST_HEADER}@on_streaming_context\ndef f(ssc):\n    pass\n")
-    assert "Streaming" in error.message and "not supported" in error.message
+    assert "no Spark Streaming" in error.message and "Structured Streaming" in error.message
 
 
 @pytest.mark.parametrize(

@@ -19,13 +19,16 @@ from sparkgate.workers.results import checked_result
 
 
 def call_function(loaded: LoadedFunction, arguments: dict[str, Any], engine: Engine,
-                  max_result_bytes: int) -> Any:
+                  max_result_bytes: int, then: Callable[[Any], Any] | None = None) -> Any:
     """The JSON-ready result of ``loaded`` called with ``arguments`` (as ``validate_arguments``
     returned them); raises whatever the function raises, or why its result cannot be stored.
-    The engine gives the Spark handle, to a function that takes one."""
+    The engine gives the Spark handle, to a function that takes one. ``then``: what the
+    function's value comes to (a worker's job follows the stream it left running)."""
     signature = loaded.signature
     handles = () if signature.handle is None else (engine.handle(signature.handle),)
     value = in_function(loaded.fn, *handles, **signature.call_kwargs(arguments))
+    if then is not None:
+        value = then(value)
     return checked_result(value, max_result_bytes)
 
 

@@ -46,7 +46,10 @@ class JobRunner:
     def __init__(self, *, store: Store, queue: JobQueue, redis: Redis, loader: FunctionLoader,
                  engine: Engine, worker_id: str, capture: JobLogCapture, watchdog: Watchdog,
                  progress: Progress,
-                 max_result_bytes: int = Settings.max_result_bytes) -> None:
+                 max_result_bytes: int = Settings.max_result_bytes,
+                 default_perform_timeout_ms: int | None = None) -> None:
+        """``default_perform_timeout_ms``: the context's performTimeout, which a job gets
+        when its submission sets none; it does not bound a stream (``_JobFollowing``)."""
         self.store = store
         self.queue = queue
         self.redis = redis
@@ -57,6 +60,7 @@ class JobRunner:
         self.watchdog = watchdog
         self.progress = progress
         self.max_result_bytes = max_result_bytes
+        self.default_perform_timeout_ms = default_perform_timeout_ms
 
     def run(self, job_id: str, slot: int) -> None:
         claimed = self._claim(job_id)
@@ -98,12 +102,15 @@ class JobRunner:
 
     def _execute(self, job: Job, slot: int) -> Outcome:
         started = time.perf_counter()
+        following = _JobFollowing(self, job)
         with (self.capture.job(job.id, hand_over=False),
-              self.engine.running(job.id, f"{job.function} ({job.id})", slot)):
+              self.engine.running(job.id, f"{job.function} ({job.id})", slot, following)):
             try:
                 loaded = self.loader.load(job.artifact_sha1 or "", job.file_path, job.class_name)
-                outcome = Outcome(result=call_function(loaded, job.arguments, self.engine,
-                                                       self.max_result_bytes))
+                following.declared = loaded.signature.streaming
+                outcome = Outcome(result=call_function(
+                    loaded, job.arguments, self.engine, self.max_result_bytes,
+                    then=lambda value: self.engine.follow(job.id, value)))
             except BaseException as exc:
                 outcome = Outcome(error=describe_error(exc))
         # The job's last lines are stored with its end, in one transaction: its logs are
@@ -176,6 +183,32 @@ class JobRunner:
                 raise
             return self.store.transition(job_id, JobStatus.CANCELLED, logs=lines, **fields)
 
+
+class _JobFollowing:
+    """A job whose function left a stream running (docs/streaming.md): its log says so, and
+    a performTimeout that is only its context's default stops bounding it.
+
+    A function declared to return a stream (``declared``) got no default when it was
+    submitted. Of one that was not, the job row does not say whether its performTimeout was
+    the submission's or its context's: one equal to the context's is taken for the default."""
+
+    def __init__(self, runner: JobRunner, job: Job) -> None:
+        self.runner = runner
+        self.job = job
+        self.declared = False  # known once the function is loaded
+
+    def began(self, stream: str) -> None:
+        self.note("INFO", f"{stream} started; the job runs until it stops")
+        limit_ms = self.job.perform_timeout_ms
+        if (self.declared or limit_ms is None
+                or limit_ms != self.runner.default_perform_timeout_ms):
+            return  # unbounded, or bounded by the submission itself
+        if self.runner.watchdog.unbound(self.job.id):
+            self.note("INFO", f"the context's performTimeout ({limit_ms} ms) does not bound a "
+                              "stream; submit with ?performTimeout= to bound it")
+
+    def note(self, level: str, message: str) -> None:
+        self.runner.capture.add(self.job.id, level, message)
 
 
 def _end_line(job: Job, outcome: Outcome, why: Interruption | None) -> LogLine:

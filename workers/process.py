@@ -181,6 +181,8 @@ class Worker:
             loader=FunctionLoader(self.catalog, self.settings.data_dir / "artifact-cache"),
             engine=engine, worker_id=self.id, capture=capture, watchdog=watchdog,
             progress=progress, max_result_bytes=self.settings.max_result_bytes,
+            default_perform_timeout_ms=(None if self.context.perform_timeout_s is None
+                                        else self.context.perform_timeout_s * 1000),
         )
         rq_worker = rq.Worker([queue_name(self.context.name)], name=self.id,
                               connection=self.redis)

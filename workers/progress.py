@@ -12,6 +12,10 @@ Snapshot (plain ints and one float, ready for ``json.dumps``)::
      "tasks":  {"done": 8, "total": 16, "active": 2, "failed": 0},
      "percent": 50.0}                            # tasks done / total, 0.0 .. 100.0
 
+A streaming job (workers/streaming.py) adds ``"streaming": {...}``, its stream's own progress
+(:meth:`ProgressTracker.streaming`). From then on its Spark counts are those of its function
+before the stream: a stream's batches are its own Spark jobs, without end.
+
 ``percent`` is rounded *down* to one decimal, so 100.0 means every known task completed. With
 no task known yet it is 0.0, except when every Spark job of the group succeeded without running
 a task (an action on an empty RDD), which is 100.0. A job that ran no Spark code at all has the
@@ -145,10 +149,14 @@ class _Watch:
     failing: bool = False
     # What the job's end was recorded with (``ending``): the final read reports only a change.
     recorded: dict[str, Any] | None = None
+    # A streaming job's stream's progress; once set, Spark's counts are no longer read.
+    streaming: dict[str, Any] | None = None
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def read(self, tracker: Any) -> dict[str, Any]:
         """Read the group from Spark's status tracker, merge it in, return the new snapshot."""
+        if self.streaming is not None:
+            return self.snapshot()
         for job_id in tracker.getJobIdsForGroup(self.group):
             self.jobs.setdefault(job_id, _JobSeen())
         for job_id, job in self.jobs.items():
@@ -168,11 +176,12 @@ class _Watch:
                 stage.update(tracker.getStageInfo(stage_id))
 
     def snapshot(self) -> dict[str, Any]:
-        return summarize(self.jobs, self.stages)
+        counts = summarize(self.jobs, self.stages)
+        return counts if self.streaming is None else {**counts, "streaming": self.streaming}
 
     def settled(self) -> bool:
         """Every Spark job seen has ended: its counts will not change any more."""
-        return all(job.final for job in self.jobs.values())
+        return self.streaming is not None or all(job.final for job in self.jobs.values())
 
 
 def summarize(jobs: dict[int, _JobSeen], stages: dict[int, _StageSeen]) -> dict[str, Any]:
@@ -299,6 +308,21 @@ class ProgressTracker:
             if watch is not None:
                 self._ended.append(watch)
                 self._cond.notify_all()
+
+    def streaming(self, job_id: str, progress: dict[str, Any]) -> None:
+        """The progress of the job's stream: reported at once (if it changes the snapshot),
+        from the caller's thread, and kept in every later snapshot of the job."""
+        with self._cond:
+            watch = self._watches.get(job_id)
+        if watch is None:
+            return
+        with watch.lock:
+            watch.streaming = copy.deepcopy(progress)
+            snapshot = watch.snapshot()
+            if watch.closed or snapshot == watch.last_sent:
+                return
+            watch.last_sent = snapshot
+            self._notify(job_id, copy.deepcopy(snapshot))
 
     def _final_read(self, watch: _Watch) -> dict[str, Any]:
         deadline = time.monotonic() + self.settle_s

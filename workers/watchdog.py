@@ -55,6 +55,16 @@ class Watchdog:
         with self._lock:
             self._watches[job_id] = _Watch(deadline)
 
+    def unbound(self, job_id: str) -> bool:
+        """Drop the job's perform deadline (a stream that only its context's default bounds);
+        False if it is not watched or already interrupted."""
+        with self._lock:
+            watch = self._watches.get(job_id)
+            if watch is None or watch.interrupted is not None:
+                return False
+            watch.perform_deadline = None
+            return True
+
     def ended(self, job_id: str) -> Interruption | None:
         """Stop watching; why the job was interrupted, if it was. A job that ends past its
         deadline timed out, though it ended before a tick noticed (performTimeout=0 always)."""

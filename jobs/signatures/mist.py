@@ -5,6 +5,9 @@ decorators (``@on_spark_context``, ``@with_args(arg(...), opt_arg(...))``).
 from __future__ import annotations
 
 import ast
+import functools
+import importlib.util
+from pathlib import Path
 
 from sparkgate.jobs.signatures.hints import SCALAR_HINTS, UnsupportedHint, last_name, literal
 from sparkgate.jobs.signatures.model import (
@@ -16,7 +19,7 @@ from sparkgate.jobs.signatures.model import (
     list_of,
     optional,
 )
-from sparkgate.jobs.signatures.plain import Where, def_params, positional_params
+from sparkgate.jobs.signatures.plain import Where, def_params, positional_params, returns_stream
 
 _SUPPORTED_HINTS = "int, float, str, bool, list, dict, list_type(X) or None"
 
@@ -26,6 +29,7 @@ _HANDLE_DECORATORS = {
     "on_hive_session": "session",
     "on_sql_context": "sql_context",
     "on_hive_context": "sql_context",
+    "on_streaming_context": "streaming_context",
 }
 
 
@@ -42,13 +46,14 @@ def mist_signature(fn: ast.FunctionDef, where: Where) -> Signature | None:
             "(SparkSession, SparkContext or SQLContext)",
             fn.lineno,
         )
+    streaming = handle == "streaming_context" or returns_stream(fn)
     if with_args is None:
         # Mist listed such a function's parameters after the first, untyped.
         return Signature(handle, def_params(fn, where, typed=False, after_handle=True),
-                         mist=True)
+                         mist=True, streaming=streaming)
     params = _with_args_params(with_args, where)
     _check_def_accepts(fn, params, where)
-    return Signature(handle, params, mist=True)
+    return Signature(handle, params, mist=True, streaming=streaming)
 
 
 def _decorators(fn: ast.FunctionDef, where: Where) -> tuple[str | None, ast.Call | None]:
@@ -58,9 +63,11 @@ def _decorators(fn: ast.FunctionDef, where: Where) -> tuple[str | None, ast.Call
     with_args: ast.Call | None = None
     for dec in fn.decorator_list:
         name = last_name(dec.func if isinstance(dec, ast.Call) else dec)
-        if name == "on_streaming_context":
+        if name == "on_streaming_context" and not dstreams_available():
             raise where.error(
-                "uses @on_streaming_context: Spark Streaming functions are not supported",
+                "uses @on_streaming_context, but the pyspark installed here has no Spark "
+                "Streaming (DStreams, the pyspark.streaming package, deprecated since Spark 3.4): "
+                "port the function to Structured Streaming (docs/streaming.md)",
                 dec.lineno,
             )
         if name in _HANDLE_DECORATORS and not isinstance(dec, ast.Call):
@@ -78,6 +85,16 @@ def _decorators(fn: ast.FunctionDef, where: Where) -> tuple[str | None, ast.Call
             with_args.lineno,
         )
     return handle, with_args
+
+
+@functools.cache
+def dstreams_available() -> bool:
+    """Whether the installed pyspark has DStreams (``pyspark.streaming``), found without
+    importing pyspark: the gateway reads signatures, and need not load Spark's Python side."""
+    spec = importlib.util.find_spec("pyspark")
+    locations = spec.submodule_search_locations if spec is not None else None
+    return any((Path(folder) / "streaming" / "context.py").is_file()
+               for folder in locations or ())
 
 
 def _with_args_params(call: ast.Call, where: Where) -> tuple[Param, ...]:

@@ -10,7 +10,8 @@ from typing import Any
 
 KINDS = frozenset({"int", "float", "str", "bool", "any", "list", "dict", "optional"})
 _CONTAINER_KINDS = frozenset({"list", "dict", "optional"})
-HANDLES = frozenset({"session", "context", "sql_context"})
+# "streaming_context": a Mist-era @on_streaming_context function's StreamingContext (DStreams).
+HANDLES = frozenset({"session", "context", "sql_context", "streaming_context"})
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,14 @@ class Signature:
     ``handle`` is None for a plain function, which takes no Spark handle and so runs on any
     engine; a Spark function runs only where Spark is. ``mist`` marks functions written with
     the ``mistpy`` decorators, which need every argument passed (see ``call_kwargs``).
+    ``streaming`` marks functions declared to leave a stream running (``-> StreamingQuery``, or
+    ``@on_streaming_context``): their jobs get no performTimeout but their own (docs/streaming.md).
     """
 
     handle: str | None
     params: tuple[Param, ...]
     mist: bool = False
+    streaming: bool = False
 
     def __post_init__(self) -> None:
         # Callers (and from_dict) may hand in a list; a tuple keeps the dataclass truly frozen.
@@ -148,11 +152,13 @@ class Signature:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        stored = {
             "handle": self.handle,
             "mist": self.mist,
             "params": [p.to_dict() for p in self.params],
         }
+        # Only when set: what was stored before streaming functions reads the same.
+        return {**stored, "streaming": True} if self.streaming else stored
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Signature:
@@ -162,6 +168,7 @@ class Signature:
             handle=d["handle"],
             params=tuple(Param.from_dict(p) for p in d["params"]),
             mist=d.get("mist", False),
+            streaming=d.get("streaming", False),
         )
 
     def call_kwargs(self, arguments: dict[str, Any]) -> dict[str, Any]:

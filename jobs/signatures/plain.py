@@ -52,7 +52,19 @@ def plain_signature(fn: ast.FunctionDef, where: Where) -> Signature:
     """What ``fn``'s def declares: the Spark handle it takes, if any (see ``spark_handle``), and
     its arguments' hints and literal defaults."""
     handle = spark_handle(fn)
-    return Signature(handle, def_params(fn, where, typed=True, after_handle=handle is not None))
+    return Signature(handle, def_params(fn, where, typed=True, after_handle=handle is not None),
+                     streaming=returns_stream(fn))
+
+
+def returns_stream(fn: ast.FunctionDef) -> bool:
+    """Whether ``fn`` is declared to return a running stream: ``-> StreamingQuery`` (matched by
+    the last dotted name, quoted or not), which makes its jobs streaming jobs."""
+    if fn.returns is None:
+        return False
+    try:
+        return last_name(unstring(fn.returns)) == "StreamingQuery"
+    except UnsupportedHint:
+        return False
 
 
 def spark_handle(fn: ast.FunctionDef) -> str | None:

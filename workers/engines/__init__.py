@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from sparkgate.jobs.contexts import Context
 from sparkgate.workers.progress import ProgressCallback
+from sparkgate.workers.streaming import Following
 
 
 class Progress(Protocol):
@@ -38,8 +39,15 @@ class Engine(Protocol):
     def handle(self, kind: str) -> Any:
         """What a function whose signature takes a handle of ``kind`` gets first."""
 
-    def running(self, job_id: str, title: str, slot: int) -> AbstractContextManager[None]:
-        """The scope of a job's function call, in the thread that runs it."""
+    def running(self, job_id: str, title: str, slot: int,
+                following: Following | None = None) -> AbstractContextManager[None]:
+        """The scope of a job's function call, in the thread that runs it. ``following``
+        hears of a stream the job's function starts (docs/streaming.md)."""
+
+    def follow(self, job_id: str, value: Any) -> Any:
+        """What the job's function returned (``value``) comes to, in its ``running`` scope: the
+        value itself, or, for a stream the function left running, what that stream ends with
+        once it ends (docs/streaming.md). Raises what ends the job otherwise."""
 
     def cancel(self, job_id: str) -> None:
         """Interrupt the job, if it is running; the watchdog calls it again at each tick of the

@@ -29,6 +29,7 @@ from sparkgate.jobs.contexts import Context
 from sparkgate.workers.calling import running_function
 from sparkgate.workers.engines import NoProgress
 from sparkgate.workers.progress import ProgressCallback
+from sparkgate.workers.streaming import Following
 
 
 class JobInterrupted(BaseException):
@@ -53,7 +54,8 @@ class PythonEngine:
                         f"engine 'python', which has no Spark: run it in a spark context")
 
     @contextlib.contextmanager
-    def running(self, job_id: str, title: str, slot: int) -> Iterator[None]:
+    def running(self, job_id: str, title: str, slot: int,
+                following: Following | None = None) -> Iterator[None]:
         thread = threading.get_ident()
         with self._lock:
             self._threads[job_id] = thread
@@ -65,6 +67,9 @@ class PythonEngine:
                 # An interruption sent as the function returned must not hit what this
                 # thread runs next: clear it while no cancel can send another.
                 _send(thread, None)
+
+    def follow(self, job_id: str, value: Any) -> Any:
+        return value  # no Spark, so no stream: what a function returns is its result
 
     def cancel(self, job_id: str) -> None:
         with self._lock:

@@ -1,5 +1,6 @@
 """The spark engine: one warm SparkSession a worker's jobs share, each job in its own Spark job
-group (how it is cancelled and its progress followed) and its slot's FAIR pool."""
+group (how it is cancelled and its progress followed) and its slot's FAIR pool. A job whose
+function leaves a stream running follows it (workers/streaming.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.errors import ConfigError
 from sparkgate.workers.progress import ProgressCallback, ProgressTracker
+from sparkgate.workers.streaming import Following, Streams, Unfollowed
 
 if TYPE_CHECKING:  # pyspark is imported only where a session is built
     from pyspark import SparkContext
@@ -36,16 +38,22 @@ def start(context: Context, scratch: Path) -> SparkEngine:
     check_java()
     log.info("starting Spark for context %s", context.name)
     pools = write_pools_file(scratch / "pools.xml", context.max_jobs)
-    return SparkEngine(build_session(context, pools, scratch), spark_conf_for(context))
+    return SparkEngine(build_session(context, pools, scratch), spark_conf_for(context),
+                       streaming_duration_s=context.streaming_duration_s)
 
 
 class SparkEngine:
-    def __init__(self, spark: Any, conf: dict[str, str] | None = None) -> None:
+    def __init__(self, spark: Any, conf: dict[str, str] | None = None, *,
+                 streaming_duration_s: int = 1) -> None:
         self.spark = spark
         self.conf = conf if conf is not None else {}
         self._cancel_group = job_group_canceller(spark.sparkContext)
-        # The FAIR pool each thread's jobs run in (see ``running``).
+        # The FAIR pool each thread's jobs run in (see ``running``), and the job it runs.
         self._fair_pool_of_thread = threading.local()
+        self._job_of_thread = threading.local()
+        self._streams = Streams(spark)
+        # The batch interval of the StreamingContext an @on_streaming_context function gets.
+        self.streaming_duration_s = streaming_duration_s
 
     def handle(self, kind: str) -> Any:
         if kind == "context":
@@ -54,10 +62,14 @@ class SparkEngine:
             from pyspark.sql import SQLContext
 
             return SQLContext(self.spark.sparkContext, self.spark)
+        if kind == "streaming_context":
+            return self._streams.streaming_context(getattr(self._job_of_thread, "id", None),
+                                                   self.streaming_duration_s)
         return self.spark
 
     @contextlib.contextmanager
-    def running(self, job_id: str, title: str, slot: int) -> Iterator[None]:
+    def running(self, job_id: str, title: str, slot: int,
+                following: Following | None = None) -> Iterator[None]:
         sc = self.spark.sparkContext
         # Each call is a round trip to the JVM, so the thread's properties are not cleared
         # after a job: the next job on this thread sets its own first thing.
@@ -69,13 +81,25 @@ class SparkEngine:
         if getattr(self._fair_pool_of_thread, "name", None) != pool:
             sc.setLocalProperty("spark.scheduler.pool", pool)
             self._fair_pool_of_thread.name = pool
-        yield
+        self._job_of_thread.id = job_id
+        self._streams.begin(job_id, following or Unfollowed())
+        try:
+            yield
+        finally:
+            self._job_of_thread.id = None
+            self._streams.end(job_id)
+
+    def follow(self, job_id: str, value: Any) -> Any:
+        return self._streams.follow(job_id, value)
 
     def cancel(self, job_id: str) -> None:
         self._cancel_group(job_id)
+        self._streams.stop(job_id)
 
     def progress(self, on_progress: ProgressCallback) -> ProgressTracker:
-        return ProgressTracker(self.spark.sparkContext, on_progress)
+        tracker = ProgressTracker(self.spark.sparkContext, on_progress)
+        self._streams.report = tracker.streaming
+        return tracker
 
     def stop(self) -> None:
         self.spark.stop()

@@ -12,9 +12,10 @@ export function stateBadge(state) {
   return h('span', { class: `badge state-${state}`, 'data-state': state }, state);
 }
 
-/** A job's progress: percent of its Spark tasks done. */
+/** A job's progress: percent of its Spark tasks done; a streaming job's latest batch. */
 export function progressBar(progress, status) {
   if (!progress) return h('span', { class: 'muted' }, '—');
+  if (progress.streaming) return streamSummary(progress.streaming);
   const percent = Math.max(0, Math.min(100, Number(progress.percent) || 0));
   const tasks = progress.tasks || {};
   const fill = h('span', { class: `progress-fill status-${status}` });
@@ -30,6 +31,17 @@ export function progressBar(progress, status) {
       + (tasks.failed ? `, ${tasks.failed} failed` : ''),
   }, h('span', { class: 'progress-track' }, fill), h('span', { class: 'progress-label' },
     `${percent.toFixed(0)}%`));
+}
+
+/** A stream's latest batch in a few words (docs/streaming.md has its fields). */
+export function streamSummary(stream) {
+  const batch = stream.kind === 'dstream' ? stream.batches : stream.batchId;
+  const rate = stream.kind === 'query' ? stream.processedRowsPerSecond : null;
+  const words = [batch === undefined || batch === null ? 'no batch yet' : `batch ${batch}`];
+  if (rate !== undefined && rate !== null) words.push(`${rate.toFixed(1)} rows/s`);
+  return h('span', {
+    class: `stream${stream.active ? ' active' : ''}`, 'data-stream': stream.active ? 'active' : 'stopped',
+  }, `${stream.active ? 'streaming' : 'stream stopped'} · ${words.join(' · ')}`);
 }
 
 /** Pretty JSON with its tokens coloured. */

@@ -141,6 +141,10 @@ export async function mount(root, { parts }) {
         : isTerminal(state.job.status) ? 'The job never ran.' : 'Not started yet.'));
       return;
     }
+    if (p.streaming) {
+      replace(progress, streamDetail(p.streaming));
+      return;
+    }
     const t = p.tasks || {};
     if (isTerminal(state.job.status) && !t.total && !p.jobs?.total) {
       replace(progress, h('p', { class: 'muted' }, 'The job ran no Spark code.'));
@@ -324,3 +328,26 @@ export async function mount(root, { parts }) {
     clearInterval(ticker);
   };
 }
+
+
+/** A streaming job's stream: its state, its latest batch and where each source has got to. */
+function streamDetail(stream) {
+  const rate = (value) => (value === undefined || value === null ? '—' : `${value.toFixed(1)} rows/s`);
+  const rows = stream.kind === 'dstream' ? [
+    ['Stream', `DStreams, ${stream.batchDurationMs} ms batches`],
+    ['State', stream.active ? 'running' : 'stopped'],
+    ['Batches', String(stream.batches ?? 0)],
+  ] : [
+    ['Stream', stream.name ? `query ${stream.name}` : `query ${stream.id}`],
+    ['State', stream.active ? 'running' : 'stopped'],
+    ['Batch', stream.batchId === undefined ? 'none yet' : String(stream.batchId)],
+    ['Rows in the batch', String(stream.numInputRows ?? '—')],
+    ['Input', rate(stream.inputRowsPerSecond)],
+    ['Processed', rate(stream.processedRowsPerSecond)],
+    ...(stream.sources || []).map((source) => [`Source ${source.description}`,
+      `offset ${JSON.stringify(source.endOffset)}`]),
+    ...(stream.sink ? [['Sink', stream.sink.description]] : []),
+  ];
+  return h('div', { id: 'stream' }, progressBar({ streaming: stream }), facts(rows));
+}
+
