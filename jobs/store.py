@@ -388,12 +388,15 @@ class Store:
             _without_waiting_for_disk(conn)
             conn.execute(insert(t.job_logs), _log_rows(job_id, lines))
 
-    def job_logs(self, job_id: str) -> list[LogLine]:
+    def job_logs(self, job_id: str, offset: int = 0) -> list[LogLine]:
+        """The job's log records in order, without the first ``offset`` of them."""
         statement = (
             select(t.job_logs.c.ts_ms, t.job_logs.c.level, t.job_logs.c.message)
             .where(t.job_logs.c.job_id == job_id)
             .order_by(t.job_logs.c.id)
         )
+        if offset:
+            statement = statement.offset(offset)
         with self.engine.connect() as conn:
             return [LogLine(**r) for r in conn.execute(statement).mappings()]
 

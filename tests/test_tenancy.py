@@ -38,6 +38,7 @@ from sparkgate.jobs.worker_registry import WorkerRegistry
 from tests.api_responses import error_of, json_of
 from tests.conftest import function_source
 from tests.server_process import Server, running_server
+from tests.test_auth_routes import rule_of
 
 API = "/v2/api"
 ISSUER = "https://login.example.test/"
@@ -160,15 +161,24 @@ async def test_a_submit_key_reads_and_cancels_only_its_own_jobs(client, people: 
 
 
 async def test_every_route_of_one_job_hides_another_owners_job(client, people: People):
-    """Walks the app's router: a route added for one job must scope it too."""
+    """Walks the app's router: a route added for one job must scope it too. A route only admins
+    may call (a job's webhook deliveries) refuses a submit key whoever's job it names: the
+    answer tells nothing of another owner's job."""
     theirs = await submit(client, people.bob)
+    own = await submit(client, people.alice)
+    app = client.server.app
     routes = sorted({(route.method, resource.canonical)
-                     for resource in client.server.app.router.resources()
+                     for resource in app.router.resources()
                      for route in resource if "/jobs/{id}" in resource.canonical})
     assert len(routes) >= 5  # GET, HEAD and DELETE of the job, its logs, its socket
     for method, path in routes:
         response = await client.request(method, path.replace("{id}", theirs),
                                         headers=bearer(people.alice))
+        if rule_of(app, method, path).role == "admin":
+            mine = await client.request(method, path.replace("{id}", own),
+                                        headers=bearer(people.alice))
+            assert response.status == mine.status == 403, (method, path, response.status)
+            continue
         assert response.status == 404, (method, path, response.status)
         if method != "HEAD":
             assert (await response.json())["error"]["message"] == f"job {theirs} does not exist"

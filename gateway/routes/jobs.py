@@ -240,14 +240,30 @@ async def get_job(request: web.Request) -> web.Response:
 @endpoints.get("/v2/api/jobs/{id}/logs", READ, Op(
     "getJobLogs", "jobs", "A job's log",
     {"200": ok({"type": "string"}, "one line per record: `LEVEL ISO-time [job id] message`; "
-               "empty while none", "text/plain"), "404": use("NotFound")},
-    parameters=[JOB_ID_PARAM]))
+               "empty while none", "text/plain", headers={
+                   "X-Sparkgate-Next-Offset": {
+                       "required": True, "schema": {"type": "integer", "minimum": 0},
+                       "description": "*sparkgate*: the `offset` that reads on from here"},
+                   "X-Sparkgate-Job-Status": {
+                       "required": True, "schema": {"enum": list(MIST_STATUSES)},
+                       "description": "*sparkgate*: the job's status, read before its log: "
+                                      "once ended, the log is complete"}}),
+     "400": use("BadRequest"), "404": use("NotFound")},
+    parameters=[JOB_ID_PARAM, query_param(
+        "offset", {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0},
+        "*sparkgate*: records to skip (a multi-line record counts once): pass the last "
+        "answer's `X-Sparkgate-Next-Offset` to read only what came since")]))
 async def job_logs(request: web.Request) -> web.Response:
     store = request.app[STORE]
-    job_id = (await _visible_job(request)).id
-    lines = await blocking(store.job_logs, job_id)
-    text = "".join(format_mist_line(job_id, line) + "\n" for line in lines)
-    return web.Response(text=text, content_type="text/plain")
+    offset = query_int(request, "offset", 0, 0, 10**9)
+    # The status first: an ended job's last lines are stored with its end, so a log read
+    # after an ended status is complete, and a follower can stop there.
+    job = await _visible_job(request)
+    lines = await blocking(store.job_logs, job.id, offset)
+    text = "".join(format_mist_line(job.id, line) + "\n" for line in lines)
+    return web.Response(text=text, content_type="text/plain", headers={
+        "X-Sparkgate-Next-Offset": str(offset + len(lines)),
+        "X-Sparkgate-Job-Status": job.status.value})
 
 
 @endpoints.delete("/v2/api/jobs/{id}", SUBMIT, Op(
