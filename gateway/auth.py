@@ -19,9 +19,10 @@ Which jobs a role sees is jobs/keys.py's ``SEES_ALL_JOBS``; the handlers apply i
 ``Identity`` (``visible``, ``owner_scope``). docs/security.md, "Tenancy", has the table.
 
 Credentials: ``Authorization: Bearer <token>``, an API key (``sgk_...``, see jobs/keys.py)
-or, when ``jwt_issuer`` is set, a JWT (gateway/jwt_tokens.py). Browsers cannot set headers on a
-WebSocket or an EventSource, so the event routes alone also take ``?access_token=``; the
-access log never shows it (``redact_access_tokens``).
+or, when ``jwt_issuer`` is set, a JWT (gateway/jwt_tokens.py); or the same token as the user
+name of Basic credentials, for clients that take credentials only in a URL (mist-cli).
+Browsers cannot set headers on a WebSocket or an EventSource, so the event routes alone also
+take ``?access_token=``; the access log never shows it (``redact_access_tokens``).
 
 With ``auth_enabled`` off every request acts as admin, submitting as ``anonymous`` and seeing
 everything; the rules still apply to routes (an undeclared one is refused all the same).
@@ -29,6 +30,7 @@ everything; the rules still apply to routes (an undeclared one is refused all th
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 import time
@@ -200,6 +202,8 @@ def bearer_token(request: web.Request, rule: Rule) -> str:
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() == "basic" and token.strip():
+            return _basic_token(token.strip())
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthenticated(f"Authorization: expected 'Bearer <token>', got a "
                                    f"{scheme or 'blank'!r} header")
@@ -216,6 +220,22 @@ def bearer_token(request: web.Request, rule: Rule) -> str:
         where += f" (or ?{QUERY_TOKEN}=<token> on this event stream)"
     raise _unauthenticated(f"authentication required: send {where} with an API key or a JWT",
                            reason="missing")
+
+
+def _basic_token(encoded: str) -> str:
+    """The token of Basic credentials: the user name, or the password if the name is empty.
+    Clients that can put credentials only in a URL send them so: mist-cli, given
+    ``--host '<token>:@gateway'``, and any URL like ``http://<token>:@gateway:2004``."""
+    try:
+        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        raise _unauthenticated("Authorization: Basic credentials that are not base64 of "
+                               "'user:password'") from None
+    token = (user or password).strip()
+    if not token:
+        raise _unauthenticated("Authorization: Basic credentials without a token: put the API "
+                               "key or JWT as the user name")
+    return token
 
 
 def _unauthenticated(message: str, reason: str = "invalid") -> Unauthenticated:

@@ -42,6 +42,7 @@ from sparkgate.jobs.errors import BadRequest, Conflict, NotFound
 from sparkgate.jobs.keys import LAST_USED_RESOLUTION_MS, KeyStore, parse_token
 from tests.api_responses import error_of, json_of
 from tests.conftest import REDIS_TEST_URL, free_port, function_source
+from tests.server_process import running_server
 
 API = "/v2/api"
 ISSUER = "https://login.example.test/"
@@ -278,9 +279,14 @@ async def test_no_or_bad_credentials_are_401_with_the_scheme(client, keys: KeySt
     response = await client.get(f"{API}/jobs")
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="sparkgate"'
 
-    basic = await client.get(f"{API}/jobs", headers={"Authorization": "Basic dXNlcjpwdw=="})
-    assert "expected 'Bearer <token>'" in (await unauthenticated(basic))["message"]
-    assert 'error="invalid_token"' in basic.headers["WWW-Authenticate"]
+    digest = await client.get(f"{API}/jobs", headers={"Authorization": "Digest x=1"})
+    assert "expected 'Bearer <token>'" in (await unauthenticated(digest))["message"]
+    assert 'error="invalid_token"' in digest.headers["WWW-Authenticate"]
+    garbled = await client.get(f"{API}/jobs", headers={"Authorization": "Basic %%%"})
+    assert "not base64" in (await unauthenticated(garbled))["message"]
+    # Basic user:pw: "user" is taken for a token, and is none.
+    await unauthenticated(await client.get(f"{API}/jobs",
+                                           headers={"Authorization": "Basic dXNlcjpwdw=="}))
 
     made = keys.create("ci", "read")
     wrong = made.token[:-4] + ("AAAA" if not made.token.endswith("AAAA") else "BBBB")
@@ -288,6 +294,19 @@ async def test_no_or_bad_credentials_are_401_with_the_scheme(client, keys: KeySt
     assert "not valid" in message["message"] and wrong not in json.dumps(message)
     # Not a key, and not a JWT either.
     await unauthenticated(await client.get(f"{API}/jobs", headers=bearer("hunter2")))
+
+
+async def test_a_key_as_basic_credentials_is_a_key(client, keys: KeyStore):
+    """What clients that take credentials only in a URL send (mist-cli: --host KEY@gateway)."""
+    token = keys.create("mist", "read").token
+    for credentials in (f"{token}:", f":{token}"):
+        encoded = base64.b64encode(credentials.encode()).decode()
+        response = await client.get(f"{API}/jobs", headers={"Authorization": f"Basic {encoded}"})
+        assert response.status == 200, await response.text()
+    anonymous = base64.b64encode(b":").decode()
+    error = await unauthenticated(await client.get(
+        f"{API}/jobs", headers={"Authorization": f"Basic {anonymous}"}))
+    assert "without a token" in error["message"]
 
 
 async def test_a_revoked_key_is_refused(client, keys: KeyStore):
@@ -648,3 +667,22 @@ def test_serve_beyond_loopback(tmp_path: Path, redis_url: str, mode: str):
         assert "there is no API key and no JWT issuer" in text and "INSECURE" not in text
     else:
         assert "INSECURE: listening on 0.0.0.0 with authentication off" in text
+
+
+@pytest.mark.slow
+def test_mist_cli_with_the_key_in_its_host(tmp_path: Path, redis_url: str):
+    """docs/security.md: mist-cli sends no credentials of its own, but puts its --host in the
+    URL, whose user-info (`key:@host`: requests needs the colon) goes as Basic credentials."""
+    with running_server(tmp_path, {"SPARKGATE_AUTH_ENABLED": "true",
+                                   "SPARKGATE_START_WORKERS": "false",
+                                   "SPARKGATE_REDIS_URL": redis_url},
+                        wait_for_worker=False) as server:
+        made = subprocess.run(["sparkgate", "keys", "create", "--name", "mist", "--role", "read"],
+                              capture_output=True, text=True, timeout=60, env=server.env,
+                              cwd=tmp_path)
+        assert made.returncode == 0, made.stderr
+        listed = subprocess.run(["mist-cli", "--host", f"{made.stdout.strip()}:@127.0.0.1",
+                                 "--port", str(server.port), "list", "functions"],
+                                capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "word_count" in listed.stdout and "pi" in listed.stdout
