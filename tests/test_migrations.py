@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,3 +43,13 @@ def test_downgrade_to_nothing_and_up_again(empty_db: str):
     upgrade(empty_db)
     assert "jobs" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_the_documented_revision_is_the_head():
+    """docs/configuration.md shows what `sparkgate db upgrade` prints: the newest revision."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    text = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
+    shown = re.findall(r"at revision (\d{4})|not (\d{4}): run", text)
+    assert shown and {a or b for a, b in shown} == {head}, shown
