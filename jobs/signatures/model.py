@@ -8,39 +8,91 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-KINDS = frozenset({"int", "float", "str", "bool", "any", "list", "dict", "optional"})
+KINDS = frozenset({"int", "float", "str", "bool", "any", "list", "dict", "optional",
+                   "object", "enum", "datetime", "date", "decimal"})
 _CONTAINER_KINDS = frozenset({"list", "dict", "optional"})
+# How a worker builds an "object" argument from its JSON object (workers/arguments.py).
+MODELS = frozenset({"dataclass", "typeddict", "pydantic"})
 # "streaming_context": a Mist-era @on_streaming_context function's StreamingContext (DStreams).
 HANDLES = frozenset({"session", "context", "sql_context", "streaming_context"})
 
 
 @dataclass(frozen=True)
+class Field:
+    """One field of an "object" argument (a dataclass, TypedDict or pydantic model)."""
+
+    name: str
+    type: ArgType
+    required: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type.to_dict(), "required": self.required}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Field:
+        return cls(d["name"], ArgType.from_dict(d["type"]), d["required"])
+
+
+@dataclass(frozen=True)
 class ArgType:
-    """The type of one argument: a scalar kind, or a container of ``of``.
+    """The type of one argument: a scalar kind, a container of ``of``, an object or an enum.
 
     ``of`` is the item type of a list, the value type of a dict (keys are always strings, as in
-    JSON) and the inner type of an optional; it is None for scalars and ``any``.
+    JSON) and the inner type of an optional; it is None for every other kind.
+
+    ``object``: a class of the function's own file, sent as a JSON object: ``name`` the class,
+    ``model`` how a worker builds it (one of MODELS), ``fields`` its fields. ``enum``: one of
+    ``values`` (JSON scalars); ``name`` is the Enum class whose member the function receives,
+    None for a ``Literal``. ``datetime``, ``date``: ISO 8601 strings; ``decimal``: a number or
+    a numeric string (exact).
     """
 
     kind: str
     of: ArgType | None = None
+    name: str | None = None
+    model: str | None = None
+    fields: tuple[Field, ...] = ()
+    values: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "fields", tuple(self.fields))
+        object.__setattr__(self, "values", tuple(self.values))
         if self.kind not in KINDS:
             raise ValueError(f"unknown argument kind {self.kind!r}")
         if (self.kind in _CONTAINER_KINDS) != (self.of is not None):
             raise ValueError(f"kind {self.kind!r}: 'of' must be set exactly for list/dict/optional")
+        if (self.kind == "object") != (self.model is not None) or (
+                self.model is not None and (self.model not in MODELS or self.name is None)):
+            raise ValueError(f"kind {self.kind!r}: an object (only) has a model and a name")
+        if (self.kind == "enum") != bool(self.values):
+            raise ValueError(f"kind {self.kind!r}: an enum (only) has values")
+        if self.fields and self.kind != "object":
+            raise ValueError(f"kind {self.kind!r}: only an object has fields")
 
     def to_dict(self) -> dict[str, Any]:
+        # Only the keys a kind uses: the types stored before objects and enums read the same.
         out: dict[str, Any] = {"kind": self.kind}
         if self.of is not None:
             out["of"] = self.of.to_dict()
+        if self.name is not None:
+            out["name"] = self.name
+        if self.model is not None:
+            out["model"] = self.model
+            out["fields"] = [f.to_dict() for f in self.fields]
+        if self.values:
+            out["values"] = list(self.values)
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ArgType:
         of = d.get("of")
-        return cls(d["kind"], None if of is None else cls.from_dict(of))
+        return cls(d["kind"], None if of is None else cls.from_dict(of), name=d.get("name"),
+                   model=d.get("model"),
+                   fields=tuple(Field.from_dict(f) for f in d.get("fields", ())),
+                   values=tuple(d.get("values", ())))
+
+    def field(self, name: str) -> Field | None:
+        return next((f for f in self.fields if f.name == name), None)
 
 
 INT = ArgType("int")
@@ -48,6 +100,9 @@ FLOAT = ArgType("float")
 STR = ArgType("str")
 BOOL = ArgType("bool")
 ANY = ArgType("any")
+DATETIME = ArgType("datetime")
+DATE = ArgType("date")
+DECIMAL = ArgType("decimal")
 
 
 def list_of(item: ArgType) -> ArgType:
@@ -56,6 +111,16 @@ def list_of(item: ArgType) -> ArgType:
 
 def dict_of(value: ArgType) -> ArgType:
     return ArgType("dict", value)
+
+
+def enum_of(values: list[Any], name: str | None = None) -> ArgType:
+    """One of ``values`` (distinct, in order: ``True`` and ``1`` are two); ``name``: the Enum
+    class whose members they are the values of, None for a ``Literal``."""
+    kept: list[Any] = []
+    for value in values:
+        if not any(type(k) is type(value) and k == value for k in kept):
+            kept.append(value)
+    return ArgType("enum", name=name, values=tuple(kept))
 
 
 def optional(inner: ArgType) -> ArgType:
@@ -194,8 +259,15 @@ _MIST_SCALARS = {"int": "MInt", "float": "MDouble", "str": "MString", "bool": "M
 def _mist_type(t: ArgType) -> dict[str, Any]:
     if t.kind in _MIST_SCALARS:
         return {"type": _MIST_SCALARS[t.kind]}
-    if t.kind == "any":
+    if t.kind in ("any", "decimal"):  # a decimal is a number or a numeric string
         return {"type": "MAny"}
+    if t.kind in ("datetime", "date"):
+        return {"type": "MString"}
+    if t.kind == "object":  # Mist had no record type: a map of its fields
+        return {"type": "MMap", "args": [{"type": "MString"}, {"type": "MAny"}]}
+    if t.kind == "enum":
+        kinds = {_value_kind(v) for v in t.values}
+        return {"type": _MIST_SCALARS[kinds.pop()]} if len(kinds) == 1 else {"type": "MAny"}
     assert t.of is not None
     if t.kind == "list":
         return {"type": "MList", "args": [_mist_type(t.of)]}
@@ -212,9 +284,35 @@ def _json_schema(t: ArgType) -> dict[str, Any]:
         return {"type": JSON_SCALARS[t.kind]}
     if t.kind == "any":
         return {}
+    if t.kind in _SPECIAL_SCHEMAS:
+        return copy.deepcopy(_SPECIAL_SCHEMAS[t.kind])
+    if t.kind == "enum":
+        return {"enum": list(t.values), **({"title": t.name} if t.name else {})}
+    if t.kind == "object":
+        return {
+            "type": "object", "title": t.name,
+            "properties": {f.name: _json_schema(f.type) for f in t.fields},
+            "required": [f.name for f in t.fields if f.required],
+            "additionalProperties": False,
+        }
     assert t.of is not None
     if t.kind == "list":
         return {"type": "array", "items": _json_schema(t.of)}
     if t.kind == "dict":
         return {"type": "object", "additionalProperties": _json_schema(t.of)}
     return {"anyOf": [_json_schema(t.of), {"type": "null"}]}
+
+
+def _value_kind(value: Any) -> str:
+    return {bool: "bool", int: "int", float: "float"}.get(type(value), "str")
+
+
+# A decimal given as a string: what Python's Decimal reads, less its spellings that are not
+# numbers (NaN, Infinity) or not JSON-like ("1_000", " 1 "). validation.py checks with it.
+DECIMAL_PATTERN = r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$"
+_SPECIAL_SCHEMAS: dict[str, dict[str, Any]] = {
+    "datetime": {"type": "string", "format": "date-time"},
+    "date": {"type": "string", "format": "date"},
+    "decimal": {"anyOf": [{"type": "number"},
+                          {"type": "string", "pattern": DECIMAL_PATTERN}]},
+}

@@ -11,6 +11,7 @@ from typing import Any
 
 from sparkgate.jobs.errors import InvalidArtifact
 from sparkgate.jobs.signatures.hints import (
+    Classes,
     UnsupportedHint,
     last_name,
     literal,
@@ -35,7 +36,9 @@ class Where:
 
 
 _SUPPORTED_HINTS = (
-    "int, float, str, bool, Any, list, list[X], dict, dict[str, X], Optional[X] or X | None"
+    "int, float, str, bool, Any, list, list[X], dict, dict[str, X], Optional[X] or X | None, "
+    "Literal[...], datetime, date, Decimal, and a dataclass, TypedDict, pydantic BaseModel or "
+    "Enum defined in the same file"
 )
 _HANDLE_ANNOTATIONS = {
     "SparkSession": "session",
@@ -48,11 +51,14 @@ _HANDLE_ANNOTATIONS = {
 HANDLE_NAMES = frozenset({"spark", "sc", "session"})
 
 
-def plain_signature(fn: ast.FunctionDef, where: Where) -> Signature:
+def plain_signature(fn: ast.FunctionDef, where: Where,
+                    classes: Classes | None = None) -> Signature:
     """What ``fn``'s def declares: the Spark handle it takes, if any (see ``spark_handle``), and
-    its arguments' hints and literal defaults."""
+    its arguments' hints and literal defaults; ``classes``: those of its file, which hints
+    may name."""
     handle = spark_handle(fn)
-    return Signature(handle, def_params(fn, where, typed=True, after_handle=handle is not None),
+    return Signature(handle, def_params(fn, where, typed=True, after_handle=handle is not None,
+                                        classes=classes),
                      streaming=returns_stream(fn))
 
 
@@ -89,8 +95,8 @@ def positional_params(fn: ast.FunctionDef) -> list[ast.arg]:
     return [*fn.args.posonlyargs, *fn.args.args]
 
 
-def def_params(fn: ast.FunctionDef, where: Where, typed: bool,
-               after_handle: bool) -> tuple[Param, ...]:
+def def_params(fn: ast.FunctionDef, where: Where, typed: bool, after_handle: bool,
+               classes: Classes | None = None) -> tuple[Param, ...]:
     """The arguments, from the def itself: every parameter, or those after the first when
     ``after_handle`` (the first takes the Spark handle); ``typed=False`` reads no hints."""
     _refuse_varargs(fn, where)
@@ -111,7 +117,8 @@ def def_params(fn: ast.FunctionDef, where: Where, typed: bool,
     # A first parameter whose hint is neither JSON nor a Spark handle may well be a Spark
     # handle misspelt: its error says how a handle is written.
     first = positional[0] if positional and not after_handle else None
-    return tuple(_def_param(arg, default, where, typed, _HANDLE_NOTE if arg is first else "")
+    return tuple(_def_param(arg, default, where, typed, _HANDLE_NOTE if arg is first else "",
+                            classes)
                  for arg, default in pairs)
 
 
@@ -131,15 +138,16 @@ _HANDLE_NOTE = (
 
 
 def _def_param(arg: ast.arg, default: ast.expr | None, where: Where, typed: bool,
-               note: str) -> Param:
+               note: str, classes: Classes | None) -> Param:
     arg_type = ANY
     if typed and arg.annotation is not None:
         try:
-            arg_type = parse_hint(arg.annotation)
-        except UnsupportedHint:
+            arg_type = parse_hint(arg.annotation, classes)
+        except UnsupportedHint as e:
+            why = f" ({e})" if str(e) else ""
             raise where.error(
                 f"parameter {arg.arg!r} has type hint {ast.unparse(arg.annotation)!r}, which "
-                f"cannot be taken from JSON; supported: {_SUPPORTED_HINTS}{note}",
+                f"cannot be taken from JSON{why}; supported: {_SUPPORTED_HINTS}{note}",
                 arg.lineno,
             ) from None
     if default is None:

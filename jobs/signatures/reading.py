@@ -8,6 +8,7 @@ import ast
 from collections.abc import Callable, Iterator
 
 from sparkgate.jobs.errors import InvalidArtifact
+from sparkgate.jobs.signatures.classes import ModuleClasses
 from sparkgate.jobs.signatures.mist import mist_signature
 from sparkgate.jobs.signatures.model import Signature
 from sparkgate.jobs.signatures.plain import Where, plain_signature
@@ -22,7 +23,9 @@ def _inspect_tree(tree: ast.Module, function_name: str, filename: str) -> Signat
     where = Where(filename, function_name)
     fn = _find_function(tree, where)
     signature = mist_signature(fn, where)
-    return plain_signature(fn, where) if signature is None else signature
+    if signature is None:
+        return plain_signature(fn, where, ModuleClasses(tree))
+    return signature
 
 
 # A function re-exported from module to module (``from .jobs import pi`` in ``__init__.py``,

@@ -4,6 +4,7 @@ problem (bounded in number and size).
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import re
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparkgate.jobs.errors import InvalidArguments
-from sparkgate.jobs.signatures.model import JSON_SCALARS, ArgType, Signature
+from sparkgate.jobs.signatures.model import DECIMAL_PATTERN, JSON_SCALARS, ArgType, Signature
 
 # The JSON value to the right of "got" is cut here so one huge string cannot flood an error.
 _MAX_SHOWN_CHARS = 40
@@ -72,9 +73,13 @@ def validate_arguments(sig: Signature, arguments: object) -> dict[str, Any]:
 
 
 def _as_declared(t: ArgType, value: Any) -> Any:
-    """``value`` (already checked against ``t``) with integers made floats where ``t`` says so."""
+    """``value`` (already checked against ``t``) with integers made floats where ``t`` says so,
+    at any depth (an object's fields too)."""
     if t.kind == "float":
         return float(value)
+    if t.kind == "object" and isinstance(value, dict):
+        fields = {f.name: f.type for f in t.fields}
+        return {key: _as_declared(fields[key], item) for key, item in value.items()}
     if value is None or t.of is None or t.kind not in ("list", "dict", "optional"):
         return value
     if t.kind == "optional":
@@ -111,11 +116,19 @@ def _check(
             assert t.of is not None
             _check(t.of, value, path, problems, label or _describe_type(t))
         return
-    if not _fits(t.kind, value):
+    if not _fits(t, value):
         expected = label or _describe_type(t)
         if t.kind == "float" and isinstance(value, int | float) and not isinstance(value, bool):
             expected = "finite " + expected  # only NaN, infinities and huge integers fail here
         problems.add(path, expected, _describe_value(value))
+        return
+    _check_inside(t, value, path, problems)
+
+
+def _check_inside(t: ArgType, value: Any, path: str, problems: _Problems) -> None:
+    """The items, values or fields of ``value``, which has the shape of ``t``."""
+    if t.kind == "object":
+        _check_fields(t, value, path, problems)
         return
     item_type = t.of
     if item_type is None or item_type.kind == "any":
@@ -128,8 +141,32 @@ def _check(
             _check(item_type, item, _key_path(path, str(key)), problems)
 
 
-def _fits(kind: str, value: Any) -> bool:
-    """Does ``value`` have the JSON shape of ``kind`` (items unchecked)?"""
+def _check_fields(t: ArgType, value: dict[str, Any], path: str, problems: _Problems) -> None:
+    for key, item in value.items():
+        field = t.field(str(key))
+        where = _key_path(path, str(key))
+        if field is None:
+            names = ", ".join(f.name for f in t.fields) or "no fields"
+            problems.add(where, f"one of: {names}", str(key),
+                         f"{where}: unknown field of {t.name} (expected one of: {names})")
+        else:
+            _check(field.type, item, where, problems)
+    for f in t.fields:
+        if f.required and f.name not in value:
+            expected = _describe_type(f.type)
+            where = _key_path(path, f.name)
+            problems.add(where, expected, "nothing", f"{where}: missing ({expected})")
+
+
+_DECIMAL = re.compile(DECIMAL_PATTERN)
+_PARSERS = {"datetime": datetime.datetime.fromisoformat, "date": datetime.date.fromisoformat}
+
+
+def _fits(t: ArgType, value: Any) -> bool:
+    """Does ``value`` have the JSON shape of ``t`` (items and fields unchecked)?"""
+    kind = t.kind
+    if kind in ("enum", "datetime", "date", "decimal"):
+        return _fits_value(t, value)
     if kind == "int":
         # bool is an int in Python but not in JSON; 1.5 and 2.0 are numbers, not integers.
         return isinstance(value, int) and not isinstance(value, bool)
@@ -143,7 +180,31 @@ def _fits(kind: str, value: Any) -> bool:
         return isinstance(value, bool)
     if kind == "list":
         return isinstance(value, list)
-    return isinstance(value, dict)
+    return isinstance(value, dict)  # a dict or an object
+
+
+def _fits_value(t: ArgType, value: Any) -> bool:
+    """Is ``value`` one of an enum's values, an ISO date(-time), a decimal?"""
+    if t.kind == "enum":
+        return any(type(v) is type(value) and v == value for v in t.values)
+    if t.kind == "decimal":
+        if isinstance(value, str):
+            return _DECIMAL.fullmatch(value) is not None
+        return _fits(ArgType("float"), value)
+    # The worker makes the value with the same function (workers/arguments.py).
+    try:
+        _PARSERS[t.kind](value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+_MAX_ENUM_SHOWN = 10
+_DESCRIPTIONS = {
+    "datetime": "ISO 8601 date-time string",
+    "date": "ISO 8601 date string",
+    "decimal": "decimal (number or numeric string)",
+}
 
 
 def _fits_double(value: int) -> bool:
@@ -168,6 +229,14 @@ def _describe_type(t: ArgType) -> str:
         return JSON_SCALARS[t.kind]
     if t.kind == "any":
         return "any value"
+    if t.kind in _DESCRIPTIONS:
+        return _DESCRIPTIONS[t.kind]
+    if t.kind == "object":
+        return f"{t.name} object"
+    if t.kind == "enum":
+        shown = ", ".join(json.dumps(v) for v in t.values[:_MAX_ENUM_SHOWN])
+        more = ", ..." if len(t.values) > _MAX_ENUM_SHOWN else ""
+        return f"one of {shown}{more}"
     assert t.of is not None
     inner = _describe_type(t.of)
     if t.kind == "optional":
