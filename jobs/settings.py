@@ -109,6 +109,8 @@ class Settings:
     callback_url_allowed: tuple[str, ...] = ()
     callback_secret: str | None = None
     log_level: str = "INFO"
+    # How sparkgate's processes write their log lines: "text", or "json" (one object a line).
+    log_format: str = "text"
     # The MQTT interface (Mist's): None: off. "mqtt://[user:password@]host[:port]", or mqtts://.
     mqtt_url: str | None = None
     mqtt_subscribe_topic: str = "sparkgate/requests"
@@ -160,6 +162,8 @@ class Settings:
         _check(self.processes >= 0, "processes", "0 (one per core) or more", self.processes)
         _check(self.log_level.upper() in _LOG_LEVELS, "log_level", " or ".join(_LOG_LEVELS),
                self.log_level)
+        _check(self.log_format in LOG_FORMATS, "log_format", " or ".join(LOG_FORMATS),
+               self.log_format)
         for name in ("max_body_bytes", "max_artifact_bytes", "max_model_bytes",
                      "max_result_bytes", "listing_value_max_bytes", "result_cache_max_bytes"):
             _check(getattr(self, name) > 0, name, "a positive number of bytes", getattr(self, name))
@@ -236,6 +240,7 @@ class Settings:
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 def redact_url(url: str) -> str:

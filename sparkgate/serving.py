@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import DBAPIError
 
+from sparkgate import shared_metrics
 from sparkgate.claims import data_dir_held, listen
 from sparkgate.embedded import deploy_examples, start_embedded_redis
 from sparkgate.gateway.app import create_app
@@ -75,6 +76,7 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
             stack.callback(sock.close)
         stack.enter_context(data_dir_held(settings.data_dir))
         sweep_scratch(settings.data_dir)  # workers of a killed serve that were killed too
+        shared_metrics.reset(settings.data_dir)
         redis_url = settings.redis_url
         if settings.embedded_redis:
             embedded = start_embedded_redis(settings.data_dir)

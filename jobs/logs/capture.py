@@ -56,6 +56,13 @@ _install_lock = threading.Lock()
 _installed: JobLogCapture | None = None
 
 
+def current_job() -> str | None:
+    """The job the calling thread runs, in a process whose capture is installed (a worker);
+    None elsewhere (what JSON log lines name as their ``job_id``)."""
+    installed = _installed
+    return None if installed is None else installed.current_job()
+
+
 class JobLogCapture:
     """Routes each job thread's output to that job's log lines, delivered to ``sink``.
 
