@@ -17,10 +17,17 @@ import click
 from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
+from sparkgate import shared_metrics
+from sparkgate.deploy_command import deploy
+from sparkgate.job_commands import COMMANDS as JOB_COMMANDS
+from sparkgate.job_commands import run_remote
 from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.errors import BadRequest, ConfigError, Conflict, SparkgateError
 from sparkgate.jobs.keys import ROLES, KeyStore
 from sparkgate.jobs.settings import Settings, load_settings
+from sparkgate.log_format import configure_logging
+from sparkgate.remote import Remote
+from sparkgate.remote_options import output_option, remote_options
 from sparkgate.schedule_commands import schedules
 
 log = logging.getLogger("sparkgate")
@@ -32,16 +39,20 @@ config_option = click.option(
 
 
 def _load(config_path: Path | None) -> Settings:
-    try:
-        settings = load_settings(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(exc.message) from None
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(config_path)
+    configure_logging(settings)
     return settings
 
 
-@click.group()
+def _settings(config_path: Path | None) -> Settings:
+    try:
+        return load_settings(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sparkgate", prog_name="sparkgate")
 def main() -> None:
     """sparkgate: Spark functions as a web service (Mist's HTTP API v2).
 
@@ -51,6 +62,9 @@ def main() -> None:
     sparkgate worker --context default    # a worker for one context (any host)
     sparkgate keys create --name me --role admin   # an API key (auth_enabled)
     sparkgate run --local examples/pi.py:pi --arg samples=1000   # a function, here
+    sparkgate run pi --arg samples=1000   # a job, followed live (over HTTP: --url)
+    sparkgate jobs --status failed        # and: job, logs, cancel, functions, contexts, workers
+    sparkgate deploy ./my-functions --dry-run   # a folder's functions, as a diff
     sparkgate schedules list              # cron-timed functions (over HTTP: --url)
     """
 
@@ -75,9 +89,12 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
     sparkgate serve
     SPARKGATE_DATABASE_URL=postgresql://localhost/sparkgate sparkgate serve --port 8080
     """
+    settings = _settings(config_path)
+    # Before the gateway is imported: prometheus-client picks its mode then.
+    shared_metrics.share(settings.data_dir)
     from sparkgate.serving import run_server
 
-    settings = _load(config_path)
+    configure_logging(settings)  # after the imports, as before: they log as they load
     host = host or settings.host
     # The app answers requests for the address it listens on (gateway/browsers.py).
     settings = dataclasses.replace(settings, host=host,
@@ -132,6 +149,7 @@ def worker(config_path: Path | None, context_name: str, one_job: bool,
     from sparkgate.workers.process import Worker
 
     settings = _load(config_path)
+    shared_metrics.unshare(settings.data_dir)
     if not settings.redis_url:
         raise click.ClickException("a worker needs SPARKGATE_REDIS_URL (or redis_url in the "
                                    "settings file): the Redis its gateway uses")
@@ -143,23 +161,41 @@ def worker(config_path: Path | None, context_name: str, one_job: bool,
 
 
 @main.command()
-@click.argument("target", metavar="FILE.py:FUNCTION")
-@click.option("--local", is_flag=True, required=True,
-              help="Run in this process (required: the only way `run` runs, for now).")
+@click.argument("target", metavar="FUNCTION | FILE.py:FUNCTION")
+@click.option("--local", is_flag=True,
+              help="Run FILE.py:FUNCTION in this process instead of as a job of the gateway.")
 @click.option("--arg", "pairs", multiple=True, metavar="NAME=VALUE",
               help="An argument. VALUE is read as JSON when it is valid JSON (42, true, "
                    "[1,2], \"7\"), else as the string written. Repeatable; wins over --args.")
-@click.option("--args", "args_json", metavar="JSON", help="The arguments, a JSON object.")
-def run(target: str, local: bool, pairs: tuple[str, ...], args_json: str | None) -> None:
-    """Run FUNCTION of FILE.py here, exactly as deployed: the gateway's argument checks and
-    messages, the worker's import and call, a local Spark session only if the function takes
-    one. Prints the result JSON a job would store. Exit status: 0 done, 1 the function failed
-    (its error as the job's), 2 refused (bad arguments, no such file or function).
+@click.option("--args", "args_json", metavar="JSON|@FILE",
+              help="The arguments, a JSON object (@FILE: read from FILE).")
+@click.option("--context", help="The job's context (default: the function's).")
+@click.option("--async", "run_async", is_flag=True, help="Print the job's id; do not wait.")
+@output_option
+@remote_options
+def run(remote: Remote, target: str, local: bool, pairs: tuple[str, ...],
+        args_json: str | None, context: str | None, run_async: bool, output: str) -> None:
+    """Run FUNCTION as a job of the gateway: its Spark progress and logs as they come, then
+    its result (stdout; progress and logs on stderr). Exit status: 0 finished, 1 failed,
+    2 refused (bad arguments, no such function), 3 cancelled.
+
+    With --local, run FUNCTION of FILE.py here, exactly as deployed: the gateway's argument
+    checks and messages, the worker's import and call, a local Spark session only if the
+    function takes one. Prints the result JSON a job would store. Exit status: 0 done, 1 the
+    function failed (its error as the job's), 2 refused (bad arguments, no such file or
+    function).
 
     \b
+    sparkgate run pi --arg samples=100000          # SPARKGATE_URL, SPARKGATE_API_KEY
+    sparkgate run word_count --args @text.json --output json
     sparkgate run --local examples/pi.py:pi --arg samples=100000 --arg seed=7
     sparkgate run --local examples/word_count.py:word_count --args '{"text": "to be or not"}'
     """
+    if not local:
+        run_remote(remote, target, args_json, pairs, context, run_async, output)
+        return
+    if context or run_async:
+        raise click.UsageError("--context and --async are for jobs of the gateway, not --local")
     from sparkgate.local import FunctionFailed, run_target
 
     try:
@@ -329,3 +365,6 @@ def _is_loopback(host: str) -> bool:
 
 
 main.add_command(schedules)
+main.add_command(deploy)
+for _command in JOB_COMMANDS:
+    main.add_command(_command)
