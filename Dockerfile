@@ -4,24 +4,31 @@
 #
 #   docker build -t sparkgate .
 #
-# Anyone who can reach an unauthenticated sparkgate can upload code and run it, so it refuses
-# to listen beyond loopback with authentication off unless told --insecure. The default command
-# below, `sparkgate serve --host 0.0.0.0`, therefore exits with a message saying why unless
-# authentication is on. Run the container in one of these ways (docs/security.md):
+# Anyone who can reach an unauthenticated sparkgate can upload code and run it, so the image
+# runs with authentication on (SPARKGATE_AUTH_ENABLED=true below), and its default command,
+# `sparkgate serve --host 0.0.0.0 --first-key`, makes an admin key at the first start (when
+# the database has none) and writes its token, once, to the container's log:
 #
-# 1. With authentication (API keys in the database; or JWTs, see docs/security.md). Create an
-#    admin key once, then start with auth on; clients send `Authorization: Bearer <token>`:
+#      docker run -d --name sparkgate -p 2004:2004 -v sparkgate-data:/var/lib/sparkgate \
+#        --stop-timeout 60 sparkgate
+#      docker logs sparkgate 2>&1 | grep -A 2 "created the admin key"   # the token
+#      curl -H "Authorization: Bearer <token>" http://localhost:2004/v2/api/functions
+#
+# Then make keys of your own and revoke that one (docs/security.md). Other ways to run it:
+#
+# 1. With your own keys from the start (or JWTs, see docs/security.md): create an admin key
+#    first, and the default command finds it and makes none:
 #
 #      docker run --rm -v sparkgate-data:/var/lib/sparkgate sparkgate \
 #        sparkgate keys create --name ops --role admin        # prints the token, once
 #      docker run -d --name sparkgate -p 2004:2004 -v sparkgate-data:/var/lib/sparkgate \
-#        -e SPARKGATE_AUTH_ENABLED=true -e SPARKGATE_ALLOWED_HOSTS=gateway.example.com \
-#        --stop-timeout 60 sparkgate
+#        -e SPARKGATE_ALLOWED_HOSTS=gateway.example.com --stop-timeout 60 sparkgate
 #
 # 2. On a trusted network, behind a proxy that authenticates every request, opt out explicitly:
 #
 #      docker run -d --name sparkgate -p 127.0.0.1:2004:2004 -v sparkgate-data:/var/lib/sparkgate \
-#        --stop-timeout 60 sparkgate sparkgate serve --host 0.0.0.0 --insecure
+#        -e SPARKGATE_AUTH_ENABLED=false --stop-timeout 60 sparkgate \
+#        sparkgate serve --host 0.0.0.0 --insecure
 #
 #    (Publish the port only where the proxy can reach it, e.g. on 127.0.0.1 as above, or on a
 #    private Docker network with no -p at all.)
@@ -96,7 +103,8 @@ RUN groupadd --system --gid 10001 sparkgate \
  && mkdir -p /var/lib/sparkgate \
  && chown sparkgate:sparkgate /var/lib/sparkgate
 
-ENV SPARKGATE_DATA_DIR=/var/lib/sparkgate
+ENV SPARKGATE_DATA_DIR=/var/lib/sparkgate \
+    SPARKGATE_AUTH_ENABLED=true
 VOLUME ["/var/lib/sparkgate"]
 
 USER sparkgate
@@ -112,5 +120,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % (os.environ.get('SPARKGATE_PORT') or 2004), timeout=4)"
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
-# Starts with SPARKGATE_AUTH_ENABLED=true; refuses otherwise: see the top of this file.
-CMD ["sparkgate", "serve", "--host", "0.0.0.0"]
+# Authentication on, and an admin key at the first start (its token in the log): see the top.
+CMD ["sparkgate", "serve", "--host", "0.0.0.0", "--first-key"]

@@ -78,8 +78,11 @@ def main() -> None:
 @click.option("--processes", type=click.IntRange(min=0),
               help="Gateway processes on the port (default: the processes setting; 0: one "
                    "per core).")
+@click.option("--first-key", is_flag=True,
+              help="With authentication on and no API key yet, create an admin key and log "
+                   "its token once (the Docker image's default).")
 def serve(config_path: Path | None, host: str | None, port: int | None, insecure: bool,
-          processes: int | None) -> None:
+          processes: int | None, first_key: bool) -> None:
     """Run the gateway, a worker supervisor and (by default) the example functions.
 
     With no settings: SQLite and an embedded Redis under ./sparkgate-data, on 127.0.0.1:2004.
@@ -107,10 +110,10 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
                 "set auth_enabled (SPARKGATE_AUTH_ENABLED=true, see docs/security.md), or "
                 "pass --insecure if a proxy in front of sparkgate authenticates requests")
         log.warning("\n".join(INSECURE_BANNER), host)
-    if settings.auth_enabled and not settings.jwt_issuer:
+    if settings.auth_enabled and not settings.jwt_issuer and not first_key:
         _warn_if_no_keys(settings)
     try:
-        status = run_server(settings, host, port or settings.port, config_path)
+        status = run_server(settings, host, port or settings.port, config_path, first_key)
     except (ConfigError, Conflict) as exc:  # Conflict: the port or the data folder is taken
         raise click.ClickException(exc.message) from None
     except KeyboardInterrupt:  # while starting; what had started is stopped by now

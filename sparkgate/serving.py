@@ -20,6 +20,7 @@ import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -42,6 +43,7 @@ from sparkgate.gateway_processes import (
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import DEFAULT_CONTEXT
 from sparkgate.jobs.db import make_engine
+from sparkgate.jobs.keys import KeyStore
 from sparkgate.jobs.migrate import prepare_database
 from sparkgate.jobs.queue import JobQueue
 from sparkgate.jobs.reconciler import Reconciler
@@ -63,9 +65,11 @@ log = logging.getLogger("sparkgate.serve")
 COUNT_TIMEOUT_S = 2.0
 
 
-def run_server(settings: Settings, host: str, port: int, config_path: Path | None) -> int:
+def run_server(settings: Settings, host: str, port: int, config_path: Path | None,
+               first_key: bool = False) -> int:
     """Serve until stopped; the exit status: 0 after a graceful stop, 128 + the signal's
-    number after a second signal stopped it at once."""
+    number after a second signal stopped it at once. ``first_key``: with authentication on and
+    no active key, make an admin key and log its token (``_first_admin_key``)."""
     if settings.start_workers and settings.context.engine == "spark":
         # Before anything starts: a missing Java is a message, not a trace. (Other contexts'
         # spark workers say it too, as their failure; python ones need no Java.)
@@ -87,6 +91,8 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
         prepare_database(database_url)
         engine = make_engine(database_url)
         stack.callback(engine.dispose)
+        if first_key and settings.auth_enabled:
+            _first_admin_key(KeyStore(engine))
         catalog = Catalog(engine, settings.context)
         if settings.deploy_examples:
             deployed = deploy_examples(catalog)
@@ -100,6 +106,20 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
         app = create_app(settings, redis_url)
         return asyncio.run(_serve(app, sockets, background, settings,
                                   make_url(database_url).render_as_string()))
+
+
+def _first_admin_key(keys: KeyStore) -> None:
+    """A first admin key, when there is none: a container started with its defaults is usable
+    at once (its log holds the token) and never open. Logged, not printed: the log is where a
+    container's operator looks, and only the token's holder can use it."""
+    if keys.count_active():
+        return
+    name = f"admin-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    made = keys.create(name, "admin")
+    log.warning("authentication is on and there was no API key: created the admin key %r. Its "
+                "token, shown only now (send it as Authorization: Bearer <token>):\n\n    %s\n\n"
+                "Make keys of your own (sparkgate keys create) and revoke this one "
+                "(sparkgate keys revoke %s).", name, made.token, name)
 
 
 def _purge_cached_results(redis_url: str, settings: Settings, functions: list[str]) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
+import requests
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -686,3 +687,44 @@ def test_mist_cli_with_the_key_in_its_host(tmp_path: Path, redis_url: str):
                                 capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
     assert "word_count" in listed.stdout and "pi" in listed.stdout
+
+
+@pytest.mark.slow
+def test_the_first_key_is_made_once_and_works(tmp_path: Path, redis_url: str):
+    """serve --first-key (the Docker image's default): with auth on and no key, an admin key
+    whose token is in the log; started again, no second one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
+    port = free_port()
+    env.update({"SPARKGATE_DATA_DIR": str(tmp_path / "data"), "SPARKGATE_REDIS_URL": redis_url,
+                "SPARKGATE_START_WORKERS": "false", "SPARKGATE_DEPLOY_EXAMPLES": "false",
+                "SPARKGATE_AUTH_ENABLED": "true", "SPARKGATE_PROCESSES": "1",
+                "SPARKGATE_PORT": str(port)})
+
+    def start_and_stop(log: Path) -> str:
+        with log.open("wb") as out:
+            process = subprocess.Popen(["sparkgate", "serve", "--first-key"], env=env,
+                                       cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while "sparkgate on http://" not in log.read_text():
+                assert process.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            tokens = re.findall(r"^\s+(sgk_\S+)$", log.read_text(), re.MULTILINE)
+            if tokens:
+                answer = requests.get(f"http://127.0.0.1:{port}/v2/api/functions",
+                                      headers={"Authorization": f"Bearer {tokens[0]}"},
+                                      timeout=30)
+                assert answer.status_code == 200, answer.text
+            anonymous = requests.get(f"http://127.0.0.1:{port}/v2/api/functions", timeout=30)
+            assert anonymous.status_code == 401
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+        return log.read_text()
+
+    first = start_and_stop(tmp_path / "first.log")
+    assert "created the admin key 'admin-" in first and "no API key and no JWT" not in first
+    assert len(re.findall(r"^\s+sgk_\S+$", first, re.MULTILINE)) == 1
+    again = start_and_stop(tmp_path / "again.log")
+    assert "created the admin key" not in again and "sgk_" not in again
