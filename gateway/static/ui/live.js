@@ -179,3 +179,27 @@ export function coalesce(fn, ms) {
   };
   return debounced;
 }
+
+/** What a read of `latestReads` answers when a later read started before it ended. */
+export const STALE = Symbol('stale');
+
+/**
+ * A page's reads, of which only the latest started is answered: an action reads again at once
+ * while the timer's read may still be under way, and an older answer must not overwrite a
+ * newer one. `read(fetch)` answers fetch's value, or STALE; it throws fetch's error only if
+ * no later read started meanwhile (it answers STALE then too).
+ */
+export function latestReads() {
+  let started = 0;
+  return async (fetch) => {
+    const mine = ++started;
+    try {
+      const value = await fetch();
+      return mine === started ? value : STALE;
+    } catch (error) {
+      if (mine !== started) return STALE;
+      throw error;
+    }
+  };
+}
+

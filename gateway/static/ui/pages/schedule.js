@@ -5,7 +5,7 @@
 import { api, seg } from '../api.js';
 import { h, replace } from '../dom.js';
 import { formatDuration, formatIn, formatTime, runTime, shortId } from '../format.js';
-import { every } from '../live.js';
+import { STALE, every, latestReads } from '../live.js';
 import { jobLink, route } from '../router.js';
 import { errorBox, facts, jsonBlock, section, stateBadge, statusBadge } from '../widgets.js';
 import { scheduleActions, stateOf } from './schedules.js';
@@ -43,15 +43,13 @@ export async function mount(root, { parts }) {
     replace(notice, error ? errorBox(error) : null);
   };
   let timer = null;
-  let loads = 0;
+  const read = latestReads();
 
   async function load() {
-    const current = ++loads;
     let schedule;
     try {
-      schedule = await api(`schedules/${seg(name)}`);
+      schedule = await read(() => api(`schedules/${seg(name)}`));
     } catch (error) {
-      if (current !== loads) return;
       failed(error);
       unread = true;
       if (error.status === 404) {
@@ -62,7 +60,7 @@ export async function mount(root, { parts }) {
       }
       return;
     }
-    if (current !== loads) return; // a later read (after an action) answers instead
+    if (schedule === STALE) return; // a later read (after an action) answers instead
     if (unread) failed(null);
     unread = false;
     render(schedule);

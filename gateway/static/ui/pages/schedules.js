@@ -6,7 +6,7 @@ import { api, seg } from '../api.js';
 import { h, replace } from '../dom.js';
 import { fieldErrors } from '../field-errors.js';
 import { formatAgo, formatIn, formatTime } from '../format.js';
-import { every } from '../live.js';
+import { STALE, every, latestReads } from '../live.js';
 import { jobLink, route, scheduleLink } from '../router.js';
 import { describe } from '../schema-form.js';
 import { confirmButton, errorBox, stateBadge } from '../widgets.js';
@@ -104,18 +104,17 @@ export async function mount(root, { params }) {
   root.append(notice, h('section', { class: 'card flush' }, body));
 
   const failed = (error) => replace(notice, error ? errorBox(error) : null);
-  let loads = 0;
+  const read = latestReads();
 
   async function load() {
-    const current = ++loads;
     let schedules;
     try {
-      schedules = await api('schedules');
+      schedules = await read(() => api('schedules'));
     } catch (error) {
-      if (current === loads) replace(body, errorBox(error));
+      replace(body, errorBox(error));
       return;
     }
-    if (current !== loads) return; // a later read (after an action) answers instead
+    if (schedules === STALE) return; // a later read (after an action) answers instead
     if (!schedules.length) {
       replace(body, h('p', { class: 'empty' }, 'No schedules yet. ',
         h('a', { href: route('schedules', { new: 1 }) }, 'Create one'), '.'));

@@ -5,7 +5,7 @@ import { api, seg } from '../api.js';
 import { deliveriesTable, healthCounts, lastAttemptSummary } from '../deliveries.js';
 import { h, replace } from '../dom.js';
 import { formatTime } from '../format.js';
-import { every } from '../live.js';
+import { STALE, every, latestReads } from '../live.js';
 import { errorBox, facts, section } from '../widgets.js';
 import { deleteButton, eventList, filterOf } from './webhooks.js';
 
@@ -38,17 +38,14 @@ export async function mount(root, { parts }) {
     replace(notice, error ? errorBox(error) : null);
   };
   let timer = null;
-  let loads = 0;
+  const read = latestReads();
 
   async function load() {
-    const current = ++loads;
-    let webhook;
-    let found;
+    let answer;
     try {
-      [webhook, found] = await Promise.all([api(`webhooks/${seg(id)}`),
-        api(`webhooks/${seg(id)}/deliveries`, { query: { limit: DELIVERIES } })]);
+      answer = await read(() => Promise.all([api(`webhooks/${seg(id)}`),
+        api(`webhooks/${seg(id)}/deliveries`, { query: { limit: DELIVERIES } })]));
     } catch (error) {
-      if (current !== loads) return;
       failed(error);
       unread = true;
       if (error.status === 404) {
@@ -58,10 +55,10 @@ export async function mount(root, { parts }) {
       }
       return;
     }
-    if (current !== loads) return; // a later read (after an action) answers instead
+    if (answer === STALE) return; // a later read (after an action) answers instead
     if (unread) failed(null);
     unread = false;
-    render(webhook, found);
+    render(...answer);
   }
 
   function render(webhook, found) {

@@ -7,7 +7,7 @@ import { eventBadge, healthCounts, lastAttemptSummary } from '../deliveries.js';
 import { h, replace } from '../dom.js';
 import { fieldErrors } from '../field-errors.js';
 import { formatTime } from '../format.js';
-import { every } from '../live.js';
+import { STALE, every, latestReads } from '../live.js';
 import { route, scheduleLink, webhookLink } from '../router.js';
 import { confirmButton, copyText, errorBox } from '../widgets.js';
 
@@ -73,22 +73,25 @@ export async function mount(root, { params }) {
   root.append(notice, h('section', { class: 'card flush' }, body));
 
   const failed = (error) => replace(notice, error ? errorBox(error) : null);
-  let loads = 0;
+  const read = latestReads();
 
   async function load() {
-    const current = ++loads;
-    let webhooks;
-    let health;
+    let answer;
     try {
-      webhooks = await api('webhooks');
-      // One subscription's deliveries unreadable (deleted meanwhile): its health unknown.
-      health = await Promise.all(webhooks.map((w) => api(`webhooks/${seg(w.id)}/deliveries`,
-        { query: { limit: HEALTH_DELIVERIES } }).catch(() => null)));
+      answer = await read(async () => {
+        const webhooks = await api('webhooks');
+        // One subscription's deliveries unreadable (deleted meanwhile): its health unknown.
+        const health = await Promise.all(webhooks.map((w) => api(
+          `webhooks/${seg(w.id)}/deliveries`, { query: { limit: HEALTH_DELIVERIES } },
+        ).catch(() => null)));
+        return { webhooks, health };
+      });
     } catch (error) {
-      if (current === loads) replace(body, errorBox(error));
+      replace(body, errorBox(error));
       return;
     }
-    if (current !== loads) return; // a later read (after an action) answers instead
+    if (answer === STALE) return; // a later read (after an action) answers instead
+    const { webhooks, health } = answer;
     if (!webhooks.length) {
       replace(body, h('p', { class: 'empty' }, 'No webhooks yet. ',
         h('a', { href: route('webhooks', { new: 1 }) }, 'Subscribe a URL to job events'), '.'));
