@@ -103,9 +103,16 @@ class Scheduler:
             stop.wait(sleep_s)
 
     def pass_once(self, now: int) -> float:
-        """Handle every due schedule; the seconds until the next tick (at most MAX_SLEEP_S)."""
+        """Handle every due schedule; the seconds until the next tick (at most MAX_SLEEP_S).
+        An outage (the database, Redis) stops the pass; anything else stops only the schedule
+        it happened to, which is retried at the next pass, so no schedule holds up the others."""
         for schedule in self.book.due(now):
-            self._handle(schedule, now)
+            try:
+                self._handle(schedule, now)
+            except (DBAPIError, RedisError, RetryLater):
+                raise
+            except Exception:
+                log.exception("schedule %s: its pass failed; trying again", schedule.name)
         earliest = self.book.earliest_tick()
         if earliest is None:
             return MAX_SLEEP_S

@@ -352,3 +352,22 @@ async def test_a_tick_made_from_the_replaced_definition_is_the_tick_s_one_job(
     assert job.arguments == {"x": 1}
     details = await json_of(await client.get(f"{API}/schedules/nightly"))
     assert details["lastError"] is None and details["nextRuns"][0] == tick + 86_400_000
+
+
+async def test_a_schedule_whose_pass_fails_holds_up_no_other(client, add, scheduler, store,
+                                                             monkeypatch):
+    await create(client, name="broken")
+    await create(client, name="fine")
+    tick = next_tick(scheduler, "fine")
+    assert next_tick(scheduler, "broken") == tick
+    handle = scheduler._handle
+
+    def failing(schedule, now):
+        if schedule.name == "broken":
+            raise ValueError("a bug in one schedule's pass")
+        handle(schedule, now)
+
+    monkeypatch.setattr(scheduler, "_handle", failing)
+    scheduler.pass_once(tick)
+    assert len(jobs_of(store, "fine")) == 1 and jobs_of(store, "broken") == []
+    assert next_tick(scheduler, "broken") == tick  # due again at the next pass
