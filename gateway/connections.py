@@ -147,6 +147,10 @@ class GuardedHandler(RequestHandler):
         # request line that is too long (414) from a header that is (431).
         self._line_bytes = 0
         self._line_read = False
+        # Whether the request line of the last message parsed (or refused) was too long, taken
+        # as the parser finished with it: more bytes of the same refused request may arrive
+        # before its answer is made, and would start measuring a line anew.
+        self._parsed_line_too_long = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(self._manager, GuardedServer)
@@ -164,6 +168,7 @@ class GuardedHandler(RequestHandler):
         parsed = self._request_count
         super().data_received(data)
         if self._request_count != parsed:
+            self._parsed_line_too_long = self._line_bytes > MAX_LINE_BYTES
             self._disarm_header_timer()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -180,7 +185,7 @@ class GuardedHandler(RequestHandler):
                      ) -> web.StreamResponse:
         """aiohttp's plain-text answer to what its parser refuses, in the gateway's shape."""
         super().handle_error(request, status, exc, message)  # logs; raises if too late to answer
-        response = protocol_error(status, exc, self._line_bytes > MAX_LINE_BYTES)
+        response = protocol_error(status, exc, self._parsed_line_too_long)
         response.force_close()
         return response
 
