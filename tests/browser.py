@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from playwright.sync_api import Browser, Page, sync_playwright
 
@@ -17,6 +18,7 @@ CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+UI_TIMEOUT_MS = 30_000
 
 
 @contextmanager
@@ -40,3 +42,18 @@ def collect_problems(page: Page) -> list[str]:
             if message.type == "error" and "Failed to load resource" not in message.text
             else None)
     return problems
+
+
+@contextmanager
+def checked_page(browser: Browser, base_url: str, **options: Any) -> Iterator[Page]:
+    """A page of a new browser context on ``base_url`` (more context ``options`` as given),
+    failing the test, once the page is closed, for any error it logged."""
+    context = browser.new_context(base_url=base_url, viewport={"width": 1360, "height": 900},
+                                  **options)
+    page = context.new_page()
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    problems = collect_problems(page)
+    yield page
+    context.close()
+    assert not problems, problems
+

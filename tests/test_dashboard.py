@@ -18,14 +18,13 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import SCREENSHOTS, chromium, collect_problems
+from tests.browser import SCREENSHOTS, UI_TIMEOUT_MS, checked_page, chromium, collect_problems
 from tests.conftest import TEST_SPARK_CONF
 from tests.server_process import Server, running_server, wait_until
 
 pytestmark = pytest.mark.slow
 
 STATIC = Path(__file__).resolve().parent.parent / "gateway" / "static" / "ui"
-UI_TIMEOUT_MS = 30_000
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +46,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, server: Server) -> Iterator[Page]:
-    context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    problems = collect_problems(page)
-    yield page
-    context.close()
-    assert not problems, problems
+    with checked_page(browser, server.url) as page:
+        yield page
 
 
 def open_ui(page: Page, hash_route: str) -> None:

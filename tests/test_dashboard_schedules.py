@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import chromium, collect_problems
+from tests.browser import checked_page, chromium
 from tests.server_process import Server, running_server
-from tests.test_dashboard import UI_TIMEOUT_MS, head_status, open_ui, screenshot
+from tests.test_dashboard import head_status, open_ui, screenshot
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +40,8 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def page(browser: Browser, server: Server) -> Iterator[Page]:
     # The browser in UTC: the times the page shows can be compared with the API's.
-    context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 900},
-                                  timezone_id="UTC")
-    page = context.new_page()
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    problems = collect_problems(page)
-    yield page
-    context.close()
-    assert not problems, problems
+    with checked_page(browser, server.url, timezone_id="UTC") as page:
+        yield page
 
 
 def create(server: Server, name: str, **fields) -> dict:

@@ -22,10 +22,10 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import chromium, collect_problems
+from tests.browser import UI_TIMEOUT_MS, checked_page, chromium, collect_problems
 from tests.receiver import Received, receiving
 from tests.server_process import Server, running_server
-from tests.test_dashboard import UI_TIMEOUT_MS, head_status, open_ui, screenshot
+from tests.test_dashboard import head_status, open_ui, screenshot
 
 pytestmark = pytest.mark.slow
 
@@ -50,15 +50,12 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, server: Server) -> Iterator[Page]:
-    context = browser.new_context(base_url=server.url, viewport={"width": 1360, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(UI_TIMEOUT_MS)
-    problems = collect_problems(page)
-    yield page
-    context.close()
-    for hook in server.get("/webhooks").json():  # no test's receiver outlives it
-        server.delete(f"/webhooks/{hook['id']}")
-    assert not problems, problems
+    try:
+        with checked_page(browser, server.url) as page:
+            yield page
+    finally:
+        for hook in server.get("/webhooks").json():  # no test's receiver outlives it
+            server.delete(f"/webhooks/{hook['id']}")
 
 
 def subscribe(server: Server, url: str, events: list[str]) -> dict:
