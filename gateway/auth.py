@@ -24,6 +24,9 @@ name of Basic credentials, for clients that take credentials only in a URL (mist
 Browsers cannot set headers on a WebSocket or an EventSource, so the event routes alone also
 take ``?access_token=``; the access log never shows it (``redact_access_tokens``).
 
+Requests without credentials from a peer in one of ``trusted_networks`` act with that
+network's role (read or submit, never admin): clients that cannot send credentials at all.
+
 With ``auth_enabled`` off every request acts as admin, submitting as ``anonymous`` and seeing
 everything; the rules still apply to routes (an undeclared one is refused all the same).
 """
@@ -31,6 +34,7 @@ everything; the rules still apply to routes (an undeclared one is refused all th
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import re
 import time
@@ -44,7 +48,7 @@ from sparkgate.gateway.blocking import blocking
 from sparkgate.gateway.jwt_tokens import JwtVerifier
 from sparkgate.gateway.redaction import Redaction
 from sparkgate.gateway.resources import SETTINGS, STORE
-from sparkgate.gateway.routing import PUBLIC, Handler, Rule, declaration
+from sparkgate.gateway.routing import PUBLIC, Handler, Rule, route_of
 from sparkgate.jobs.errors import Forbidden, Unauthenticated
 from sparkgate.jobs.keys import (
     CANCELS_ALL_JOBS,
@@ -157,9 +161,14 @@ class Authenticator:
         self.enabled = settings.auth_enabled
         self.jwt = JwtVerifier.from_settings(settings) if settings.auth_enabled else None
         self.cache_s = cache_s
+        self.networks = TrustedNetworks(settings.trusted_networks)
         self._keys: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()
 
     async def authenticate(self, request: web.Request, rule: Rule) -> Identity:
+        if not _has_credentials(request):
+            trusted = self.networks.identity(request.remote)
+            if trusted is not None:
+                return trusted
         token = bearer_token(request, rule)
         if token.startswith(TOKEN_START):
             key = await self._key(request, token)
@@ -189,6 +198,33 @@ class Authenticator:
             while len(self._keys) > KEY_CACHE_SIZE:
                 self._keys.popitem(last=False)
         return key
+
+
+class TrustedNetworks:
+    """The identity of a credential-less request by its peer address: the most specific
+    listed network holding the address decides (settings.trusted_networks)."""
+
+    def __init__(self, networks: dict[str, str]) -> None:
+        parsed = [(ipaddress.ip_network(n), role) for n, role in networks.items()]
+        self._networks = sorted(parsed, key=lambda item: -item[0].prefixlen)
+
+    def identity(self, peer: str | None) -> Identity | None:
+        if not self._networks or not peer:
+            return None
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:  # a Unix socket's peer
+            return None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack listener's IPv4 client
+        for network, role in self._networks:
+            if address.version == network.version and address in network:
+                return Identity(f"network:{network}", role)
+        return None
+
+
+def _has_credentials(request: web.Request) -> bool:
+    return "Authorization" in request.headers or QUERY_TOKEN in request.query
 
 
 def _look_up(keys: KeyStore, token: str) -> ApiKey | None:
@@ -252,10 +288,9 @@ def auth_middleware(settings: Settings) -> Callable[..., Awaitable[web.StreamRes
         match = request.match_info
         if match.http_exception is not None:  # no such route (404/405): nothing to protect
             return await handler(request)
-        resource = match.route.resource
-        canonical = resource.canonical if resource is not None else request.path
-        route = declaration(request.app, request.method, canonical)
+        route = route_of(request)
         if route is None:
+            canonical = match.route.resource.canonical if match.route.resource else request.path
             log.error("refused %s %s: not declared (gateway/routing.py), so no access rule",
                       request.method, canonical)
             raise Forbidden(f"{request.method} {canonical} has no access rule, so it is "
@@ -270,7 +305,7 @@ def auth_middleware(settings: Settings) -> Callable[..., Awaitable[web.StreamRes
         else:
             who = await authenticator.authenticate(request, rule)
             request[IDENTITY] = who
-            _check_role(who, rule, request.method, canonical)
+            _check_role(who, rule, request.method, route.template)
             if rule.function == "path":
                 require_function(request, match["name"])
         return await handler(request)

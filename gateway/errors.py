@@ -3,7 +3,8 @@
 Domain errors carry their own status (and their headers: Retry-After for 429 and 503,
 WWW-Authenticate for 401); aiohttp's (unknown route, wrong method, body too large)
 are reshaped; a lost database or Redis is a 503 with Retry-After; anything else is a logged 500
-that leaks no internals.
+that leaks no internals. One exception: a listing's 401 for missing credentials is plain
+text to Python's requests, because mist-cli crashes on any JSON but the list it asked for.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from sparkgate.gateway.log_throttle import LogThrottle
+from sparkgate.gateway.routing import route_of
 from sparkgate.jobs.errors import RetryLater, SparkgateError, Unauthenticated, Unavailable
 
 log = logging.getLogger("sparkgate.gateway")
@@ -48,6 +50,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except SparkgateError as exc:
+        if _reads_any_answer_as_its_data(request, exc):
+            return web.Response(status=exc.http_status, text=f"{exc.code}: {exc.message}\n",
+                                headers=_headers_for(exc))
         return error_response(exc.http_status, exc.code, exc.message, exc.details,
                               headers=_headers_for(exc))
     except web.HTTPException as exc:
@@ -67,6 +72,19 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 #: One warning per 10 s for each dependency that is down, with the 503s left out counted: an
 #: outage under load is a few log lines, not one per request.
 _OUTAGES = LogThrottle(log, every_s=10.0, burst=1)
+
+
+def _reads_any_answer_as_its_data(request: web.Request, exc: SparkgateError) -> bool:
+    """mist-cli (Python's requests, to which it gives no header) parses the answer to its list
+    commands as the list it asked for, whatever the status: an error object makes it die with
+    a TypeError; a body that is not JSON makes it report an error and exit 2. Only a missing
+    credential concerns it (it sends a key only in its --host, as Basic credentials)."""
+    if not (isinstance(exc, Unauthenticated) and isinstance(exc.details, dict)
+            and exc.details.get("reason") == "missing"
+            and request.headers.get("User-Agent", "").startswith("python-requests/")):
+        return False
+    route = route_of(request)
+    return route is not None and route.answers_a_list
 
 
 def _from_http(request: web.Request, exc: web.HTTPException) -> web.Response:

@@ -100,6 +100,12 @@ class Route:
         """The path as OpenAPI and the router's ``canonical`` write it."""
         return _VARIABLE_REGEX.sub(r"{\1}", self.path)
 
+    @property
+    def answers_a_list(self) -> bool:
+        """Its 200 answer is a JSON array (Mist's listings)."""
+        content = self.op.responses.get("200", {}).get("content", {})
+        return content.get("application/json", {}).get("schema", {}).get("type") == "array"
+
 
 class Endpoints:
     """The routes a routes module declares, in the order it declares them."""
@@ -149,6 +155,16 @@ def add_routes(app: web.Application, routes: Iterable[Route]) -> None:
 def declaration(app: web.Application, method: str, template: str) -> Route | None:
     # aiohttp answers HEAD with the GET handler: it reveals what GET does.
     return app[ROUTES].get(("GET" if method == "HEAD" else method, template))
+
+
+def route_of(request: web.Request) -> Route | None:
+    """The declaration of the route ``request`` matched; None: no route, or an undeclared one."""
+    match = request.match_info
+    if match.http_exception is not None:
+        return None
+    resource = match.route.resource
+    canonical = resource.canonical if resource is not None else request.path
+    return declaration(request.app, request.method, canonical)
 
 
 def undeclared(app: web.Application) -> list[str]:

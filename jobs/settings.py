@@ -8,6 +8,7 @@ documents every option with its default.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -28,6 +29,8 @@ ENV_PREFIX = "SPARKGATE_"
 CONFIG_ENV = "SPARKGATE_CONFIG"
 # The execution engines a context may name; each is the module sparkgate.workers.engines.<name>.
 ENGINES = ("spark", "python")
+# The roles a trusted network may grant: uploading code always takes credentials.
+TRUSTED_ROLES = ("read", "submit")
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,11 @@ class Settings:
     # Authentication: off, every request acts as admin (and serve refuses to listen beyond
     # loopback without --insecure). On: API keys (``sparkgate keys create``) and, if set, JWTs.
     auth_enabled: bool = False
+    # With auth on: requests that carry no credentials from a peer address in one of these
+    # networks act with its role ("read" or "submit"; never admin), as submitter
+    # "network:<network>". Keys: networks like "10.0.0.0/8"; the TCP peer decides, never a
+    # forwarded header. For clients that cannot send credentials (mist-cli).
+    trusted_networks: dict[str, str] = field(default_factory=dict)
     # JWT verification (on when jwt_issuer is set): the issuer and audience to require, the
     # signer's PEM public key or a JWKS file, the claim holding roles and the one naming who.
     jwt_issuer: str | None = None
@@ -197,6 +205,11 @@ class Settings:
         _check(self.max_streams_per_client >= 0, "max_streams_per_client",
                "0 (no limit) or more", self.max_streams_per_client)
         _check(self.stream_buffer_max_bytes > 0, "stream_buffer_max_bytes",
+        for network, role in self.trusted_networks.items():
+            _check(_is_network(network), "trusted_networks",
+                   'networks like "10.0.0.0/8" or "192.168.1.7/32" (no host bits set)', network)
+            _check(role in TRUSTED_ROLES, f"trusted_networks.{network}",
+                   " or ".join(TRUSTED_ROLES) + " (admin always needs credentials)", role)
                "a positive number of bytes", self.stream_buffer_max_bytes)
         if self.mqtt_url is not None:
             self._check_mqtt()
@@ -287,6 +300,14 @@ def _is_origin(text: str) -> bool:
 def _check(ok: bool, name: str, expected: str, got: Any) -> None:
     if not ok:
         raise ConfigError(f"setting {name}: expected {expected}, got {got!r}")
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text)
+    except ValueError:
+        return False
+    return True
+
+
 
 
 def load_settings(

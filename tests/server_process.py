@@ -134,8 +134,8 @@ def _wait_until_ready(server: Server, wait_for_worker: bool) -> None:
     while time.monotonic() < deadline:
         assert server.process.poll() is None, f"serve exited:\n{server.log.read_text()}"
         try:
-            workers = server.get("/workers").json()
-            if workers or not wait_for_worker:
+            answer = server.get("/workers")
+            if not wait_for_worker or (answer.status_code == 200 and answer.json()):
                 return
         except requests.ConnectionError:
             pass

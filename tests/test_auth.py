@@ -335,6 +335,84 @@ async def test_use_is_recorded_on_the_key(client, keys: KeyStore):
     assert keys.get("ci").last_used_at is not None
 
 
+async def test_a_trusted_network_acts_with_its_role_without_credentials(
+        aiohttp_client, auth_settings, redis_url, keys: KeyStore, admin: str):
+    """settings.trusted_networks: the test client's address is 127.0.0.1."""
+    trusting = dataclasses.replace(auth_settings, trusted_networks={
+        "127.0.0.0/8": "submit", "0.0.0.0/0": "read"})
+    client = await aiohttp_client(create_app(trusting, redis_url))
+    await deploy_echo(client, admin)
+    job_id = (await json_of(await run(client, None)))["id"]
+    assert (await job_of(client, admin, job_id))["submitter"] == "network:127.0.0.0/8"
+    # A submit role: the network's own jobs only, and never code or contexts.
+    own = await json_of(await client.get(f"{API}/jobs"))
+    assert [j["jobId"] for j in own] == [job_id]
+    admins_job = (await json_of(await run(client, admin)))["id"]
+    await error_of(await client.get(f"{API}/jobs/{admins_job}"), 404, "not_found")
+    refused = await error_of(await client.post(f"{API}/contexts", json={"name": "c"}),
+                             403, "forbidden")
+    assert refused["details"]["submitter"] == "network:127.0.0.0/8"
+    # Credentials, when sent, decide: a bad key is refused from a trusted address too.
+    await unauthenticated(await client.get(f"{API}/jobs", headers=bearer("sgk_mistyped")))
+
+    elsewhere = dataclasses.replace(auth_settings, trusted_networks={"10.0.0.0/8": "submit"})
+    other = await aiohttp_client(create_app(elsewhere, redis_url))
+    await unauthenticated(await other.get(f"{API}/jobs"))
+
+
+def test_the_most_specific_trusted_network_decides():
+    networks = auth.TrustedNetworks({"10.0.0.0/8": "read", "10.1.0.0/16": "submit",
+                                     "fd00::/8": "read"})
+    assert networks.identity("10.1.2.3") == auth.Identity("network:10.1.0.0/16", "submit")
+    assert networks.identity("10.2.0.1") == auth.Identity("network:10.0.0.0/8", "read")
+    # A dual-stack listener sees IPv4 clients as IPv4-mapped IPv6 addresses.
+    assert networks.identity("::ffff:10.1.0.9") == auth.Identity("network:10.1.0.0/16",
+                                                                 "submit")
+    assert networks.identity("fd12::1") == auth.Identity("network:fd00::/8", "read")
+    assert networks.identity("192.168.0.1") is None
+    assert networks.identity("") is None
+
+
+async def mist_cli(port: int, *args: str) -> tuple[int, str, str]:
+    """mist-cli against a test server in this loop (so it runs in a subprocess, awaited)."""
+    process = await asyncio.create_subprocess_exec(
+        "mist-cli", "--host", "127.0.0.1", "--port", str(port), *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_mist_cli_without_credentials_gets_an_error_not_a_crash(client, admin: str):
+    """mist-cli parses its list answers whatever the status: the 401 it gets is plain text,
+    which it reports as an error (exit 2) instead of dying on the error object."""
+    code, out, err = await mist_cli(client.server.port, "list", "functions")
+    assert code == 2 and "Traceback" not in err and err.startswith("Error:"), (out, err)
+    plain = await client.get(f"{API}/functions",
+                             headers={"User-Agent": "python-requests/2.32.3"})
+    assert plain.status == 401 and plain.content_type == "text/plain"
+    assert (await plain.text()).startswith("unauthenticated: authentication required")
+    assert plain.headers["WWW-Authenticate"] == 'Bearer realm="sparkgate"'
+    # Every other client, answers that are no list, and credentials that fail keep the
+    # error object.
+    await unauthenticated(await client.get(f"{API}/functions"))
+    await unauthenticated(await client.get(f"{API}/functions/echo",
+                                           headers={"User-Agent": "python-requests/2.32.3"}))
+    await unauthenticated(await client.get(
+        f"{API}/functions", headers={**bearer("sgk_mistyped"),
+                                     "User-Agent": "python-requests/2.32.3"}))
+
+
+async def test_mist_cli_from_a_trusted_network(aiohttp_client, auth_settings, redis_url,
+                                               admin: str):
+    trusting = dataclasses.replace(auth_settings, trusted_networks={"127.0.0.1/32": "read"})
+    client = await aiohttp_client(create_app(trusting, redis_url))
+    await deploy_echo(client, admin)
+    code, out, err = await mist_cli(client.server.port, "list", "functions")
+    assert code == 0, (out, err)
+    assert "echo" in out
+
+
 async def test_roles_read_submit_admin(client, keys: KeyStore, admin: str):
     await deploy_echo(client, admin)
     read = keys.create("reader", "read").token

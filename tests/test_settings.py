@@ -100,6 +100,10 @@ def test_format_duration_is_mist_style():
      "setting callback_url_allowed: expected URL prefixes"),
     ({"SPARKGATE_CALLBACK_URL_ALLOWED": "https://user@hooks.example.com/"},
      "setting callback_url_allowed"),
+    ({"SPARKGATE_TRUSTED_NETWORKS": '{"10.0.0.1/8": "read"}'},
+     "setting trusted_networks: expected networks like"),
+    ({"SPARKGATE_TRUSTED_NETWORKS": '{"10.0.0.0/8": "admin"}'},
+     "setting trusted_networks.10.0.0.0/8: expected read or submit (admin always needs"),
 ])
 def test_values_out_of_range_are_errors(environ, message):
     with pytest.raises(ConfigError) as raised:
