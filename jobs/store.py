@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import (
@@ -33,6 +33,7 @@ from sqlalchemy import (
     select,
     true,
     type_coerce,
+    union_all,
     update,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -475,8 +476,27 @@ def _stored_bytes_sqlite(element: _stored_bytes, compiler: Any, **kw: Any) -> st
 
 def _page(query: JobQuery) -> Select[Any]:
     c = t.jobs.c
-    return (select(t.jobs).where(*_conditions(query))
-            .order_by(c.create_time.desc(), c.id.desc()).limit(query.limit).offset(query.offset))
+    statuses = sorted(set(query.statuses))
+    if len(statuses) < 2:
+        return (select(t.jobs).where(*_conditions(query)).order_by(*_NEWEST_FIRST)
+                .limit(query.limit).offset(query.offset))
+    # Newest first per status (each a walk down its (status, create_time, id) index), merged:
+    # filtered on its own, the create_time index is walked past every job of the other
+    # statuses first (the benchmark's 87,000 queued jobs before the first finished one: a
+    # page at offset 1,000 of a million jobs took 16 ms, now 3).
+    others = _conditions(replace(query, statuses=()))
+    runs = [select(c.id, c.create_time).where(c.status == status, *others)
+            .order_by(*_NEWEST_FIRST).limit(query.offset + query.limit).subquery()
+            for status in statuses]
+    merged = union_all(*(select(run) for run in runs)).subquery()
+    page = (select(merged).order_by(merged.c.create_time.desc(), merged.c.id.desc())
+            .limit(query.limit).offset(query.offset).subquery())
+    # The LIMIT again: _capped_page relies on it to keep its sizes' subquery apart.
+    return (select(t.jobs).join(page, page.c.id == c.id)
+            .order_by(page.c.create_time.desc(), page.c.id.desc()).limit(query.limit))
+
+
+_NEWEST_FIRST = (t.jobs.c.create_time.desc(), t.jobs.c.id.desc())
 
 
 def _capped_page(page: Select[Any], max_bytes: int) -> Select[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -134,6 +135,32 @@ def test_listing_is_newest_first_with_filters_and_total(store: Store):
     assert [j.id for j in jobs] == [ids[0]]
     jobs, _ = store.list_jobs(JobQuery(limit=2, offset=5))
     assert [j.id for j in jobs] == [ids[0]]
+
+
+@pytest.mark.parametrize("value_max_bytes", [None, 1024])
+def test_several_statuses_list_as_one_newest_first_run(store: Store, value_max_bytes):
+    """A filter on several statuses is read per status and merged (jobs/store.py, _page):
+    pages across the interleaving, other filters and a status named twice list as if one."""
+    ids = [new_job(store, function="a" if i % 3 else "b") for i in range(12)]
+    ends = {JobStatus.FINISHED: ids[0:12:3], JobStatus.CANCELLED: ids[1:12:3]}
+    for status, chosen in ends.items():
+        for job_id in chosen:
+            if status is JobStatus.FINISHED:
+                store.transition(job_id, JobStatus.STARTED, worker_id="w")
+            store.transition(job_id, status)
+    either = sorted(ends[JobStatus.FINISHED] + ends[JobStatus.CANCELLED], reverse=True)
+
+    def listed(**query: Any) -> list[str]:
+        jobs, _ = store.list_jobs(JobQuery(**query), value_max_bytes=value_max_bytes)
+        return [j.id for j in jobs]
+
+    statuses = ["finished", "cancelled", "finished"]
+    assert listed(statuses=statuses, limit=3) == either[:3]
+    assert listed(statuses=statuses, limit=3, offset=2) == either[2:5]
+    assert listed(statuses=statuses, limit=2, offset=4) == either[4:6]
+    assert listed(statuses=statuses, limit=10, offset=6) == either[6:]
+    assert listed(statuses=["cancelled", "queued"], function="a", limit=25) == [
+        i for i in ids[::-1] if i not in ends[JobStatus.FINISHED] and ids.index(i) % 3]
 
 
 def test_totals_are_exact_up_to_the_cap_then_estimated(store: Store):
