@@ -84,9 +84,17 @@ class Identity:
     # Every role held, when more than ``role``: a JWT may list several, and what each lets
     # its holder see adds up (read + submit: submits, and sees every job).
     roles: frozenset[str] = frozenset()
+    # A trusted network's client: its address (each one has its own limits).
+    address: str | None = None
 
     def has(self, role: str) -> bool:
         return self.role is not None and RANK[self.role] >= RANK[role]
+
+    @property
+    def client(self) -> str:
+        """Whose limits a request counts against (submits per second, open streams): the
+        key's or token's holder; a trusted network's clients each on their own."""
+        return self.submitter if self.address is None else f"{self.submitter}@{self.address}"
 
     def may_run(self, function: str) -> bool:
         return self.functions is None or function in self.functions
@@ -219,7 +227,7 @@ class TrustedNetworks:
             address = address.ipv4_mapped  # a dual-stack listener's IPv4 client
         for network, role in self._networks:
             if address.version == network.version and address in network:
-                return Identity(f"network:{network}", role)
+                return Identity(f"network:{network}", role, address=peer)
         return None
 
 

@@ -363,12 +363,18 @@ async def test_a_trusted_network_acts_with_its_role_without_credentials(
 def test_the_most_specific_trusted_network_decides():
     networks = auth.TrustedNetworks({"10.0.0.0/8": "read", "10.1.0.0/16": "submit",
                                      "fd00::/8": "read"})
-    assert networks.identity("10.1.2.3") == auth.Identity("network:10.1.0.0/16", "submit")
-    assert networks.identity("10.2.0.1") == auth.Identity("network:10.0.0.0/8", "read")
+    assert networks.identity("10.1.2.3") == auth.Identity("network:10.1.0.0/16", "submit",
+                                                         address="10.1.2.3")
+    assert networks.identity("10.2.0.1") == auth.Identity("network:10.0.0.0/8", "read",
+                                                         address="10.2.0.1")
     # A dual-stack listener sees IPv4 clients as IPv4-mapped IPv6 addresses.
-    assert networks.identity("::ffff:10.1.0.9") == auth.Identity("network:10.1.0.0/16",
-                                                                 "submit")
-    assert networks.identity("fd12::1") == auth.Identity("network:fd00::/8", "read")
+    assert networks.identity("::ffff:10.1.0.9") == auth.Identity(
+        "network:10.1.0.0/16", "submit", address="::ffff:10.1.0.9")
+    assert networks.identity("fd12::1") == auth.Identity("network:fd00::/8", "read",
+                                                        address="fd12::1")
+    # One submitter for the jobs, but each client has its own submit rate and stream limit.
+    assert networks.identity("10.1.2.3").client == "network:10.1.0.0/16@10.1.2.3"
+    assert auth.Identity("key:ci", "submit").client == "key:ci"
     assert networks.identity("192.168.0.1") is None
     assert networks.identity("") is None
 

@@ -399,7 +399,7 @@ def stream_client(request: web.Request) -> str:
     """Whose stream this is, for max_streams_per_client: with authentication off every
     caller is the same anonymous admin, so its address tells clients apart."""
     if request.app[SETTINGS].auth_enabled:
-        return identity(request).submitter
+        return identity(request).client
     return f"address:{request.remote}"
 
 

@@ -117,7 +117,7 @@ async def run_function(request: web.Request) -> web.Response:
     app = request.app
     who = identity(request)
     # Before the body is read: a client over its rate costs one Redis call, nothing more.
-    await check_submit_rate(app, who.submitter)
+    await check_submit_rate(app, who.client)
     force = query_bool(request, "force")
     wait_ms = query_duration_ms(request, "wait")
     submit_request = SubmitRequest(
