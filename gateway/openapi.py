@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sparkgate.gateway.wire.artifacts import ARTIFACT
 from sparkgate.gateway.wire.contexts import CONTEXT, CONTEXT_DEFINITION, CONTEXT_REPLACEMENT
 from sparkgate.gateway.wire.functions import FUNCTION_DEFINITION, FUNCTION_INFO
 from sparkgate.gateway.wire.jobs import (
@@ -146,6 +147,7 @@ SCHEMAS: dict[str, Schema] = {
     "ContextReplacement": CONTEXT_REPLACEMENT,
     "Context": CONTEXT,
     "Worker": WORKER,
+    "Artifact": ARTIFACT,
     "Status": STATUS,
     "Stats": STATS,
     "Index": INDEX,

@@ -17,7 +17,7 @@ def cancel(store: Store, queue: JobQueue, job_id: str) -> Job:
     if job.status is JobStatus.QUEUED:
         try:
             job = store.transition(job_id, JobStatus.CANCELLED, end_time=now_ms())
-            queue.remove(job_id, job.context)
+            queue.remove(job_id, job.context, job.environment)
             return job
         except IllegalTransition:
             job = store.get_job(job_id)  # a worker took it meanwhile

@@ -61,7 +61,8 @@ class Catalog(ArtifactStore, FunctionStore, ContextStore):
             raise NotFound(f"artifact {found.path!r} does not exist", {"artifact": found.path})
         health = Health(row["health_failures"] or 0, row["health_last_failure"],
                         row["health_broken_at"])
-        return SubmissionTarget(found, target, row["artifact_sha1"], health)
+        return SubmissionTarget(found, target, row["artifact_sha1"], health,
+                                row["artifact_environment"])
 
 
 @functools.cache
@@ -70,7 +71,7 @@ def _target_statement(given_context: bool) -> Select:
     f, a, c, h = t.functions, t.artifacts, t.contexts, t.context_health
     context_name = bindparam("context", type_=String) if given_context else f.c.default_context
     return (
-        select(f, a.c.sha1.label("artifact_sha1"),
+        select(f, a.c.sha1.label("artifact_sha1"), a.c.environment.label("artifact_environment"),
                *(col.label("context_" + col.name) for col in c.c),
                *(col.label("health_" + col.name) for col in h.c if col.name != "name"),
                context_name.label("target_context"))
@@ -87,3 +88,5 @@ class SubmissionTarget:
     context: Context
     artifact_sha1: str
     health: Health
+    # The environment its artifact's functions run in (jobs/environments.py); None: the base.
+    environment: str | None = None

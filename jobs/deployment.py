@@ -9,6 +9,7 @@ An artifact is a ``.py`` file or a package archive (``.zip``, ``.egg``, ``.whl``
 from __future__ import annotations
 
 import ast
+from collections.abc import Sequence
 from typing import Any
 
 from sparkgate.jobs.archives import (
@@ -20,9 +21,11 @@ from sparkgate.jobs.archives import (
 )
 from sparkgate.jobs.artifacts import Artifact
 from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.environments import Environments
 from sparkgate.jobs.errors import BadRequest, InvalidArtifact, NotFound
 from sparkgate.jobs.functions import Function
 from sparkgate.jobs.placement import check_placement
+from sparkgate.jobs.requirements import environment_id, normalized, wheel_requirements
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.signatures.model import Signature
 from sparkgate.jobs.signatures.reading import inspect_package, inspect_source
@@ -40,13 +43,20 @@ def default_limits(content: bytes = b"") -> ArchiveLimits:
 
 
 def upload_artifact(catalog: Catalog, name: str, content: bytes, replace: bool,
-                    limits: ArchiveLimits | None = None) -> Artifact:
+                    limits: ArchiveLimits | None = None, requirements: Sequence[str] = (),
+                    environments: Environments | None = None) -> Artifact:
     """Check and store an artifact. Replacing one re-reads the schema of every function that
     uses it, in the same transaction; if the new code no longer has a function one of them
     names, or makes one a Spark function whose default context has no Spark, nothing is
     stored and the error says which. ``limits`` bound a package archive (by default, derived
-    from the default ``max_artifact_bytes``)."""
+    from the default ``max_artifact_bytes``).
+
+    ``requirements`` (checked lines, see jobs/requirements.py), with a wheel's own
+    Requires-Dist, make the environment its functions run in: built here, in
+    ``environments``, before anything is stored, so one that cannot be installed fails the
+    upload with the installer's message."""
     code = checked_code(name, content, limits or default_limits())
+    lines = _requirements(name, content, requirements)
     refreshed: dict[str, dict[str, Any] | None] = {}
     if replace:
         for function in catalog.list_functions():
@@ -55,7 +65,23 @@ def upload_artifact(catalog: Catalog, name: str, content: bytes, replace: bool,
                 check_placement(function.name, signature,
                                 catalog.get_context(function.default_context), "defaultContext")
                 refreshed[function.name] = signature.to_dict()
-    return catalog.put_artifact(name, content, replace, refreshed)
+    if lines:  # last of the checks: the slowest
+        _build_environment(environments, lines)
+    return catalog.put_artifact(name, content, replace, refreshed, lines)
+
+
+def _requirements(name: str, content: bytes, given: Sequence[str]) -> tuple[str, ...]:
+    own = wheel_requirements(content) if name.endswith(".whl") else ()
+    return normalized([*given, *own])
+
+
+def _build_environment(environments: Environments | None, lines: Sequence[str]) -> None:
+    if environments is None:
+        raise BadRequest("requirements: this deployment builds no environments",
+                         {"field": "requirements"})
+    environment = environment_id(lines)
+    assert environment is not None
+    environments.ensure(environment, lines)
 
 
 def signature_of(code: Code, class_name: str, path: str) -> Signature:

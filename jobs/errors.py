@@ -46,6 +46,11 @@ class InvalidArtifact(BadRequest):
     code = "invalid_artifact"
 
 
+class EnvironmentBuildFailed(InvalidArtifact):
+    """An artifact's requirements could not be installed (jobs/environments.py): the message
+    carries the installer's own."""
+
+
 class WrongEngine(BadRequest):
     """A Spark function sent to a context whose engine has no Spark (see ``jobs.placement``)."""
 

@@ -51,7 +51,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sparkgate.jobs import tables as t
 from sparkgate.jobs.contexts import DEFAULT_CONTEXT
 from sparkgate.jobs.db import now_ms
-from sparkgate.jobs.queue import QUEUE_PREFIX, JobQueue
+from sparkgate.jobs.queue import JobQueue, lane_of
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.webhooks import DELIVERED, FAILED, PENDING
 from sparkgate.jobs.worker_registry import WorkerRegistry
@@ -380,15 +380,19 @@ def queue_counts(redis: Redis, registry: WorkerRegistry, contexts: Sequence[str]
     empty one, so a context's series does not come and go), and the live workers."""
     began = time.perf_counter()
     queue = JobQueue(redis)
-    ours = Queue.redis_queue_namespace_prefix + QUEUE_PREFIX
+    namespace = Queue.redis_queue_namespace_prefix
     known = {k.decode() if isinstance(k, bytes) else str(k)
              for k in redis.smembers(Queue.redis_queues_keys)}
-    names = sorted({DEFAULT_CONTEXT, *contexts,
-                    *(k.removeprefix(ours) for k in known if k.startswith(ours))})
+    # A context's depth counts its queues of every environment (jobs/queue.py).
+    lanes = sorted({*((name, None) for name in (DEFAULT_CONTEXT, *contexts)),
+                    *(lane for k in known if (lane := lane_of(k.removeprefix(namespace))))},
+                   key=lambda lane: (lane[0], lane[1] or ""))
     with redis.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.llen(queue.queue(name).key)
+        for context, environment in lanes:
+            pipe.llen(queue.queue(context, environment).key)
         lengths = pipe.execute()
+    depth: Counter[str] = Counter()
+    for (context, _), length in zip(lanes, lengths, strict=True):
+        depth[context] += length
     workers = Counter((w.context, w.state) for w in registry.live())
-    return QueueCounts(dict(zip(names, lengths, strict=True)), dict(workers),
-                       time.perf_counter() - began)
+    return QueueCounts(dict(depth), dict(workers), time.perf_counter() - began)

@@ -243,14 +243,14 @@ class Reconciler:
                 continue
             if self._transition(job.id, JobStatus.FAILED, JobStatus.QUEUED, reason,
                                 error=reason, end_time=now):
-                self.queue.remove(job.id, job.context)
+                self.queue.remove(job.id, job.context, job.environment)
                 failed += 1
         return failed, waiting
 
     def _requeue_missing(self, waiting: list[JobBrief], now: int) -> int:
         settled = [j for j in waiting if now - j.create_time >= self.requeue_grace_ms]
-        present = self.queue.queued_id_sets(j.context for j in settled)
-        missing = [j for j in settled if j.id not in present[j.context]]
+        present = self.queue.queued_id_sets((j.context, j.environment) for j in settled)
+        missing = [j for j in settled if j.id not in present[j.context, j.environment]]
         confirmed = [j for j in missing if j.id in self._suspects]
         self._suspects = {j.id for j in missing} - {j.id for j in confirmed}
         if not confirmed:
@@ -259,7 +259,7 @@ class Reconciler:
         requeued = 0
         for job in confirmed:
             if exists[job.context]:
-                self.queue.enqueue(job.id, job.context)
+                self.queue.enqueue(job.id, job.context, environment=job.environment)
                 log.info("job %s: queued again in context %s: it was missing from its queue "
                          "(Redis lost it, or its gateway stopped before queueing it)",
                          job.id, job.context)

@@ -163,6 +163,13 @@ class Settings:
     # stream_buffer_max_bytes (the client stopped reading) is ended.
     max_streams_per_client: int = 100
     stream_buffer_max_bytes: int = 1024 * 1024
+    # Per-artifact environments (docs/environments.md), built with pip: its index (None: pip's
+    # own configuration, pip.conf or PIP_INDEX_URL), or none at all (environment_no_index),
+    # folders or pages of wheels to look in besides, and how long one build may take.
+    environment_index_url: str | None = None
+    environment_no_index: bool = False
+    environment_find_links: tuple[str, ...] = ()
+    environment_build_timeout_s: float = 300.0
     context: ContextDefaults = field(default_factory=ContextDefaults)
 
     def __post_init__(self) -> None:
@@ -194,8 +201,15 @@ class Settings:
                self.schedule_grace_s)
         for name in ("webhook_timeout_s", "webhook_backoff_s", "webhook_retry_for_s"):
             _check(getattr(self, name) > 0, name, "more than 0s", getattr(self, name))
+        _check(self.environment_build_timeout_s > 0, "environment_build_timeout_s",
+               "more than 0s", self.environment_build_timeout_s)
         _check(self.webhook_max_in_flight >= 1, "webhook_max_in_flight", "at least 1",
                self.webhook_max_in_flight)
+        for network, role in self.trusted_networks.items():
+            _check(_is_network(network), "trusted_networks",
+                   'networks like "10.0.0.0/8" or "192.168.1.7/32" (no host bits set)', network)
+            _check(role in TRUSTED_ROLES, f"trusted_networks.{network}",
+                   " or ".join(TRUSTED_ROLES) + " (admin always needs credentials)", role)
         for prefix in self.callback_url_allowed:
             _check(_is_url_prefix(prefix), "callback_url_allowed",
                    'URL prefixes like "https://hooks.example.com/sparkgate/"', prefix)
@@ -205,11 +219,6 @@ class Settings:
         _check(self.max_streams_per_client >= 0, "max_streams_per_client",
                "0 (no limit) or more", self.max_streams_per_client)
         _check(self.stream_buffer_max_bytes > 0, "stream_buffer_max_bytes",
-        for network, role in self.trusted_networks.items():
-            _check(_is_network(network), "trusted_networks",
-                   'networks like "10.0.0.0/8" or "192.168.1.7/32" (no host bits set)', network)
-            _check(role in TRUSTED_ROLES, f"trusted_networks.{network}",
-                   " or ".join(TRUSTED_ROLES) + " (admin always needs credentials)", role)
                "a positive number of bytes", self.stream_buffer_max_bytes)
         if self.mqtt_url is not None:
             self._check_mqtt()
@@ -291,6 +300,14 @@ def _is_url_prefix(text: str) -> bool:
     return parts is not None and not parts.query and not parts.fragment
 
 
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_origin(text: str) -> bool:
     """scheme://host[:port] and nothing more: what a browser sends as Origin."""
     parts = _http_url(text)
@@ -300,14 +317,6 @@ def _is_origin(text: str) -> bool:
 def _check(ok: bool, name: str, expected: str, got: Any) -> None:
     if not ok:
         raise ConfigError(f"setting {name}: expected {expected}, got {got!r}")
-def _is_network(text: str) -> bool:
-    try:
-        ipaddress.ip_network(text)
-    except ValueError:
-        return False
-    return True
-
-
 
 
 def load_settings(

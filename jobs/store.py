@@ -77,6 +77,8 @@ class Job:
     schedule: str | None = None
     # Told of the job's end (jobs/webhooks.py).
     callback_url: str | None = None
+    # The environment it runs in (jobs/environments.py); None: the base one.
+    environment: str | None = None
     # Values a listing left out for their size (they are None here): column name -> size of
     # its JSON (or text) in bytes. Empty for a job read in full.
     oversized: Mapping[str, int] = field(default_factory=dict)
@@ -110,6 +112,7 @@ class NewJob:
     cached_from: str | None = None
     schedule: str | None = None
     callback_url: str | None = None
+    environment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ class JobBrief:
     worker_id: str | None
     start_timeout_ms: int | None
     start_time: int | None
+    environment: str | None = None
 
 
 @dataclass(frozen=True)
@@ -300,15 +304,15 @@ class Store:
                                and_(c.create_time == after.create_time, c.id > after.id))]
         statement = (
             select(c.id, c.context, c.status, c.create_time, c.worker_id, c.start_timeout_ms,
-                   c.start_time)
+                   c.start_time, c.environment)
             .where(*conditions)
             .order_by(c.create_time, c.id)
             .limit(limit)
         )
         with self.engine.connect() as conn:
             rows = conn.execute(statement).all()
-        return [JobBrief(i, context, JobStatus(status), created, worker, timeout, started)
-                for i, context, status, created, worker, timeout, started in rows]
+        return [JobBrief(i, context, JobStatus(status), created, worker, timeout, started, env)
+                for i, context, status, created, worker, timeout, started, env in rows]
 
     def job_stats(self, since_ms: int, until_ms: int, bucket_ms: int,
                   run_lookback_ms: int, submitter: str | None = None) -> dict[str, Any]:

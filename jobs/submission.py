@@ -202,7 +202,7 @@ def _check_all(catalog: Catalog, conn: Connection, queue: JobQueue,
             target = _target(catalog, conn, targets, request)
             arguments = checked_arguments(target, request.arguments)
             if max_queued:
-                _check_room(queue, target.context.name, max_queued)
+                _check_room(queue, target, max_queued)
         except SparkgateError as exc:
             checked.append(exc)
             continue
@@ -326,7 +326,7 @@ def _new_job(checked: _Checked, job_id: str) -> NewJob:
                                                   context.perform_timeout_s,
                                                   streaming=_declared_streaming(function)),
         submitter=request.submitter, idempotency_key=checked.key, schedule=request.schedule,
-        callback_url=request.callback_url, id=job_id,
+        callback_url=request.callback_url, id=job_id, environment=checked.target.environment,
     )
 
 
@@ -359,7 +359,8 @@ def _announce_and_queue(queue: JobQueue, fresh: Sequence[_Fresh], announce: bool
             if announce:
                 add_events(pipe, initialized_event(f.job), lifecycle_event(f.job))
             if _queued(f):
-                queue.enqueue(f.job.id, f.job.context, pipeline=pipe)
+                queue.enqueue(f.job.id, f.job.context, pipeline=pipe,
+                              environment=f.job.environment)
         pipe.execute()
 
 
@@ -392,8 +393,9 @@ def _same_request(earlier: Job, request: SubmitRequest, context: str, arguments:
     )
 
 
-def _check_room(queue: JobQueue, context: str, max_queued: int) -> None:
-    waiting = queue.estimated_length(context)
+def _check_room(queue: JobQueue, target: SubmissionTarget, max_queued: int) -> None:
+    context = target.context.name
+    waiting = queue.estimated_length(context, environment=target.environment)
     if waiting >= max_queued:
         raise TooManyRequests(
             f"context {context!r} has {waiting} jobs queued; the limit is "

@@ -48,6 +48,21 @@ artifacts = Table(
     Column("size", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # Its Python requirements, normalized (jobs/requirements.py), one a line; NULL: none. Its
+    # functions run in the environment they make (environments.id); NULL: the base one.
+    Column("requirements", Text, nullable=True),
+    Column("environment", String(16), nullable=True),
+)
+
+# Each environment's requirements by its id (a digest of them and the Python version): what a
+# worker host builds an environment from when a job names it (jobs/environments.py).
+environments = Table(
+    "environments",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("requirements", Text, nullable=False),
+    Column("python", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 functions = Table(
@@ -134,6 +149,9 @@ jobs = Table(
     Column("schedule", String(255), nullable=True),
     # spark-jobserver's per-submit callback: told of the job's end (jobs/webhooks.py).
     Column("callback_url", Text, nullable=True),
+    # The environment its function's artifact had when it was submitted (environments.id):
+    # its queue and its workers' (jobs/queue.py); NULL: the base environment.
+    Column("environment", String(16), nullable=True),
     # Every listing reads newest first by (create_time, id); each filter gets an index in that
     # exact order, so a page is a short walk down one index, never a sort of all the matches.
     Index(None, "create_time", "id"),

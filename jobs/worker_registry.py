@@ -42,6 +42,8 @@ class WorkerRecord:
     jobs_done: int = 0
     state: str = "running"
     drain_reason: str | None = None
+    # The environment it runs in (jobs/environments.py); None: the base one.
+    environment: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {name: getattr(self, attribute) for attribute, name in _json_names().items()}
@@ -92,19 +94,21 @@ class WorkerRegistry:
         raw = self.redis.get(worker_key(worker_id))
         return None if raw is None else WorkerRecord.from_json(json.loads(raw))
 
-    def request_successor(self, context: str, host: str, pid: int) -> None:
-        """Ask for a new worker for ``context`` now, on behalf of the worker ``pid`` on
-        ``host``, which is draining. Unanswered (no supervisor runs), the request lapses after
-        a record's TTL, so a supervisor started later is not misled."""
-        request = json.dumps({"context": context, "host": host, "pid": pid})
+    def request_successor(self, context: str, host: str, pid: int,
+                          environment: str | None = None) -> None:
+        """Ask for a new worker for ``context`` (in ``environment``) now, on behalf of the
+        worker ``pid`` on ``host``, which is draining. Unanswered (no supervisor runs), the
+        request lapses after a record's TTL, so a supervisor started later is not misled."""
+        request = json.dumps({"context": context, "host": host, "pid": pid,
+                              "environment": environment})
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.sadd(SUCCESSORS_SET, request)
             pipe.pexpire(SUCCESSORS_SET, self.ttl_ms)
             pipe.execute()
 
     def take_successor_requests(self) -> list[dict[str, Any]]:
-        """The requests made since the last take (``context``, ``host``, ``pid``), taken at
-        once: of several supervisors, one starts each successor."""
+        """The requests made since the last take (``context``, ``host``, ``pid``,
+        ``environment``), taken at once: of several supervisors, one starts each successor."""
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.smembers(SUCCESSORS_SET)
             pipe.delete(SUCCESSORS_SET)

@@ -22,7 +22,13 @@ from sparkgate.deploy_command import deploy
 from sparkgate.job_commands import COMMANDS as JOB_COMMANDS
 from sparkgate.job_commands import run_remote
 from sparkgate.jobs.db import make_engine
-from sparkgate.jobs.errors import BadRequest, ConfigError, Conflict, SparkgateError
+from sparkgate.jobs.errors import (
+    BadRequest,
+    ConfigError,
+    Conflict,
+    EnvironmentBuildFailed,
+    SparkgateError,
+)
 from sparkgate.jobs.keys import ROLES, KeyStore
 from sparkgate.jobs.settings import Settings, load_settings
 from sparkgate.log_format import configure_logging
@@ -140,8 +146,11 @@ def gateway_process(config_path: Path | None, fds: tuple[int, ...]) -> None:
 @click.option("--supervisor-pid", type=int,
               help="Stop at once when this process (the supervisor that started the worker, "
                    "its parent) is gone.")
+@click.option("--environment", metavar="ID",
+              help="Take the jobs of artifacts whose requirements make this environment "
+                   "(docs/environments.md), running in it (built here first if need be).")
 def worker(config_path: Path | None, context_name: str, one_job: bool,
-           supervisor_pid: int | None) -> None:
+           supervisor_pid: int | None, environment: str | None) -> None:
     """Run a worker for CONTEXT's jobs on the context's engine: one warm SparkSession (spark),
     or a plain Python process (python). Needs the database and Redis.
 
@@ -149,6 +158,7 @@ def worker(config_path: Path | None, context_name: str, one_job: bool,
     SPARKGATE_DATABASE_URL=postgresql://db/sparkgate SPARKGATE_REDIS_URL=redis://queue:6379 \\
       sparkgate worker --context default
     """
+    from sparkgate.workers.environment_entry import enter_environment
     from sparkgate.workers.process import Worker
 
     settings = _load(config_path)
@@ -157,9 +167,12 @@ def worker(config_path: Path | None, context_name: str, one_job: bool,
         raise click.ClickException("a worker needs SPARKGATE_REDIS_URL (or redis_url in the "
                                    "settings file): the Redis its gateway uses")
     try:
+        if environment is not None:
+            enter_environment(settings, environment, supervisor_pid)
         Worker(settings, settings.redis_url, context_name,
-               max_jobs_total=1 if one_job else None, supervisor_pid=supervisor_pid).run()
-    except ConfigError as exc:
+               max_jobs_total=1 if one_job else None, supervisor_pid=supervisor_pid,
+               environment=environment).run()
+    except (ConfigError, EnvironmentBuildFailed) as exc:
         raise click.ClickException(exc.message) from None
 
 

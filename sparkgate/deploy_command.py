@@ -5,7 +5,9 @@ file, applied to a gateway as a diff (as ``mist-cli apply`` did), or only planne
 The file is the format of examples/deploy.toml (which ``serve`` deploys): ``[contexts.NAME]``
 and ``[functions.NAME]`` tables, each the body ``POST /v2/api/contexts`` or
 ``POST /v2/api/functions`` takes, a function's ``path`` a file of the folder, uploaded as the
-artifact of that name; plus an optional ``artifacts`` list of more files to upload
+artifact of that name; plus an optional ``artifacts`` list of more files to upload, and an
+optional ``[requirements]`` table: an artifact's name -> its Python requirements, a list of
+requirement lines or the name of a requirements file of the folder (docs/environments.md)
 (docs/cli.md#deploy).
 """
 
@@ -25,11 +27,12 @@ from rich.text import Text
 
 from sparkgate.jobs.durations import parse_duration
 from sparkgate.jobs.errors import BadRequest
+from sparkgate.jobs.requirements import normalized, parse_requirements, wheel_requirements
 from sparkgate.remote import Remote, RemoteError
 from sparkgate.remote_options import answered, console, output_option, remote_options
 
 MANIFEST_NAMES = ("sparkgate.toml", "deploy.toml")
-MANIFEST_KEYS = frozenset({"artifacts", "functions", "contexts"})
+MANIFEST_KEYS = frozenset({"artifacts", "functions", "contexts", "requirements"})
 # What a function's definition holds besides its name (tags: accepted, never stored).
 FUNCTION_FIELDS = ("path", "className", "defaultContext", "cache")
 DURATION_FIELDS = frozenset({"downtime", "streamingDuration", "startTimeout", "performTimeout"})
@@ -44,6 +47,8 @@ class Manifest:
     artifacts: tuple[str, ...]
     functions: dict[str, dict[str, Any]]
     contexts: dict[str, dict[str, Any]]
+    # An artifact's requirement lines, normalized; an artifact not named has none.
+    requirements: dict[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -90,7 +95,35 @@ def read_manifest(path: Path) -> Manifest:
     for artifact in artifacts:
         if Path(artifact).name != artifact or not (file.parent / artifact).is_file():
             raise BadRequest(f"{file}: artifact {artifact!r} is not a file of {file.parent}")
-    return Manifest(file.parent, file, artifacts, functions, contexts)
+    requirements = _requirements(file, manifest.get("requirements", {}), artifacts)
+    return Manifest(file.parent, file, artifacts, functions, contexts, requirements)
+
+
+def _requirements(file: Path, table: Any, artifacts: tuple[str, ...]
+                  ) -> dict[str, tuple[str, ...]]:
+    """The ``[requirements]`` table: artifact name -> a list of lines, or a requirements
+    file of the folder; each line checked as the gateway checks it."""
+    if not isinstance(table, dict):
+        raise BadRequest(f"{file}: requirements: expected a table of artifact names")
+    found = {}
+    for artifact, given in table.items():
+        where = f"{file}: [requirements] {artifact!r}"
+        if artifact not in artifacts:
+            raise BadRequest(f"{where}: not an artifact of this deployment")
+        try:
+            found[artifact] = _lines(file.parent, given, where)
+        except BadRequest as exc:
+            raise BadRequest(f"{where}: {exc.message}") from None
+    return found
+
+
+def _lines(folder: Path, given: Any, where: str) -> tuple[str, ...]:
+    if isinstance(given, list) and all(isinstance(line, str) for line in given):
+        return normalized(given)
+    if isinstance(given, str) and Path(given).name == given and (folder / given).is_file():
+        return parse_requirements((folder / given).read_text("utf-8"), given)
+    raise BadRequest(f"{where}: expected a list of requirement lines or the name of a "
+                     f"requirements file of {folder}")
 
 
 def _tables(file: Path, manifest: dict[str, Any], key: str) -> dict[str, dict[str, Any]]:
@@ -103,7 +136,7 @@ def _tables(file: Path, manifest: dict[str, Any], key: str) -> dict[str, dict[st
 def plan(remote: Remote, manifest: Manifest) -> list[Change]:
     """What applying the manifest would do, read from the gateway; nothing is changed."""
     changes = [_context_change(remote, name, body) for name, body in manifest.contexts.items()]
-    changes += [_artifact_change(remote, manifest.folder, name) for name in manifest.artifacts]
+    changes += [_artifact_change(remote, manifest, name) for name in manifest.artifacts]
     changes += [_function_change(remote, name, body)
                 for name, body in manifest.functions.items()]
     return sorted(changes, key=lambda c: (KINDS.index(c.kind), c.name))
@@ -120,7 +153,8 @@ def apply(remote: Remote, manifest: Manifest, changes: list[Change],
                         {"name": change.name, **manifest.contexts[change.name]})
         elif change.kind == "artifact":
             content = (manifest.folder / change.name).read_bytes()
-            remote.upload(change.name, content, replace=change.action == "update")
+            remote.upload(change.name, content, replace=change.action == "update",
+                          requirements=manifest.requirements.get(change.name, ()))
         else:
             body = {"name": change.name, **manifest.functions[change.name]}
             remote.call("POST" if change.action == "create" else "PUT", "/v2/api/functions",
@@ -138,18 +172,23 @@ def _current(remote: Remote, path: str) -> Any:
         raise
 
 
-def _artifact_change(remote: Remote, folder: Path, name: str) -> Change:
-    local = hashlib.sha1((folder / name).read_bytes(), usedforsecurity=False).hexdigest()
-    try:
-        stored = remote.request("GET", f"/v2/api/artifacts/{quote(name, safe='')}/sha",
-                                headers={"Accept": "text/plain"}).text.strip()
-    except RemoteError as exc:
-        if exc.status == 404:
-            return Change("artifact", name, "create")
-        raise
-    if stored == local:
-        return Change("artifact", name, "unchanged")
-    return Change("artifact", name, "update", (f"sha1: {stored[:12]} -> {local[:12]}",))
+def _artifact_change(remote: Remote, manifest: Manifest, name: str) -> Change:
+    content = (manifest.folder / name).read_bytes()
+    local = hashlib.sha1(content, usedforsecurity=False).hexdigest()
+    stored = _current(remote, f"/v2/api/artifacts/{quote(name, safe='')}/info")
+    if stored is None:
+        return Change("artifact", name, "create")
+    # What the gateway stores: the lines given and, for a wheel, its own Requires-Dist.
+    own = wheel_requirements(content) if name.endswith(".whl") else ()
+    wanted = list(normalized([*manifest.requirements.get(name, ()), *own]))
+    differences = []
+    if stored["sha1"] != local:
+        differences.append(f"sha1: {stored['sha1'][:12]} -> {local[:12]}")
+    if stored.get("requirements", []) != wanted:
+        differences.append(f"requirements: {_shown(stored.get('requirements', []))} -> "
+                           f"{_shown(wanted)}")
+    return Change("artifact", name, "update" if differences else "unchanged",
+                  tuple(differences))
 
 
 def _function_change(remote: Remote, name: str, body: dict[str, Any]) -> Change:

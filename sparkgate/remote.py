@@ -11,7 +11,7 @@ import json
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.message import Message
@@ -75,14 +75,19 @@ class Remote:
         except (urllib.error.URLError, OSError) as exc:
             raise self._unreachable(exc) from None
 
-    def upload(self, name: str, content: bytes, replace: bool) -> Answer:
-        """``POST /v2/api/artifacts`` (multipart/form-data, the file in ``file``)."""
+    def upload(self, name: str, content: bytes, replace: bool,
+               requirements: Sequence[str] = ()) -> Answer:
+        """``POST /v2/api/artifacts`` (multipart/form-data, the file in ``file``, its Python
+        requirements, if any, in ``requirements``)."""
         boundary = uuid.uuid4().hex
-        data = b"".join([
-            f"--{boundary}\r\n".encode(),
-            f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'.encode(),
-            b"Content-Type: application/octet-stream\r\n\r\n", content,
-            f"\r\n--{boundary}--\r\n".encode()])
+        parts = [f"--{boundary}\r\n".encode(),
+                 f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'.encode(),
+                 b"Content-Type: application/octet-stream\r\n\r\n", content]
+        if requirements:
+            parts += [f"\r\n--{boundary}\r\n".encode(),
+                      b'Content-Disposition: form-data; name="requirements"\r\n\r\n',
+                      "\n".join(requirements).encode()]
+        data = b"".join([*parts, f"\r\n--{boundary}--\r\n".encode()])
         path = "/v2/api/artifacts" + ("?force=true" if replace else "")
         return self.request("POST", path, data, f"multipart/form-data; boundary={boundary}")
 

@@ -179,7 +179,8 @@ def test_the_filter_narrows_the_operations(page: Page):
     open_docs(page)
     page.locator("#filter").fill("/v2/api/artifacts")
     visible = page.locator("section.operation:visible")
-    expect(visible).to_have_count(5)  # list, download, sha, upload, delete (HEADs folded)
+    # list, download, sha, info, upload, delete (HEADs folded)
+    expect(visible).to_have_count(6)
     assert all("/v2/api/artifacts" in (p or "") for p in page.eval_on_selector_all(
         "section.operation:not([hidden])", "els => els.map(e => e.dataset.path)"))
     page.locator("#filter").fill("")

@@ -258,7 +258,8 @@ def test_after_a_redis_flush_every_queued_job_is_back_once(store, catalog, queue
     assert reconciler.run_once() == {**NO_COUNTS, "requeued": 3}
     assert sorted(queue.queued_ids("default")) == sorted(ids[:2])
     assert queue.queued_ids("other") == [ids[2]]
-    assert set(queue.contexts_with_work()) == {"default", "other"}  # the supervisor sees them
+    # The supervisor sees them.
+    assert set(queue.lanes_with_work()) == {("default", None), ("other", None)}
     for _ in range(2):
         assert reconciler.run_once() == NO_COUNTS
     assert sorted(queue.queued_ids("default")) == sorted(ids[:2])

@@ -93,13 +93,15 @@ def new_worker_id(context: str) -> str:
 class Worker:
     def __init__(self, settings: Settings, redis_url: str, context_name: str,
                  worker_id: str | None = None, max_jobs_total: int | None = None,
-                 supervisor_pid: int | None = None) -> None:
+                 supervisor_pid: int | None = None, environment: str | None = None) -> None:
         """``max_jobs_total``: stop after that many jobs (1 for an exclusive context).
         ``supervisor_pid``: stop at once when that process (the supervisor that started this
         one) is gone, so a killed ``serve`` leaves no worker behind. Its pid is given, not
         read from getppid() here: a parent killed while this process started would go
-        unnoticed."""
+        unnoticed. ``environment``: the one this process runs in (jobs/environments.py): it
+        takes the jobs queued for it, and no others."""
         self.settings = settings
+        self.environment = environment
         self.redis = Redis.from_url(redis_url)
         engine = make_engine(settings.resolved_database_url)
         self.store = Store(engine)
@@ -153,7 +155,7 @@ class Worker:
         try:
             self._announce()
             self.registry.request_successor(self.context.name, socket.gethostname(),
-                                            os.getpid())
+                                            os.getpid(), self.environment)
         except RedisError as exc:  # the next queued job starts a worker all the same
             self._redis_outage.failed(exc)
 
@@ -184,7 +186,7 @@ class Worker:
             default_perform_timeout_ms=(None if self.context.perform_timeout_s is None
                                         else self.context.perform_timeout_s * 1000),
         )
-        rq_worker = rq.Worker([queue_name(self.context.name)], name=self.id,
+        rq_worker = rq.Worker([queue_name(self.context.name, self.environment)], name=self.id,
                               connection=self.redis)
         rq_worker.register_birth()
         self._beat(rq_worker)
@@ -234,11 +236,11 @@ class Worker:
             except queue.Empty:
                 continue
             try:
-                job_id = None if self.draining.is_set() else self.queue.pop(self.context.name,
-                                                                            POP_TIMEOUT_S)
+                job_id = None if self.draining.is_set() else self.queue.pop(
+                    self.context.name, POP_TIMEOUT_S, self.environment)
                 if job_id is not None and self.draining.is_set():
                     # Drain began while we waited on the queue: the job is for our successor.
-                    self.queue.give_back(job_id, self.context.name)
+                    self.queue.give_back(job_id, self.context.name, self.environment)
                     job_id = None
             except RedisError as exc:
                 # Redis is down or restarting: keep the warm session and wait for it. (What
@@ -299,7 +301,7 @@ class Worker:
 
     def _give_back(self, job_id: str) -> None:
         try:
-            self.queue.give_back(job_id, self.context.name)
+            self.queue.give_back(job_id, self.context.name, self.environment)
         except RedisError as exc:  # the reconciler re-queues it from the database
             log.warning("worker %s: job %s could not be given back to its queue: %s", self.id,
                         job_id, exc)
@@ -440,7 +442,7 @@ class Worker:
             worker_mode=self.context.worker_mode, spark_conf=self.engine_conf,
             running_jobs=running, jobs_done=done,
             state="draining" if self.draining.is_set() else "running",
-            drain_reason=self.drain_reason,
+            drain_reason=self.drain_reason, environment=self.environment,
         )
 
     def _obey(self, watchdog: Watchdog) -> None:

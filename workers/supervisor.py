@@ -17,6 +17,12 @@
   recycled) asks for a successor, which starts at once, queued jobs or not: the next job
   finds a warm worker.
 Workers on other hosts count: a context served by a live remote worker gets no local one.
+
+All of this holds per lane, a (context, environment) pair: the jobs of an artifact with its own
+requirements wait in their environment's queue of the context (jobs/queue.py) and are taken
+by workers running in that environment (docs/environments.md), started with its interpreter
+(the worker builds the environment first if this host has not: workers/environment_entry.py).
+Only the base environment's workers are precreated or warmed at start.
 """
 
 from __future__ import annotations
@@ -39,11 +45,12 @@ from redis import Redis
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import Context, Health
 from sparkgate.jobs.db import make_engine, now_ms
+from sparkgate.jobs.environments import Environments
 from sparkgate.jobs.errors import IllegalTransition
 from sparkgate.jobs.events import lifecycle_event
 from sparkgate.jobs.outage import Outage
 from sparkgate.jobs.publishing import publish
-from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.queue import JobQueue, Lane
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Store
@@ -83,6 +90,7 @@ class _Process:
     popen: subprocess.Popen[bytes]
     log_path: Path
     context_version: int  # the context's updated_at when it was started
+    environment: str | None = None
     draining: bool = False  # sent SIGTERM by us
     replaced: bool = False  # draining by itself, it asked for a successor
     # The heartbeatAt of its record last seen (None: not announced yet, Spark still starting),
@@ -98,15 +106,20 @@ class _View:
 
     contexts: dict[str, Context]
     health: dict[str, Health]
-    queued: dict[str, int]
+    queued: dict[Lane, int]
     live: list[WorkerRecord] = field(default_factory=list)
+
+    def lanes(self, context: str) -> list[Lane]:
+        """The context's base lane, and each of its environments' with queued jobs."""
+        return [(context, None), *sorted((c, e) for c, e in self.queued
+                                         if c == context and e is not None)]
 
 
 class Supervisor:
     def __init__(self, catalog: Catalog, store: Store, queue: JobQueue,
                  registry: WorkerRegistry, worker_env: dict[str, str], log_dir: Path,
-                 warm: tuple[str, ...] = (), stop_grace_s: float = 30.0 + STOP_MARGIN_S
-                 ) -> None:
+                 warm: tuple[str, ...] = (), stop_grace_s: float = 30.0 + STOP_MARGIN_S,
+                 environments: Environments | None = None) -> None:
         self.catalog = catalog
         self.store = store
         self.queue = queue
@@ -117,7 +130,9 @@ class Supervisor:
         self.stopping = threading.Event()
         self.stop_grace_s = stop_grace_s
         self._now = threading.Event()
-        self._warm = set(warm)
+        self._warm: set[Lane] = {(context, None) for context in warm}
+        self.environments = environments or Environments(
+            Path(worker_env["SPARKGATE_DATA_DIR"]) / "environments")
         self._retry_at: dict[str, float] = {}
         self._host = socket.gethostname()
         self._looked_at = -float("inf")  # time.monotonic() of the last look at heartbeats
@@ -131,7 +146,8 @@ class Supervisor:
                    WorkerRegistry(redis, settings.worker_ttl_s),
                    worker_environment(settings, redis_url, config_path),
                    settings.data_dir / "logs", warm,
-                   stop_grace_s=settings.worker_stop_grace_s + STOP_MARGIN_S)
+                   stop_grace_s=settings.worker_stop_grace_s + STOP_MARGIN_S,
+                   environments=Environments.for_settings(settings))
 
     def run(self) -> None:
         """A check every ``CHECK_INTERVAL_S`` until stopped. While the database or Redis is
@@ -157,89 +173,112 @@ class Supervisor:
         for name, context in view.contexts.items():
             health = view.health.get(name, Health())
             if health.broken:
-                if view.queued.get(name):
+                if any(view.queued.get(lane) for lane in view.lanes(name)):
                     self._fail_queued(name, health)
-            elif context.worker_mode == "exclusive":
-                self._keep_exclusive(context, view)
             else:
-                self._keep_shared(context, view)
+                for lane in self._lanes(name, view):
+                    self._keep(context, lane, view)
         self._retire_outdated(view)
+
+    def _lanes(self, context: str, view: _View) -> list[Lane]:
+        """The context's lanes with queued jobs, and those a successor was asked for."""
+        asked = [lane for lane in self._warm if lane[0] == context and lane[1] is not None]
+        return list(dict.fromkeys([*view.lanes(context), *sorted(asked, key=str)]))
+
+    def _keep(self, context: Context, lane: Lane, view: _View) -> None:
+        if context.worker_mode == "exclusive":
+            self._keep_exclusive(context, lane, view)
+        else:
+            self._keep_shared(context, lane, view)
 
     # -- looking -----------------------------------------------------------------------------
 
     def _look(self) -> _View:
         contexts = {c.name: c for c in self.catalog.list_contexts()}
-        queued = {name: self.queue.length(name) for name in self.queue.contexts_with_work()}
+        queued = {lane: self.queue.length(*lane) for lane in self.queue.lanes_with_work()}
         return _View(contexts, self.catalog.all_health(), queued, self.registry.live())
 
-    def _local(self, context: str) -> list[_Process]:
-        return [p for p in self.processes if p.context == context]
+    def _local(self, lane: Lane) -> list[_Process]:
+        return [p for p in self.processes if (p.context, p.environment) == lane]
 
-    def _serving(self, context: str, view: _View, with_draining: bool = False) -> int:
-        """Workers that take this context's jobs now or soon: live ones that are not draining
+    def _serving(self, lane: Lane, view: _View, with_draining: bool = False) -> int:
+        """Workers that take this lane's jobs now or soon: live ones that are not draining
         (or all, ``with_draining``), anywhere, plus local ones with no record (still starting,
         or between a Redis flush and their next beat; a frozen one until it is killed)."""
-        live = [w for w in view.live if w.context == context]
+        live = [w for w in view.live if (w.context, w.environment) == lane]
         running = sum(1 for w in live if with_draining or w.state != "draining")
         registered = {w.pid for w in live if w.host == self._host}
-        starting = sum(1 for p in self._local(context)
+        starting = sum(1 for p in self._local(lane)
                        if p.popen.pid not in registered and not (p.draining or p.replaced))
         return running + starting
 
     # -- keeping workers ---------------------------------------------------------------------
 
-    def _keep_shared(self, context: Context, view: _View) -> None:
-        if self._serving(context.name, view) > 0:
-            self._warm.discard(context.name)  # warm already: a warm-up asked for is done
+    def _keep_shared(self, context: Context, lane: Lane, view: _View) -> None:
+        if self._serving(lane, view) > 0:
+            self._warm.discard(lane)  # warm already: a warm-up asked for is done
             return
-        wanted = (context.precreated or context.name in self._warm
-                  or view.queued.get(context.name, 0) > 0)
+        precreated = context.precreated and lane[1] is None
+        wanted = precreated or lane in self._warm or view.queued.get(lane, 0) > 0
         if wanted and self._may_start(context.name):
-            self._warm.discard(context.name)
-            self._spawn(context, one_job=False)
+            self._warm.discard(lane)
+            self._spawn(context, one_job=False, environment=lane[1])
 
-    def _keep_exclusive(self, context: Context, view: _View) -> None:
+    def _keep_exclusive(self, context: Context, lane: Lane, view: _View) -> None:
         # A one-job worker drains as soon as it has its job, yet it runs until the job ends:
         # it counts against maxJobs all along.
-        queued = view.queued.get(context.name, 0)
-        busy = self._serving(context.name, view, with_draining=True)
+        queued = view.queued.get(lane, 0)
+        busy = self._serving(lane, view, with_draining=True)
         missing = min(queued, context.max_jobs - busy)
         for _ in range(max(0, missing)):
             if not self._may_start(context.name):
                 break
-            self._spawn(context, one_job=True)
+            self._spawn(context, one_job=True, environment=lane[1])
 
     def _take_successor_requests(self) -> None:
         """Contexts whose draining worker asks for a successor are warmed. A local asker is
         marked replaced: it may already have removed its record while its process ends, and
         must not count as a worker still starting, which would make the request moot."""
         for request in self.registry.take_successor_requests():
-            self._warm.add(request["context"])
-            for process in self._local(request["context"]):
+            lane = (request["context"], request.get("environment"))
+            self._warm.add(lane)
+            for process in self._local(lane):
                 if request["host"] == self._host and process.popen.pid == request["pid"]:
                     process.replaced = True
 
     def _may_start(self, context: str) -> bool:
         return time.monotonic() >= self._retry_at.get(context, 0.0)
 
-    def _spawn(self, context: Context, one_job: bool) -> None:
+    def _spawn(self, context: Context, one_job: bool, environment: str | None = None) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.log_dir / f"worker-{context.name}.log"
+        suffix = f"-{environment}" if environment else ""
+        log_path = self.log_dir / f"worker-{context.name}{suffix}.log"
         # Workers killed meanwhile (frozen, crashed) left theirs.
         sweep_scratch(Path(self.worker_env["SPARKGATE_DATA_DIR"]))
         # -P: the current directory, which may hold a user's own jobs.py or workers/, is never
         # put on sys.path ahead of sparkgate.
-        command = [sys.executable, "-P", "-m", "sparkgate", "worker", "--context", context.name,
-                   "--supervisor-pid", str(os.getpid())]
+        command = [self._python(environment), "-P", "-m", "sparkgate", "worker",
+                   "--context", context.name, "--supervisor-pid", str(os.getpid())]
         if one_job:
             command.append("--one-job")
+        if environment is not None:
+            command += ["--environment", environment]
         with log_path.open("ab") as out:
             popen = subprocess.Popen(command, env={**os.environ, **self.worker_env},
                                      stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
-        log.info("started worker pid %d for context %s%s (log: %s)", popen.pid, context.name,
+        log.info("started worker pid %d for context %s%s%s (log: %s)", popen.pid, context.name,
+                 f" in environment {environment}" if environment else "",
                  " (one job)" if one_job else "", log_path)
-        self.processes.append(_Process(context.name, popen, log_path, context.updated_at))
+        self.processes.append(_Process(context.name, popen, log_path, context.updated_at,
+                                       environment))
+
+    def _python(self, environment: str | None) -> str:
+        """The environment's interpreter once it is built on this host; until then ours: the
+        worker builds it, then runs on in it (workers/environment_entry.py)."""
+        if environment is not None and self.environments.is_built(environment):
+            return str(self.environments.python(environment))
+        return sys.executable
 
     def _retire_outdated(self, view: _View) -> None:
         """Drain workers whose context changed or went away; successors get the new settings."""
@@ -327,7 +366,7 @@ class Supervisor:
                                                error=broken_message(context, health))
             except IllegalTransition:
                 continue
-            self.queue.remove(job.id, context)
+            self.queue.remove(job.id, context, job.environment)
             publish(self.queue.redis, lifecycle_event(failed))
 
     # -- stopping ----------------------------------------------------------------------------

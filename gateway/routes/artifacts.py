@@ -8,23 +8,42 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from sparkgate.gateway.blocking import blocking
 from sparkgate.gateway.content_coding import refuse_encoded
-from sparkgate.gateway.openapi import ARTIFACT_NAME, STRING, array, bool_param, links, obj, ok, use
+from sparkgate.gateway.openapi import (
+    ARTIFACT_NAME,
+    STRING,
+    array,
+    bool_param,
+    links,
+    obj,
+    ok,
+    ref,
+    use,
+)
 from sparkgate.gateway.params import checked_name, query_bool
 from sparkgate.gateway.resources import CATALOG, RESULT_CACHE, SETTINGS
 from sparkgate.gateway.routing import ADMIN, READ, Endpoints, Op
+from sparkgate.gateway.wire.artifacts import ArtifactInfo
+from sparkgate.gateway.wire.fields import to_json
 from sparkgate.jobs import deployment
 from sparkgate.jobs.archives import ArchiveLimits
+from sparkgate.jobs.environments import Environments
 from sparkgate.jobs.errors import BadRequest, PayloadTooLarge
+from sparkgate.jobs.requirements import parse_requirements
 
 endpoints = Endpoints()
 
 _SHA1 = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
+# The requirements field is pip requirement lines, not a file: a few KiB at most.
+REQUIREMENTS_MAX_BYTES = 64 * 1024
 _UPLOAD = {"required": True, "description": "the file in the field `file`; its file name is the "
-           "artifact's name (a name ending in `.py`)",
+           "artifact's name (a name ending in `.py`); optionally its Python requirements in "
+           "the field `requirements` (docs/environments.md)",
            "content": {"multipart/form-data": {
                "schema": {"type": "object", "required": ["file"], "properties": {
                    "file": {"type": "string", "format": "binary",
-                            "contentMediaType": "application/octet-stream"}}},
+                            "contentMediaType": "application/octet-stream"},
+                   "requirements": {"type": "string", "description": (
+                       "pip requirement lines, one a line (no options, URLs or paths)")}}},
                "encoding": {"file": {"contentType": "application/octet-stream, text/x-python"}},
            }}}
 
@@ -65,6 +84,14 @@ async def artifact_sha(request: web.Request) -> web.Response:
     return web.Response(text=artifact.sha1)
 
 
+@endpoints.get("/v2/api/artifacts/{name}/info", READ, Op(
+    "artifactInfo", "artifacts", "An artifact's hash, size and requirements",
+    {"200": ok(ref("Artifact")), "404": use("NotFound")}, parameters=[ARTIFACT_NAME]))
+async def artifact_info(request: web.Request) -> web.Response:
+    artifact = await blocking(request.app[CATALOG].get_artifact, request.match_info["name"])
+    return web.json_response(to_json(ArtifactInfo.of(artifact)))
+
+
 @endpoints.post("/v2/api/artifacts", ADMIN, Op(
     "uploadArtifact", "artifacts", "Upload an artifact",
     {"200": ok({"type": "string"}, "the stored name, as Mist answered", "text/plain",
@@ -72,16 +99,22 @@ async def artifact_sha(request: web.Request) -> web.Response:
      "400": use("BadRequest"), "409": use("Conflict")},
     parameters=[bool_param("force", "replace an artifact of that name")], body=_UPLOAD,
     description="Parsed, never run. `409` if the name exists (unless `force=true`); replacing "
-                "it re-reads the schemas of the functions that use it.",
+                "it re-reads the schemas of the functions that use it. With `requirements` "
+                "(or a wheel's own Requires-Dist), their environment is built first (wheels "
+                "only, no package code runs): `400` with the installer's message if it "
+                "cannot be, and nothing is stored.",
     links=links("$response.body", "name", "downloadArtifact", "artifactSha",
                 "deleteArtifact")))
 async def upload_artifact(request: web.Request) -> web.Response:
     force = query_bool(request, "force")
-    limit = request.app[SETTINGS].max_artifact_bytes
-    name, content = await _read_upload(request, limit)
-    # Checked (a package fully unpacked in memory, within limits) before anything is stored.
+    settings = request.app[SETTINGS]
+    name, content, requirements = await _read_upload(request, settings.max_artifact_bytes)
+    # Checked (a package fully unpacked in memory, within limits, its environment built)
+    # before anything is stored; on the executor, as a build may take minutes.
     artifact = await blocking(deployment.upload_artifact, request.app[CATALOG], name, content,
-                              force, ArchiveLimits.for_artifact_bytes(limit))
+                              force, ArchiveLimits.for_artifact_bytes(settings.max_artifact_bytes),
+                              parse_requirements(requirements),
+                              Environments.for_settings(settings))
     if force:
         await _purge_results_of_users(request.app, name)
     # Mist answers with the stored name as plain text; mist-cli reads it back that way.
@@ -106,7 +139,9 @@ async def _purge_results_of_users(app: web.Application, artifact: str) -> None:
         await blocking(app[RESULT_CACHE].purge, *users)
 
 
-async def _read_upload(request: web.Request, limit: int) -> tuple[str, bytes]:
+async def _read_upload(request: web.Request, limit: int) -> tuple[str, bytes, str]:
+    """The artifact's name and content (field ``file``) and its requirements' text (field
+    ``requirements``, empty when left out)."""
     refuse_encoded(request, "upload")
     if not request.content_type.startswith("multipart/"):
         raise BadRequest(
@@ -114,26 +149,39 @@ async def _read_upload(request: web.Request, limit: int) -> tuple[str, bytes]:
             f"{request.content_type or 'no content type'}",
             {"field": "file", "expected": "multipart/form-data", "got": request.content_type},
         )
+    upload: tuple[str, bytes] | None = None
+    requirements = ""
     try:
-        reader = await request.multipart()
-        async for part in reader:
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                name = checked_name(part.filename, "file name")
-                return name, await _read_limited(part, limit)
+        async for part in await request.multipart():
+            if isinstance(part, BodyPartReader) and part.name == "file" and upload is None:
+                upload = (checked_name(part.filename, "file name"),
+                          await _read_limited(part, limit, "artifact"))
+            elif isinstance(part, BodyPartReader) and part.name == "requirements":
+                requirements = _text(await _read_limited(part, REQUIREMENTS_MAX_BYTES,
+                                                         "requirements"))
     except (ValueError, BadHttpMessage) as exc:  # no boundary, malformed part headers
         detail = " ".join(str(getattr(exc, "message", None) or exc).split())[:200]
         raise BadRequest(f"upload: malformed multipart/form-data: {detail}",
                          {"field": "file", "expected": "multipart/form-data"}) from None
-    raise BadRequest("upload: the form has no 'file' field", {"field": "file"})
+    if upload is None:
+        raise BadRequest("upload: the form has no 'file' field", {"field": "file"})
+    return (*upload, requirements)
 
 
-async def _read_limited(part: BodyPartReader, limit: int) -> bytes:
+def _text(content: bytes) -> str:
+    try:
+        return content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("requirements: not UTF-8 text", {"field": "requirements"}) from None
+
+
+async def _read_limited(part: BodyPartReader, limit: int, what: str) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while chunk := await part.read_chunk(1 << 16):
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"artifact is larger than the limit of {limit} bytes",
+            raise PayloadTooLarge(f"{what} is larger than the limit of {limit} bytes",
                                   {"limit": limit})
         chunks.append(chunk)
     return b"".join(chunks)

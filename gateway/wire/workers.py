@@ -36,6 +36,8 @@ class WorkerInfo:
     jobs_done: int = wire("jobsDone", INT)
     state: str = wire("state", {"enum": ["running", "draining"]})
     drain_reason: str | None = wire("drainReason", {"type": ["string", "null"]})
+    environment: str | None = wire("environment", {"type": ["string", "null"]}, description=(
+        "the id of the Python environment it runs in (docs/environments.md); null: the base"))
 
     @classmethod
     def of(cls, record: WorkerRecord, redaction: Redaction, now_ms: int,
@@ -56,6 +58,7 @@ class WorkerInfo:
             jobs_done=record.jobs_done,
             state=record.state,
             drain_reason=record.drain_reason,
+            environment=record.environment,
         )
 
 
