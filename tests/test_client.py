@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +35,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "client"))
 
 from sparkgate_client import (  # noqa: E402
+    Artifact,
     AsyncClient,
+    BadRequest,
     Client,
     Conflict,
     Forbidden,
@@ -242,6 +245,13 @@ def test_deploy_artifacts_functions_and_contexts(gateway: Gateway, tmp_path: Pat
             admin.upload_artifact(source)
         with pytest.raises(InvalidArtifact):
             admin.upload_artifact("broken.py", b"def (:\n")
+        with pytest.raises(BadRequest, match=re.escape("requirements: '-e .': options")):
+            admin.upload_artifact("needs.py", b"x = 1\n", requirements=["-e ."])
+        # Already installed here: the environment is made, and nothing is downloaded.
+        admin.upload_artifact("needs.py", b"x = 1\n", requirements=["packaging", "httpx"])
+        needs = admin.artifact("needs.py")
+        assert needs.requirements == ("httpx", "packaging") and needs.environment
+        assert admin.artifact("deployed.py") == Artifact("deployed.py", uploaded.sha1)
         context = admin.save_context("client-scoring", engine="python", max_jobs=2,
                                      downtime="60s")
         assert (context.engine, context.max_jobs, context.raw["downtime"]) == ("python", 2, "60s")

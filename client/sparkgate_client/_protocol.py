@@ -58,6 +58,8 @@ class Call:
     params: dict[str, str | list[str]] = field(default_factory=dict)
     json: Any = None
     files: dict[str, tuple[str, bytes]] | None = None
+    # Form fields sent with ``files``.
+    data: dict[str, str] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     idempotent: bool | None = None
     read_timeout_s: float | None = None
@@ -392,8 +394,10 @@ def function_list(response: httpx.Response) -> list[FunctionInfo]:
     return [FunctionInfo.from_json(f) for f in _list(response, "functions")]
 
 
-def upload_call(file: str | os.PathLike[str], content: bytes | None, replace: bool) -> Call:
-    """``file``: a path to read, or (with ``content``) the artifact's name."""
+def upload_call(file: str | os.PathLike[str], content: bytes | None, replace: bool,
+                requirements: Iterable[str] = ()) -> Call:
+    """``file``: a path to read, or (with ``content``) the artifact's name; ``requirements``:
+    pip requirement lines its functions need (the gateway builds their environment)."""
     if content is None:
         path = Path(file)
         name, content = path.name, path.read_bytes()
@@ -401,12 +405,21 @@ def upload_call(file: str | os.PathLike[str], content: bytes | None, replace: bo
         name = os.fspath(file)
     params: dict[str, str | list[str]] = {"force": "true"} if replace else {}
     # Without replace, a repeat of an upload that got through is a 409.
+    lines = "\n".join(requirements)
     return Call("POST", f"{API}/artifacts", params, files={"file": (name, content)},
-                idempotent=replace)
+                data={"requirements": lines} if lines else None, idempotent=replace)
 
 
 def artifact(response: httpx.Response) -> Artifact:
     return Artifact(response.text.strip(), response.headers.get("X-Artifact-Sha1", ""))
+
+
+def artifact_info(response: httpx.Response) -> Artifact:
+    info = json_object(response)
+    environment = info.get("environment")
+    return Artifact(str(info["name"]), str(info["sha1"]),
+                    tuple(str(r) for r in info.get("requirements") or ()),
+                    environment if isinstance(environment, str) else None)
 
 
 def context_call(name: str, fields: Mapping[str, Any]) -> Call:

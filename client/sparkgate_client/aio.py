@@ -166,19 +166,26 @@ class AsyncClient:
         return p.name_list(await self._send(p.Call("GET", p.resource("artifacts"))))
 
     async def upload_artifact(self, file: str | os.PathLike[str], content: bytes | None = None,
-                              *, replace: bool = False) -> Artifact:
+                              *, replace: bool = False,
+                              requirements: Iterable[str] = ()) -> Artifact:
         """Upload an artifact: see ``Client.upload_artifact``."""
-        call = await asyncio.to_thread(p.upload_call, file, content, replace)
+        call = await asyncio.to_thread(p.upload_call, file, content, replace, requirements)
         return p.artifact(await self._send(call))
+
+    async def artifact(self, name: str) -> Artifact:
+        """An artifact, with its requirements and environment."""
+        return p.artifact_info(await self._send(
+            p.Call("GET", p.resource("artifacts", name) + "/info")))
 
     async def delete_artifact(self, name: str) -> None:
         await self._send(p.Call("DELETE", p.resource("artifacts", name)))
 
     async def deploy(self, file: str | os.PathLike[str], *functions: str,
-                     content: bytes | None = None,
-                     default_context: str | None = None) -> list[FunctionInfo]:
+                     content: bytes | None = None, default_context: str | None = None,
+                     requirements: Iterable[str] = ()) -> list[FunctionInfo]:
         """Upload an artifact and create or replace its functions: see ``Client.deploy``."""
-        uploaded = await self.upload_artifact(file, content, replace=True)
+        uploaded = await self.upload_artifact(file, content, replace=True,
+                                              requirements=requirements)
         return [await self.deploy_function(f, uploaded.name, default_context=default_context)
                 for f in functions]
 
@@ -214,6 +221,7 @@ class AsyncClient:
         while True:
             request = self._http.build_request(
                 call.method, call.path, params=call.params, json=call.json, files=call.files,
+                data=call.data,
                 headers=call.headers, timeout=p.timeout(call, self._timeout))
             try:
                 response = await self._http.send(request, stream=stream)

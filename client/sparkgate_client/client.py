@@ -177,21 +177,27 @@ class Client:
         return p.name_list(self._send(p.Call("GET", p.resource("artifacts"))))
 
     def upload_artifact(self, file: str | os.PathLike[str], content: bytes | None = None, *,
-                        replace: bool = False) -> Artifact:
+                        replace: bool = False, requirements: Iterable[str] = ()) -> Artifact:
         """Upload a ``.py`` file (or a zip/egg/wheel package): ``file`` is its path, or, with
         ``content``, its name. An existing artifact of that name is a ``Conflict`` unless
-        ``replace``."""
-        return p.artifact(self._send(p.upload_call(file, content, replace)))
+        ``replace``. ``requirements``: pip requirement lines (``"scikit-learn==1.5.2"``) its
+        functions need; the gateway installs them (``InvalidArtifact`` with pip's message if it
+        cannot) and runs the functions' jobs with them."""
+        return p.artifact(self._send(p.upload_call(file, content, replace, requirements)))
+
+    def artifact(self, name: str) -> Artifact:
+        """An artifact, with its requirements and environment."""
+        return p.artifact_info(self._send(p.Call("GET", p.resource("artifacts", name) + "/info")))
 
     def delete_artifact(self, name: str) -> None:
         self._send(p.Call("DELETE", p.resource("artifacts", name)))
 
     def deploy(self, file: str | os.PathLike[str], *functions: str,
-               content: bytes | None = None,
-               default_context: str | None = None) -> list[FunctionInfo]:
-        """Upload an artifact (replacing one of that name) and create or replace each of
-        ``functions``, found in it by that name."""
-        uploaded = self.upload_artifact(file, content, replace=True)
+               content: bytes | None = None, default_context: str | None = None,
+               requirements: Iterable[str] = ()) -> list[FunctionInfo]:
+        """Upload an artifact (replacing one of that name, with ``requirements``) and create
+        or replace each of ``functions``, found in it by that name."""
+        uploaded = self.upload_artifact(file, content, replace=True, requirements=requirements)
         return [self.deploy_function(f, uploaded.name, default_context=default_context)
                 for f in functions]
 
@@ -229,6 +235,7 @@ class Client:
         while True:
             request = self._http.build_request(
                 call.method, call.path, params=call.params, json=call.json, files=call.files,
+                data=call.data,
                 headers=call.headers, timeout=p.timeout(call, self._timeout))
             try:
                 response = self._http.send(request, stream=stream)

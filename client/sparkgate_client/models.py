@@ -140,10 +140,14 @@ class ContextInfo:
 
 @dataclass(frozen=True)
 class Artifact:
-    """An uploaded artifact: its name and the SHA-1 of its content."""
+    """An uploaded artifact: its name and the SHA-1 of its content; read back
+    (``Client.artifact``), also the Python requirements its functions run with and the id of
+    their environment (None: sparkgate's own)."""
 
     name: str
     sha1: str
+    requirements: tuple[str, ...] = ()
+    environment: str | None = None
 
 
 @dataclass(frozen=True)
