@@ -49,6 +49,7 @@ from sparkgate.gateway.log_throttle import LogThrottle
 from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.deployment import build_function, upload_artifact
+from sparkgate.jobs.environments import Environments
 from sparkgate.jobs.migrate import upgrade
 from sparkgate.jobs.publishing import Announcement
 from sparkgate.jobs.queue import JobQueue
@@ -625,7 +626,8 @@ def test_the_supervisor_logs_an_outage_once_not_every_check(tmp_path, caplog):
     engine = make_engine(url)
     redis = dead_redis()
     supervisor = Supervisor(Catalog(engine, ContextDefaults()), Store(engine), JobQueue(redis),
-                            WorkerRegistry(redis, 10), {}, tmp_path / "logs")
+                            WorkerRegistry(redis, 10), {}, tmp_path / "logs",
+                            Environments(tmp_path / "environments"))
     thread = threading.Thread(target=supervisor.run)
     with caplog.at_level("INFO", logger="sparkgate.supervisor"):
         thread.start()

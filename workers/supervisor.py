@@ -118,8 +118,8 @@ class _View:
 class Supervisor:
     def __init__(self, catalog: Catalog, store: Store, queue: JobQueue,
                  registry: WorkerRegistry, worker_env: dict[str, str], log_dir: Path,
-                 warm: tuple[str, ...] = (), stop_grace_s: float = 30.0 + STOP_MARGIN_S,
-                 environments: Environments | None = None) -> None:
+                 environments: Environments, warm: tuple[str, ...] = (),
+                 stop_grace_s: float = 30.0 + STOP_MARGIN_S) -> None:
         self.catalog = catalog
         self.store = store
         self.queue = queue
@@ -131,8 +131,7 @@ class Supervisor:
         self.stop_grace_s = stop_grace_s
         self._now = threading.Event()
         self._warm: set[Lane] = {(context, None) for context in warm}
-        self.environments = environments or Environments(
-            Path(worker_env["SPARKGATE_DATA_DIR"]) / "environments")
+        self.environments = environments
         self._retry_at: dict[str, float] = {}
         self._host = socket.gethostname()
         self._looked_at = -float("inf")  # time.monotonic() of the last look at heartbeats
@@ -145,9 +144,8 @@ class Supervisor:
         return cls(Catalog(engine, settings.context), Store(engine), JobQueue(redis),
                    WorkerRegistry(redis, settings.worker_ttl_s),
                    worker_environment(settings, redis_url, config_path),
-                   settings.data_dir / "logs", warm,
-                   stop_grace_s=settings.worker_stop_grace_s + STOP_MARGIN_S,
-                   environments=Environments.for_settings(settings))
+                   settings.data_dir / "logs", Environments.for_settings(settings), warm,
+                   stop_grace_s=settings.worker_stop_grace_s + STOP_MARGIN_S)
 
     def run(self) -> None:
         """A check every ``CHECK_INTERVAL_S`` until stopped. While the database or Redis is
