@@ -18,12 +18,8 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import DBAPIError
 
 from sparkgate import shared_metrics
-from sparkgate.deploy_command import deploy
-from sparkgate.job_commands import COMMANDS as JOB_COMMANDS
-from sparkgate.job_commands import run_remote
 from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.errors import (
-    BadRequest,
     ConfigError,
     Conflict,
     EnvironmentBuildFailed,
@@ -31,10 +27,8 @@ from sparkgate.jobs.errors import (
 )
 from sparkgate.jobs.keys import ROLES, KeyStore
 from sparkgate.jobs.settings import Settings, load_settings
+from sparkgate.lazy_group import LazyGroup
 from sparkgate.log_format import configure_logging
-from sparkgate.remote import Remote
-from sparkgate.remote_options import output_option, remote_options
-from sparkgate.schedule_commands import schedules
 
 log = logging.getLogger("sparkgate")
 
@@ -57,7 +51,20 @@ def _settings(config_path: Path | None) -> Settings:
         raise click.ClickException(exc.message) from None
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Commands of their own modules, imported only when run (or listed by --help): a worker's
+# start, and every command, does not pay for the client side's imports (rich, the schedules'
+# croniter, the deploy diff) on its way.
+_ELSEWHERE = {
+    "run": "sparkgate.run_command:run",
+    "deploy": "sparkgate.deploy_command:deploy",
+    "schedules": "sparkgate.schedule_commands:schedules",
+    **{name: f"sparkgate.job_commands:{name}"
+       for name in ("jobs", "job", "logs", "cancel", "functions", "contexts", "workers")},
+}
+
+
+@click.group(cls=LazyGroup, elsewhere=_ELSEWHERE,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="sparkgate", prog_name="sparkgate")
 def main() -> None:
     """sparkgate: Spark functions as a web service (Mist's HTTP API v2).
@@ -174,57 +181,6 @@ def worker(config_path: Path | None, context_name: str, one_job: bool,
                environment=environment).run()
     except (ConfigError, EnvironmentBuildFailed) as exc:
         raise click.ClickException(exc.message) from None
-
-
-@main.command()
-@click.argument("target", metavar="FUNCTION | FILE.py:FUNCTION")
-@click.option("--local", is_flag=True,
-              help="Run FILE.py:FUNCTION in this process instead of as a job of the gateway.")
-@click.option("--arg", "pairs", multiple=True, metavar="NAME=VALUE",
-              help="An argument. VALUE is read as JSON when it is valid JSON (42, true, "
-                   "[1,2], \"7\"), else as the string written. Repeatable; wins over --args.")
-@click.option("--args", "args_json", metavar="JSON|@FILE",
-              help="The arguments, a JSON object (@FILE: read from FILE).")
-@click.option("--context", help="The job's context (default: the function's).")
-@click.option("--async", "run_async", is_flag=True, help="Print the job's id; do not wait.")
-@output_option
-@remote_options
-def run(remote: Remote, target: str, local: bool, pairs: tuple[str, ...],
-        args_json: str | None, context: str | None, run_async: bool, output: str) -> None:
-    """Run FUNCTION as a job of the gateway: its Spark progress and logs as they come, then
-    its result (stdout; progress and logs on stderr). Exit status: 0 finished, 1 failed,
-    2 refused (bad arguments, no such function), 3 cancelled.
-
-    With --local, run FUNCTION of FILE.py here, exactly as deployed: the gateway's argument
-    checks and messages, the worker's import and call, a local Spark session only if the
-    function takes one. Prints the result JSON a job would store. Exit status: 0 done, 1 the
-    function failed (its error as the job's), 2 refused (bad arguments, no such file or
-    function).
-
-    \b
-    sparkgate run pi --arg samples=100000          # SPARKGATE_URL, SPARKGATE_API_KEY
-    sparkgate run word_count --args @text.json --output json
-    sparkgate run --local examples/pi.py:pi --arg samples=100000 --arg seed=7
-    sparkgate run --local examples/word_count.py:word_count --args '{"text": "to be or not"}'
-    """
-    if not local:
-        run_remote(remote, target, args_json, pairs, context, run_async, output)
-        return
-    if context or run_async:
-        raise click.UsageError("--context and --async are for jobs of the gateway, not --local")
-    from sparkgate.local import FunctionFailed, run_target
-
-    try:
-        result = run_target(target, args_json, pairs)
-    except BadRequest as exc:
-        click.echo(f"Error: {exc.message}", err=True)
-        sys.exit(2)
-    except ConfigError as exc:
-        raise click.ClickException(exc.message) from None
-    except FunctionFailed as exc:
-        click.echo(exc.text, err=True)
-        sys.exit(1)
-    click.echo(json.dumps(result, indent=2))
 
 
 @main.group()
@@ -379,8 +335,3 @@ def _is_loopback(host: str) -> bool:
     except ValueError:
         return False
 
-
-main.add_command(schedules)
-main.add_command(deploy)
-for _command in JOB_COMMANDS:
-    main.add_command(_command)

@@ -240,9 +240,6 @@ def workers(remote: Remote, output: str) -> None:
     console().print(table)
 
 
-COMMANDS = (jobs, job, logs, cancel, functions, contexts, workers)
-
-
 def _table(*columns: str, header: bool = True) -> Table:
     table = Table(show_header=header, box=None, pad_edge=False, caption_justify="left")
     for column in columns:

@@ -58,3 +58,25 @@ def test_worker_needs_the_redis_url(tmp_path: Path):
     env = {k: v for k, v in os.environ.items() if k != "SPARKGATE_REDIS_URL"}
     done = run("worker", env=env, cwd=tmp_path)
     assert done.returncode == 1 and "needs SPARKGATE_REDIS_URL" in done.stderr
+
+
+def test_every_command_loads_and_a_worker_imports_no_client_side():
+    """Commands of other modules are imported when run (sparkgate/lazy_group.py): each one
+    listed by -h loads as itself, and importing the command line (a worker's start does)
+    imports none of the client side's libraries."""
+    done = run("-h")
+    listing = done.stdout.split("Commands:")[1].splitlines()
+    names = {line.split()[0] for line in listing if line.startswith("  ") and line.strip()}
+    assert {"run", "deploy", "schedules", "jobs", "logs", "workers", "serve", "keys"} <= names
+    loaded = subprocess.run(
+        [sys.executable, "-c",
+         "import click; from sparkgate.cli import main\n"
+         "ctx = click.Context(main)\n"
+         "assert all(main.get_command(ctx, n).name == n for n in main.list_commands(ctx))"],
+        capture_output=True, text=True, timeout=120)
+    assert loaded.returncode == 0, loaded.stderr
+    fresh = subprocess.run(
+        [sys.executable, "-c", "import sys; from sparkgate.cli import main; "
+         "print(sorted(m for m in ('rich', 'croniter', 'sparkgate.remote') if m in sys.modules))"],
+        capture_output=True, text=True, timeout=120)
+    assert fresh.stdout.strip() == "[]", fresh.stdout + fresh.stderr
