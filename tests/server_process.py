@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import (  # noqa: F401 - the database helpers are used through here
+from tests.conftest import (
     TEST_SPARK_CONF,
     create_pg_database,
     drop_pg_database,
@@ -100,6 +100,24 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.1):
             return value
         assert time.monotonic() < deadline, f"not within {timeout_s}s: {what}"
         time.sleep(interval_s)
+
+
+@contextmanager
+def server_database(storage: str, env_overrides: dict[str, str] | None = None,
+                    ) -> Iterator[dict[str, str]]:
+    """serve's settings for ``storage``: the embedded SQLite (none), or a PostgreSQL database
+    of its own ("postgresql"), migrated by the command users run, dropped afterwards."""
+    if storage == "sqlite":
+        yield {}
+        return
+    url = create_pg_database()
+    try:
+        subprocess.run(["sparkgate", "db", "upgrade"],
+                       env={**os.environ, **(env_overrides or {}), "SPARKGATE_DATABASE_URL": url},
+                       check=True, timeout=120, capture_output=True)
+        yield {"SPARKGATE_DATABASE_URL": url}
+    finally:
+        drop_pg_database(url)
 
 
 @contextmanager

@@ -16,7 +16,7 @@ import pytest
 from redis import Redis
 
 from tests.conftest import FUNCTIONS_DIR, TEST_SPARK_CONF
-from tests.server_process import Server, create_pg_database, drop_pg_database, running_server
+from tests.server_process import Server, running_server, server_database
 
 pytestmark = pytest.mark.slow
 
@@ -27,20 +27,12 @@ E2E_REDIS_URL = "redis://127.0.0.1:6379/14"
 def server(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp(f"serve-{request.param}")
     overrides: dict[str, str] = {}
-    database = None
     if request.param == "postgresql":
-        database = create_pg_database()
-        overrides = {"SPARKGATE_DATABASE_URL": database, "SPARKGATE_REDIS_URL": E2E_REDIS_URL}
+        overrides = {"SPARKGATE_REDIS_URL": E2E_REDIS_URL}
         Redis.from_url(E2E_REDIS_URL).flushdb()
-        # A server database is migrated on purpose, by the command users run.
-        subprocess.run(["sparkgate", "db", "upgrade"], env={**os.environ, **overrides},
-                       check=True, timeout=120, capture_output=True)
-    try:
-        with running_server(workdir, overrides) as server:
-            yield server
-    finally:
-        if database is not None:
-            drop_pg_database(database)
+    with (server_database(request.param, overrides) as database,
+          running_server(workdir, {**overrides, **database}) as server):
+        yield server
 
 
 def deploy(server: Server, file_name: str, function: str, class_name: str) -> None:

@@ -44,9 +44,8 @@ from sparkgate.jobs.worker_registry import WorkerRegistry
 from tests.conftest import function_source
 from tests.server_process import (
     Server,
-    create_pg_database,
-    drop_pg_database,
     running_server,
+    server_database,
     wait_until,
 )
 
@@ -316,19 +315,11 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         "SPARKGATE_ENVIRONMENT_NO_INDEX": "true",
         "SPARKGATE_ENVIRONMENT_FIND_LINKS": str(wheels),
     }
-    database = None
-    if request.param == "postgresql":  # with the embedded Redis: no Redis database to share
-        database = create_pg_database()
-        overrides["SPARKGATE_DATABASE_URL"] = database
-        subprocess.run(["sparkgate", "db", "upgrade"], env={**os.environ, **overrides},
-                       check=True, timeout=120, capture_output=True)
-    try:
+    # PostgreSQL with the embedded Redis: no Redis database to share.
+    with server_database(request.param, overrides) as database:
         workdir = tmp_path_factory.mktemp(f"environments-{request.param}")
-        with running_server(workdir, overrides) as server:
+        with running_server(workdir, {**overrides, **database}) as server:
             yield server
-    finally:
-        if database is not None:
-            drop_pg_database(database)
 
 
 def deploy(server: Server, artifact: str, function: str, requirements: str | None,

@@ -22,9 +22,8 @@ import pytest
 
 from tests.server_process import (
     Server,
-    create_pg_database,
-    drop_pg_database,
     running_server,
+    server_database,
     wait_until,
 )
 
@@ -46,21 +45,13 @@ def server(request: pytest.FixtureRequest, tmp_path_factory) -> Iterator[Server]
         "SPARKGATE_WORKER_TTL_S": str(WORKER_TTL_S),
         "SPARKGATE_WORKER_STOP_GRACE_S": "5",
     }
-    database = None
-    if request.param == "postgresql":  # with the embedded Redis: no Redis database to share
-        database = create_pg_database()
-        overrides["SPARKGATE_DATABASE_URL"] = database
-        subprocess.run(["sparkgate", "db", "upgrade"], env={**os.environ, **overrides},
-                       check=True, timeout=120, capture_output=True)
-    try:
-        with running_server(workdir, overrides) as server:
-            server.deploy("plain.py", "add", "add")
-            for function in ("where", "naps", "one_long_nap"):
-                server.deploy("plain_behaviours.py", function, function)
-            yield server
-    finally:
-        if database is not None:
-            drop_pg_database(database)
+    # PostgreSQL with the embedded Redis: no Redis database to share.
+    with (server_database(request.param, overrides) as database,
+          running_server(workdir, {**overrides, **database}) as server):
+        server.deploy("plain.py", "add", "add")
+        for function in ("where", "naps", "one_long_nap"):
+            server.deploy("plain_behaviours.py", function, function)
+        yield server
 
 
 def worker_pid(server: Server, job: dict) -> int:

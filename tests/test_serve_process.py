@@ -22,10 +22,9 @@ from sparkgate.jobs.db import make_engine
 from sparkgate.jobs.store import Store
 from tests.server_process import (
     Server,
-    create_pg_database,
-    drop_pg_database,
     free_port,
     running_server,
+    server_database,
     wait_until,
 )
 
@@ -102,18 +101,8 @@ def scratch_left(server: Server) -> list[Path]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """serve's settings for the embedded SQLite, or for a PostgreSQL database of its own."""
-    if request.param == "sqlite":
-        yield {}
-        return
-    url = create_pg_database()
-    try:
-        env = {**os.environ, "SPARKGATE_DATABASE_URL": url}
-        # A server database is migrated on purpose, by the command users run.
-        subprocess.run(["sparkgate", "db", "upgrade"], env=env, check=True, timeout=120,
-                       capture_output=True)
-        yield {"SPARKGATE_DATABASE_URL": url}
-    finally:
-        drop_pg_database(url)
+    with server_database(request.param) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")
