@@ -165,7 +165,7 @@ def worker(config_path: Path | None, context_name: str, one_job: bool,
     SPARKGATE_DATABASE_URL=postgresql://db/sparkgate SPARKGATE_REDIS_URL=redis://queue:6379 \\
       sparkgate worker --context default
     """
-    from sparkgate.workers.environment_entry import enter_environment
+    from sparkgate.workers.environment_entry import ENVIRONMENT_UNAVAILABLE, enter_environment
     from sparkgate.workers.process import Worker
 
     settings = _load(config_path)
@@ -179,8 +179,11 @@ def worker(config_path: Path | None, context_name: str, one_job: bool,
         Worker(settings, settings.redis_url, context_name,
                max_jobs_total=1 if one_job else None, supervisor_pid=supervisor_pid,
                environment=environment).run()
-    except (ConfigError, EnvironmentBuildFailed) as exc:
+    except ConfigError as exc:
         raise click.ClickException(exc.message) from None
+    except EnvironmentBuildFailed as exc:
+        click.echo(f"Error: environment {environment}: {exc.message}", err=True)
+        sys.exit(ENVIRONMENT_UNAVAILABLE)
 
 
 @main.group()

@@ -381,6 +381,32 @@ def test_a_worker_host_without_the_environment_builds_it_from_the_database(serve
 
 
 @pytest.mark.slow
+def test_an_environment_a_host_cannot_build_fails_its_jobs_not_its_context(server: Server,
+                                                                          wheels: Path):
+    """A package that could be installed at upload but not on the worker's host (gone from
+    its index, another index there): after maxConnFailures tries the environment's queued
+    jobs fail with pip's message; the context and its base environment's jobs go on."""
+    server.context("fragile", engine="python", maxConnFailures=2)
+    vanishing = write_wheel(wheels, "sparkgate_vanishing", body="VALUE = 7\n")
+    requirement = "sparkgate_vanishing==1.0"
+    assert deploy(server, "vanishing.py", "vanishing", requirement,
+                  context="fragile").status_code == 200
+    vanishing.unlink()
+    shutil.rmtree(server.data_dir / "environments" / str(environment_id((requirement,))))
+    job = run(server, "vanishing")
+    assert job["status"] == "failed", job
+    error = str(job.get("jobResult"))
+    assert "could not be built on host" in error and "(2 tries)" in error, error
+    assert "No matching distribution found for sparkgate_vanishing" in error, error
+    assert deploy(server, "plain_fragile.py", "plain_fragile", None, "plain.py", "add",
+                  "fragile").status_code == 200
+    plain = server.wait_for_job(server.submit("plain_fragile", {"x": 2}),
+                                {"finished", "failed"})
+    assert (plain["status"], plain.get("jobResult")) == ("finished", 3), plain
+    assert server.get("/contexts/fragile").json()["state"] != "broken"
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("server", ["sqlite"], indirect=True)  # the engine, not the storage
 def test_a_spark_function_and_its_executors_run_in_the_environment(server: Server):
     server.context("spark-env", engine="spark", maxJobs=1)

@@ -27,6 +27,10 @@ from sparkgate.workers.process import PARENT_CHECK_S, end_children
 
 log = logging.getLogger("sparkgate.worker")
 
+#: A worker's exit status when its environment cannot be built on its host (sysexits'
+#: EX_CONFIG): the supervisor counts it against that environment's jobs, not its context.
+ENVIRONMENT_UNAVAILABLE = 78
+
 
 def enter_environment(settings: Settings, environment: str,
                       supervisor_pid: int | None = None) -> None:

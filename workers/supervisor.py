@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,9 +54,10 @@ from sparkgate.jobs.publishing import publish
 from sparkgate.jobs.queue import JobQueue, Lane
 from sparkgate.jobs.settings import Settings
 from sparkgate.jobs.state import JobStatus
-from sparkgate.jobs.store import Store
+from sparkgate.jobs.store import Job, Store
 from sparkgate.jobs.submission import broken_message
 from sparkgate.jobs.worker_registry import WorkerRecord, WorkerRegistry
+from sparkgate.workers.environment_entry import ENVIRONMENT_UNAVAILABLE
 from sparkgate.workers.process import REPEATED_SIGNAL_S
 from sparkgate.workers.scratch import sweep_scratch
 
@@ -133,6 +135,9 @@ class Supervisor:
         self._warm: set[Lane] = {(context, None) for context in warm}
         self.environments = environments
         self._retry_at: dict[str, float] = {}
+        # Environment lanes whose workers could not build their environment here, in a row.
+        self._unbuildable: dict[Lane, int] = {}
+        self._lane_retry_at: dict[Lane, float] = {}
         self._host = socket.gethostname()
         self._looked_at = -float("inf")  # time.monotonic() of the last look at heartbeats
 
@@ -168,6 +173,8 @@ class Supervisor:
         view = self._look()
         self._kill_frozen(view)
         self._reap(view)
+        for worker in view.live:  # its environment was built: tries start over
+            self._unbuildable.pop((worker.context, worker.environment), None)
         for name, context in view.contexts.items():
             health = view.health.get(name, Health())
             if health.broken:
@@ -218,7 +225,7 @@ class Supervisor:
             return
         precreated = context.precreated and lane[1] is None
         wanted = precreated or lane in self._warm or view.queued.get(lane, 0) > 0
-        if wanted and self._may_start(context.name):
+        if wanted and self._may_start(context.name, lane):
             self._warm.discard(lane)
             self._spawn(context, one_job=False, environment=lane[1])
 
@@ -229,7 +236,7 @@ class Supervisor:
         busy = self._serving(lane, view, with_draining=True)
         missing = min(queued, context.max_jobs - busy)
         for _ in range(max(0, missing)):
-            if not self._may_start(context.name):
+            if not self._may_start(context.name, lane):
                 break
             self._spawn(context, one_job=True, environment=lane[1])
 
@@ -244,8 +251,10 @@ class Supervisor:
                 if request["host"] == self._host and process.popen.pid == request["pid"]:
                     process.replaced = True
 
-    def _may_start(self, context: str) -> bool:
-        return time.monotonic() >= self._retry_at.get(context, 0.0)
+    def _may_start(self, context: str, lane: Lane) -> bool:
+        now = time.monotonic()
+        return now >= self._retry_at.get(context, 0.0) and now >= self._lane_retry_at.get(
+            lane, 0.0)
 
     def _spawn(self, context: Context, one_job: bool, environment: str | None = None) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -334,10 +343,14 @@ class Supervisor:
             if code == 0 or self.stopping.is_set():
                 continue
             context = view.contexts.get(process.context)
-            if context is not None:
-                reason = (process.killed_because
-                          or f"worker exited with code {code}: {_last_line(process.log_path)}")
-                self._count_failure(context, reason)
+            if context is None:
+                continue
+            if code == ENVIRONMENT_UNAVAILABLE and process.environment is not None:
+                self._count_unbuildable(context, process)
+                continue
+            reason = (process.killed_because
+                      or f"worker exited with code {code}: {_last_line(process.log_path)}")
+            self._count_failure(context, reason)
 
     def _forget(self, process: _Process, view: _View) -> None:
         """A dead worker's presence record goes now, not when its TTL runs out: it stops
@@ -357,11 +370,35 @@ class Supervisor:
             log.error("context %s is broken after %d worker failures in a row", context.name,
                       health.failures)
 
+    def _count_unbuildable(self, context: Context, process: _Process) -> None:
+        """An environment this host cannot build fails its own jobs, after maxConnFailures
+        tries in a row (a package index may be down for a while), and leaves the context and
+        its other environments alone."""
+        lane = (context.name, process.environment)
+        tries = self._unbuildable.get(lane, 0) + 1
+        why = _last_line(process.log_path)
+        log.warning("environment %s of context %s cannot be built here (%d in a row, limit "
+                    "%d): %s", process.environment, context.name, tries,
+                    context.max_conn_failures, why)
+        self._lane_retry_at[lane] = time.monotonic() + min(MAX_BACKOFF_S, 0.5 * 2 ** (tries - 1))
+        if tries < context.max_conn_failures:
+            self._unbuildable[lane] = tries
+            return
+        self._unbuildable.pop(lane, None)
+        error = (f"environment {process.environment} could not be built on host {self._host} "
+                 f"({tries} tries): {why}")
+        self._fail_jobs(context.name, lambda job: job.environment == process.environment, error)
+
     def _fail_queued(self, context: str, health: Health) -> None:
+        self._fail_jobs(context, lambda job: True, broken_message(context, health))
+
+    def _fail_jobs(self, context: str, which: Callable[[Job], bool], error: str) -> None:
         for job in self.store.jobs_in([JobStatus.QUEUED], context=context):
+            if not which(job):
+                continue
             try:
                 failed = self.store.transition(job.id, JobStatus.FAILED, end_time=now_ms(),
-                                               error=broken_message(context, health))
+                                               error=error)
             except IllegalTransition:
                 continue
             self.queue.remove(job.id, context, job.environment)
