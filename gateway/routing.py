@@ -102,9 +102,10 @@ class Route:
 
     @property
     def answers_a_list(self) -> bool:
-        """Its 200 answer is a JSON array (Mist's listings)."""
+        """Its 200 answer is (or may be) a JSON array: Mist's listings."""
         content = self.op.responses.get("200", {}).get("content", {})
-        return content.get("application/json", {}).get("schema", {}).get("type") == "array"
+        schema = content.get("application/json", {}).get("schema", {})
+        return any(s.get("type") == "array" for s in schema.get("anyOf", [schema]))
 
 
 class Endpoints:

@@ -392,8 +392,9 @@ async def mist_cli(port: int, *args: str) -> tuple[int, str, str]:
 async def test_mist_cli_without_credentials_gets_an_error_not_a_crash(client, admin: str):
     """mist-cli parses its list answers whatever the status: the 401 it gets is plain text,
     which it reports as an error (exit 2) instead of dying on the error object."""
-    code, out, err = await mist_cli(client.server.port, "list", "functions")
-    assert code == 2 and "Traceback" not in err and err.startswith("Error:"), (out, err)
+    for listing in ("functions", "jobs", "workers", "contexts"):
+        code, out, err = await mist_cli(client.server.port, "list", listing)
+        assert code == 2 and "Traceback" not in err and err.startswith("Error:"), (out, err)
     plain = await client.get(f"{API}/functions",
                              headers={"User-Agent": "python-requests/2.32.3"})
     assert plain.status == 401 and plain.content_type == "text/plain"
