@@ -35,7 +35,7 @@ from sparkgate.log_format import JsonFormatter
 from tests.api_responses import error_of, json_of
 from tests.server_process import Server, running_server, wait_until
 from tests.test_api_jobs import API, WAIT_S, WORKER, deploy, finish, start, submit, until_waiting
-from tests.test_gateway_processes import gateway_pids, serving_pid
+from tests.test_gateway_processes import one_connection_to_each
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -289,23 +289,6 @@ def server(tmp_path_factory) -> Iterator[Server]:
         yield server
 
 
-def connection_to_each(server: Server) -> dict[int, HTTPConnection]:
-    """A kept-alive connection served by each gateway process."""
-    held: dict[int, HTTPConnection] = {}
-    for _ in range(200):
-        connection = HTTPConnection("127.0.0.1", server.port, timeout=60)
-        connection.request("GET", "/health")
-        connection.getresponse().read()
-        pid = serving_pid(server, connection)
-        if pid in held:
-            connection.close()
-        else:
-            held[pid] = connection
-        if len(held) == len(gateway_pids(server)):
-            return held
-    raise AssertionError(f"200 connections all went to {sorted(held)}")
-
-
 def call(connection: HTTPConnection, method: str, path: str, body: Any = None) -> str:
     connection.request(method, path, body=None if body is None else json.dumps(body),
                        headers={"Content-Type": "application/json"})
@@ -317,7 +300,7 @@ def call(connection: HTTPConnection, method: str, path: str, body: Any = None) -
 
 @pytest.mark.slow
 def test_every_gateway_process_answers_the_same(server: Server):
-    connections = connection_to_each(server)
+    connections = one_connection_to_each(server)
     assert len(connections) == 2
     runs = 6
     for n in range(runs):  # through both processes in turn, each waiting for its job
