@@ -85,6 +85,9 @@ class Server:
         response = (self.put if exists else self.post)("/functions", json=body)
         assert response.status_code == 200, response.text
 
+    def create_key(self, name: str, role: str) -> str:
+        return create_key(self.env, name, role, self.data_dir.parent)
+
     def context(self, name: str, **fields) -> dict:
         body = {"name": name, "sparkConf": TEST_SPARK_CONF, **fields}
         response = self.post("/contexts", json=body)
@@ -100,6 +103,14 @@ def wait_until(condition, timeout_s: float, what: str, interval_s: float = 0.1):
             return value
         assert time.monotonic() < deadline, f"not within {timeout_s}s: {what}"
         time.sleep(interval_s)
+
+
+def create_key(env: dict[str, str], name: str, role: str, cwd: Path | None = None) -> str:
+    """An API key made by the command users run (``sparkgate keys create``): its token."""
+    made = subprocess.run(["sparkgate", "keys", "create", "--name", name, "--role", role],
+                          env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
 
 
 @contextmanager

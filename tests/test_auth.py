@@ -763,11 +763,8 @@ def test_mist_cli_with_the_key_in_its_host(tmp_path: Path, redis_url: str):
                                    "SPARKGATE_START_WORKERS": "false",
                                    "SPARKGATE_REDIS_URL": redis_url},
                         wait_for_worker=False) as server:
-        made = subprocess.run(["sparkgate", "keys", "create", "--name", "mist", "--role", "read"],
-                              capture_output=True, text=True, timeout=60, env=server.env,
-                              cwd=tmp_path)
-        assert made.returncode == 0, made.stderr
-        listed = subprocess.run(["mist-cli", "--host", f"{made.stdout.strip()}:@127.0.0.1",
+        token = server.create_key("mist", "read")
+        listed = subprocess.run(["mist-cli", "--host", f"{token}:@127.0.0.1",
                                  "--port", str(server.port), "list", "functions"],
                                 capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr

@@ -79,11 +79,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def admin(server: Server) -> str:
-    made = subprocess.run(["sparkgate", "keys", "create", "--name", "ops", "--role", "admin"],
-                          capture_output=True, text=True, timeout=60, env=server.env,
-                          cwd=server.data_dir.parent)
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
+    return server.create_key("ops", "admin")
 
 
 def cli(server: Server, key: str | None, *args: str,

@@ -91,7 +91,8 @@ class Gateway:
 def gateway(tmp_path_factory) -> Iterator[Gateway]:
     workdir = tmp_path_factory.mktemp("client")
     with running_server(workdir, ENV, wait_for_worker=False) as server:
-        keys = {role: _key(server, f"client-{role}", role) for role in ("admin", "submit", "read")}
+        keys = {role: server.create_key(f"client-{role}", role)
+                for role in ("admin", "submit", "read")}
         gateway = Gateway(server, keys)
         with gateway.client("admin") as admin:
             admin.deploy("client_fns.py", "chatty", "fail", content=FUNCTIONS.encode())
@@ -99,14 +100,6 @@ def gateway(tmp_path_factory) -> Iterator[Gateway]:
             admin.deploy("plain_behaviours.py", "naps",
                          content=function_source("plain_behaviours.py"))
         yield gateway
-
-
-def _key(server: Server, name: str, role: str) -> str:
-    made = subprocess.run(["sparkgate", "keys", "create", "--name", name, "--role", role],
-                          capture_output=True, text=True, timeout=60, env=server.env,
-                          cwd=server.data_dir.parent)
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
 
 
 # ---------------------------------------------------------------------------------------------

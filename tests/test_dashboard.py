@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser import SCREENSHOTS, UI_TIMEOUT_MS, checked_page, chromium, collect_problems
 from tests.conftest import TEST_SPARK_CONF
-from tests.server_process import Server, running_server, wait_until
+from tests.server_process import Server, create_key, running_server, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -491,11 +490,7 @@ def auth_server(tmp_path_factory) -> Iterator[tuple[Server, dict[str, str]]]:
                "SPARKGATE_DATA_DIR": str(workdir / "data")}
     tokens = {}
     for name, role in (("ops", "admin"), ("viewer", "read"), ("client", "submit")):
-        made = subprocess.run(["sparkgate", "keys", "create", "--name", name, "--role", role],
-                              env=cli_env, cwd=workdir, capture_output=True, text=True,
-                              timeout=60)
-        assert made.returncode == 0, made.stderr
-        tokens[name] = made.stdout.strip()
+        tokens[name] = create_key(cli_env, name, role, workdir)
     # It answers 401 to the unauthenticated readiness probe: no worker to wait for anyway.
     with running_server(workdir, env, wait_for_worker=False) as server:
         yield server, tokens

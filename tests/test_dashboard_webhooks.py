@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 
@@ -24,7 +23,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.browser import UI_TIMEOUT_MS, checked_page, chromium, collect_problems
 from tests.receiver import Received, receiving
-from tests.server_process import Server, running_server
+from tests.server_process import Server, create_key, running_server
 from tests.test_dashboard import head_status, open_ui, screenshot
 
 pytestmark = pytest.mark.slow
@@ -228,11 +227,7 @@ def auth_server(tmp_path_factory) -> Iterator[tuple[Server, dict[str, str]]]:
                "SPARKGATE_DATA_DIR": str(workdir / "data")}
     tokens = {}
     for name, role in (("ops", "admin"), ("viewer", "read")):
-        made = subprocess.run(["sparkgate", "keys", "create", "--name", name, "--role", role],
-                              env=cli_env, cwd=workdir, capture_output=True, text=True,
-                              timeout=60)
-        assert made.returncode == 0, made.stderr
-        tokens[name] = made.stdout.strip()
+        tokens[name] = create_key(cli_env, name, role, workdir)
     env = {"SPARKGATE_AUTH_ENABLED": "true", "SPARKGATE_START_WORKERS": "false"}
     with running_server(workdir, env, wait_for_worker=False) as server:
         yield server, tokens

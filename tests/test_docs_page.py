@@ -7,7 +7,6 @@ the API.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -34,9 +33,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def token(server: Server) -> str:
-    out = subprocess.run(["sparkgate", "keys", "create", "--name", "docs", "--role", "admin"],
-                         env=server.env, capture_output=True, text=True, timeout=60, check=True)
-    return out.stdout.strip().splitlines()[0]
+    return server.create_key("docs", "admin")
 
 
 def save_key(page: Page, token: str) -> None:

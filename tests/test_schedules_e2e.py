@@ -151,7 +151,7 @@ def test_the_schedules_command_with_auth_on(tmp_path: Path):
         server = stack.enter_context(running_server(tmp_path, {
             "SPARKGATE_AUTH_ENABLED": "true", "SPARKGATE_START_WORKERS": "false",
             "SPARKGATE_REDIS_URL": REDIS_URL}, wait_for_worker=False))
-        admin, reader = (_key(server, name, role) for name, role in (("ops", "admin"),
+        admin, reader = (server.create_key(name, role) for name, role in (("ops", "admin"),
                                                                         ("viewer", "read")))
 
         def cli(*args: str, key: str = admin) -> subprocess.CompletedProcess[str]:
@@ -191,14 +191,6 @@ def test_the_schedules_command_with_auth_on(tmp_path: Path):
     unreachable = subprocess.run(["sparkgate", "schedules", "--url", server.url, "list"],
                                  capture_output=True, text=True, timeout=60)
     assert unreachable.returncode == 1 and "cannot reach sparkgate" in unreachable.stderr
-
-
-def _key(server: Server, name: str, role: str) -> str:
-    made = subprocess.run(["sparkgate", "keys", "create", "--name", name, "--role", role],
-                          capture_output=True, text=True, timeout=60, env=server.env,
-                          cwd=server.data_dir.parent)
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
 
 
 def _headers_get(server: Server, key: str, path: str) -> dict:

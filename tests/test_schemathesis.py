@@ -97,7 +97,7 @@ def gateway(tmp_path_factory) -> Iterator[tuple[Server, str]]:
 
 def _serve(workdir: Path, env: dict[str, str]) -> Iterator[tuple[Server, str]]:
     with running_server(workdir, env, wait_for_worker=False) as server:
-        token = create_key(server, "fuzz-admin", "admin")
+        token = server.create_key("fuzz-admin", "admin")
         worker = start_worker(server, workdir)
         try:
             headers = {"Authorization": f"Bearer {token}"}
@@ -109,12 +109,6 @@ def _serve(workdir: Path, env: dict[str, str]) -> Iterator[tuple[Server, str]]:
         finally:
             worker.terminate()
             worker.wait(timeout=60)
-
-
-def create_key(server: Server, name: str, role: str) -> str:
-    out = subprocess.run(["sparkgate", "keys", "create", "--name", name, "--role", role],
-                         env=server.env, capture_output=True, text=True, timeout=60, check=True)
-    return out.stdout.strip().splitlines()[0]
 
 
 def start_worker(server: Server, workdir: Path) -> subprocess.Popen[bytes]:

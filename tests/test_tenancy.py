@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import secrets
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +36,7 @@ from sparkgate.jobs.store import NewJob, Store
 from sparkgate.jobs.worker_registry import WorkerRegistry
 from tests.api_responses import error_of, json_of
 from tests.conftest import function_source
-from tests.server_process import Server, running_server
+from tests.server_process import Server, create_key, running_server
 from tests.test_auth_routes import rule_of
 
 API = "/v2/api"
@@ -443,11 +442,7 @@ def real_server(tmp_path_factory) -> Iterator[tuple[Server, dict[str, str]]]:
                "SPARKGATE_DATA_DIR": str(workdir / "data")}
     tokens = {}
     for name, role in ((ALICE, "submit"), (BOB, "submit"), ("reader", "read")):
-        made = subprocess.run(["sparkgate", "keys", "create", "--name", name, "--role", role],
-                              env=cli_env, cwd=workdir, capture_output=True, text=True,
-                              timeout=60)
-        assert made.returncode == 0, made.stderr
-        tokens[name] = made.stdout.strip()
+        tokens[name] = create_key(cli_env, name, role, workdir)
     # The readiness probe gets 401: the worker starts with the first job.
     with running_server(workdir, {"SPARKGATE_AUTH_ENABLED": "true"},
                         wait_for_worker=False) as server:
