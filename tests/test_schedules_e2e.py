@@ -37,6 +37,9 @@ REDIS_URL = "redis://127.0.0.1:6379/9"
 TICK_MS = 2_000
 EVERY_2S = "*/2 * * * * *"
 GRACE_S = 1
+# How late a tick's job may be made: a scheduler that finds a tick up to the grace late still
+# runs it (a gateway starting, a busy machine), and the submit itself takes a little time.
+ON_TIME_MS = GRACE_S * 1000 + 500
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -112,7 +115,7 @@ def test_two_gateways_and_a_restart_make_one_job_per_tick(tmp_path: Path, databa
     assert ticks == list(range(first_tick, ticks[-1] + 1, TICK_MS)), "a tick made no job"
     assert ticks[-1] >= first_tick + 18_000
     # Each job was made on time (schedulers wake at the tick), by the schedule, as the schedule.
-    assert all(j["createTime"] - tick_of(j) < 1_000 for j in jobs), [
+    assert all(j["createTime"] - tick_of(j) < ON_TIME_MS for j in jobs), [
         j["createTime"] - tick_of(j) for j in jobs]
     assert {(j["source"], j["submitter"], j["schedule"]) for j in jobs} == {
         ("Schedule", "schedule:every2s", "every2s")}
@@ -139,7 +142,8 @@ def test_ticks_missed_while_every_gateway_was_down(tmp_path: Path, database_url:
     # "skip": only the ticks since the restart; "once": those, and one run for the ticks
     # missed, made as soon as the restarted gateway's scheduler ran.
     assert skip and all(tick_of(j) >= restarting - TICK_MS for j in skip)
-    assert all(j["createTime"] - tick_of(j) < 1_000 for j in skip)
+    assert all(j["createTime"] - tick_of(j) < ON_TIME_MS for j in skip), [
+        j["createTime"] - tick_of(j) for j in skip]
     assert len(once) == len(skip) + 1
     assert once[0]["createTime"] - restarting < 5_000
 
