@@ -25,6 +25,8 @@ from sparkgate.gateway.resources import HUB
 from sparkgate.gateway.routes.events import STREAM_LIMITS, StreamLimits
 from sparkgate.jobs.db import now_ms
 from sparkgate.jobs.events import (
+    VALUE_MAX_BYTES,
+    decode,
     encode,
     events_channel,
     initialized_event,
@@ -661,3 +663,23 @@ async def test_real_sse_filters_by_function_and_by_job(server, http):
     assert {item["data"]["id"] for item in seen} == {slow}
     assert seen[-1]["data"]["result"] == {"slept": 2}
     assert "logs" in [item["event"] for item in seen]
+
+
+# ---------------------------------------------------------------------------------------------
+# The published text
+
+
+def test_an_event_carries_any_json_value_and_caps_only_what_is_too_large():
+    result = {"big": 2**70, "negative": -(2**65), "nested": [{"x": 1.5}], "text": "é ☃"}
+    event = {"event": "finished", "id": "j1", "time": 1, "result": result}
+    assert decode(encode(event)) == event  # integers beyond 64 bits stay integers
+    assert decode(encode({**event, "result": {1: "a"}}))["result"] == {"1": "a"}
+
+    large = "x" * VALUE_MAX_BYTES
+    ended = decode(encode({**event, "params": {"x": 1}, "result": large}))
+    assert ended["params"] == {"x": 1} and ended["truncated"] == ["result"]
+    assert ended["result"]["truncated"] is True
+    # Only a value over the limit is replaced, however large the event as a whole.
+    near = "y" * (VALUE_MAX_BYTES - 100)
+    both = decode(encode({**event, "params": near, "result": near}))
+    assert both["params"] == near and both["result"] == near and "truncated" not in both
