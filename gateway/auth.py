@@ -334,6 +334,12 @@ class _RedactTokens(logging.Filter):
     _pattern = re.compile(rf"({QUERY_TOKEN}=)[^&\s\"']*")
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # aiohttp's line holds the request line (its message, formatted) and passes it again
+        # as an ``extra`` field: a message without a token has none anywhere (nearly every
+        # request), and is passed on without walking the record's every attribute.
+        if QUERY_TOKEN not in str(record.msg) and not any(
+                isinstance(a, str) and QUERY_TOKEN in a for a in record.args or ()):
+            return True
         # The message, and the fields aiohttp passes as ``extra`` (first_request_line...),
         # which structured log formatters print.
         for name, value in list(vars(record).items()):

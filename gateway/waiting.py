@@ -44,8 +44,10 @@ async def wait_for_end(hub: EventHub, store: Store, job_id: str, timeout_s: floa
             if remaining is not None and remaining <= 0:
                 # What it is now, not what it was when the wait began.
                 return await blocking(store.get_job, job_id, raw_values=True)
+            # asyncio.timeout, not wait_for: wait_for (3.11) runs the wait as a task of its own.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(watch.wait(), min(remaining or RECHECK_S, RECHECK_S))
+                async with asyncio.timeout(min(remaining or RECHECK_S, RECHECK_S)):
+                    await watch.wait()
             ended = watch.ended_with
             watch.clear()
             # An event whose result was too big to carry has a marker in its place.
