@@ -30,6 +30,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from sparkgate.gateway.event_subscription import subscribe
 from sparkgate.gateway.log_throttle import LogThrottle
 from sparkgate.jobs.errors import TooManyRequests
 from sparkgate.jobs.events import TERMINAL_EVENTS, decode, events_channel
@@ -314,16 +315,17 @@ class EventHub:
             await asyncio.sleep(RECONNECT_DELAY_S)
 
     async def _listen(self) -> None:
-        async with self.redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-            await pubsub.subscribe(events_channel(self.redis))
+        subscription = await subscribe(self.redis, events_channel(self.redis))
+        try:
             self._subscription.ok()
             self._subscribed.set()
             self._wake_all()
             for stream in self._all_streams():
                 self._deliver(stream, Notice.RESYNC)
-            async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    self._dispatch(message["data"])
+            subscription.deliver_to(self._dispatch)
+            await subscription.lost()
+        finally:
+            subscription.close()
 
     def _dispatch(self, raw: bytes | str) -> None:
         event = self._decode(raw)
