@@ -232,35 +232,56 @@ class Worker:
                 self.drain(f"idle for its context's downtime of {self.context.downtime_s}s")
                 break
             try:
-                slot = slots.get(timeout=POP_TIMEOUT_S)
+                free = [slots.get(timeout=POP_TIMEOUT_S)]
             except queue.Empty:
                 continue
+            free += _more_slots(slots, self._room(taken) - 1)
             try:
-                job_id = None if self.draining.is_set() else self.queue.pop(
-                    self.context.name, POP_TIMEOUT_S, self.environment)
-                if job_id is not None and self.draining.is_set():
-                    # Drain began while we waited on the queue: the job is for our successor.
-                    self.queue.give_back(job_id, self.context.name, self.environment)
-                    job_id = None
+                job_ids = self._take(len(free))
             except RedisError as exc:
                 # Redis is down or restarting: keep the warm session and wait for it. (What
                 # it may lose meanwhile, the reconciler restores from the database.)
                 self._redis_outage.failed(exc)
-                slots.put(slot)
+                _put_all(slots, free)
                 self.draining.wait(OUTAGE_PAUSE_S)
                 continue
             self._redis_outage.ok()
-            if job_id is None:
-                slots.put(slot)
-                if self.running:
-                    idle_since = time.monotonic()
-                continue
-            taken += 1
-            with self._lock:
-                self.running[job_id] = slot
-            pool.submit(self._run_one, runner, job_id, slot, slots)
-            idle_since = time.monotonic()
+            self._start(pool, runner, job_ids, free, slots)
+            taken += len(job_ids)
+            if job_ids or self.running:
+                idle_since = time.monotonic()
         pool.shutdown(wait=False)
+
+    def _start(self, pool: ThreadPoolExecutor, runner: JobRunner, job_ids: list[str],
+               free: list[int], slots: queue.Queue[int]) -> None:
+        """Run each job in a slot of ``free``; the slots left over are free again."""
+        _put_all(slots, free[len(job_ids):])
+        with self._lock:
+            for job_id, slot in zip(job_ids, free, strict=False):
+                self.running[job_id] = slot
+        for job_id, slot in zip(job_ids, free, strict=False):
+            pool.submit(self._run_one, runner, job_id, slot, slots)
+
+    def _room(self, taken: int) -> int:
+        """How many more jobs this worker may take (its max_jobs_total, if any)."""
+        if self.max_jobs_total is None:
+            return self.context.max_jobs
+        return self.max_jobs_total - taken
+
+    def _take(self, count: int) -> list[str]:
+        """Up to ``count`` queued job ids, in one round trip, waiting up to POP_TIMEOUT_S for
+        the first: a burst of jobs costs one pop per batch, not one per job."""
+        if self.draining.is_set():
+            return []
+        job_ids = self.queue.pop_many(self.context.name, POP_TIMEOUT_S, count,
+                                      self.environment)
+        if job_ids and self.draining.is_set():
+            # Drain began while we waited on the queue: the jobs are for our successor, in
+            # their order, at the head of the queue.
+            for job_id in reversed(job_ids):
+                self.queue.give_back(job_id, self.context.name, self.environment)
+            return []
+        return job_ids
 
     def _idle_too_long(self, idle_since: float) -> bool:
         downtime = self.context.downtime_s
@@ -480,6 +501,22 @@ class Worker:
 
     def _publish(self, event: dict[str, Any]) -> None:
         publish(self.redis, event, on_error=self._redis_outage.failed)
+
+
+def _more_slots(slots: queue.Queue[int], up_to: int) -> list[int]:
+    """Up to ``up_to`` more free slots, without waiting."""
+    more: list[int] = []
+    while len(more) < up_to:
+        try:
+            more.append(slots.get_nowait())
+        except queue.Empty:
+            break
+    return more
+
+
+def _put_all(slots: queue.Queue[int], free: list[int]) -> None:
+    for slot in free:
+        slots.put(slot)
 
 
 def _unreachable(what: str) -> Outage:
