@@ -15,6 +15,8 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from sparkgate.jobs.driver_sql import DriverStatement, execute
+
 
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
@@ -105,6 +107,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# On the driver's cursor: through exec_driver_sql, SQLAlchemy's execution machinery cost more
+# than the BEGIN itself, once per transaction.
+_BEGIN, _BEGIN_IMMEDIATE = DriverStatement("BEGIN", ()), DriverStatement("BEGIN IMMEDIATE", ())
+
+
 def _sqlite_begin(connection: Connection) -> None:
     writes = connection.get_execution_options().get("sparkgate_writes", False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+    execute(connection, _BEGIN_IMMEDIATE if writes else _BEGIN, {})

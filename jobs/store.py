@@ -13,14 +13,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     ColumnElement,
     Connection,
+    Dialect,
     Engine,
     RowMapping,
     Select,
     Text,
-    Update,
     and_,
     bindparam,
     case,
@@ -40,7 +41,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from sparkgate.jobs import tables as t
-from sparkgate.jobs.db import now_ms, writing
+from sparkgate.jobs.db import json_text, json_value, now_ms, writing
+from sparkgate.jobs.driver_sql import DriverStatement, compiled, execute_many, fetch_all
 from sparkgate.jobs.errors import IllegalTransition, NotFound
 from sparkgate.jobs.ids import uuid7
 from sparkgate.jobs.logs.lines import LogLine
@@ -178,7 +180,8 @@ class Store:
         # a JSON column would store None as the JSON text null).
         for cached in (False, True):
             if shaped := [r for r in rows if ("cached_from" in r) is cached]:
-                conn.execute(insert(t.jobs), shaped)
+                statement = _insert_statement(conn.dialect, tuple(shaped[0]))
+                execute_many(conn, statement, [_json_params(r) for r in shaped])
         jobs = [Job.from_row(r) for r in rows]
         self.outbox.add(conn, [job for job in jobs if job.status.terminal])
         return jobs
@@ -209,11 +212,11 @@ class Store:
         allowed = ALLOWED_SOURCES[target]
         if only_from is not None:
             allowed = allowed & frozenset(only_from)
-        statement = _transition_statement(target, allowed, tuple(sorted(fields)))
-        values = {"job_id": job_id, **{_SET + name: value for name, value in fields.items()}}
         with writing(self.engine) as conn:
-            row = conn.execute(statement, values).mappings().first()
-            if row is None:
+            statement = _transition_statement(conn.dialect, target, allowed, tuple(sorted(fields)))
+            values = {_SET + name: value for name, value in _json_params(fields).items()}
+            rows = fetch_all(conn, statement, {"job_id": job_id, **values})
+            if not rows:
                 current = conn.execute(
                     select(t.jobs.c.status).where(t.jobs.c.id == job_id)
                 ).scalar()
@@ -221,8 +224,8 @@ class Store:
                     raise job_not_found(job_id)
                 raise IllegalTransition(job_id, current, target.value)
             if logs:
-                conn.execute(insert(t.job_logs), _log_rows(job_id, logs))
-            job = Job.from_row(row)
+                execute_many(conn, _logs_statement(conn.dialect), _log_rows(job_id, logs))
+            job = _driver_job(rows[0], conn.dialect.name)
             self.outbox.add(conn, [job])
         return job
 
@@ -235,12 +238,12 @@ class Store:
         """``raw_values``: the arguments and result as stored (``RawJSON``), not parsed, for a
         caller that only passes them on: megabytes of JSON cost a copy, not a parse and an
         encode, nor their weight as Python objects."""
-        columns = _raw_columns() if raw_values else [t.jobs]
+        dialect = self.engine.dialect
         with self.engine.connect() as conn:
-            row = conn.execute(select(*columns).where(t.jobs.c.id == job_id)).mappings().first()
-        if row is None:
+            rows = fetch_all(conn, _get_statement(dialect, raw_values), {"job_id": job_id})
+        if not rows:
             raise job_not_found(job_id)
-        return _raw_job(row) if raw_values else Job.from_row(row)
+        return _driver_job(rows[0], dialect.name, raw_values)
 
     def submitted_by(self, job_ids: Sequence[str], submitter: str) -> set[str]:
         """Those of ``job_ids`` that ``submitter`` submitted."""
@@ -406,24 +409,72 @@ class Store:
             return [LogLine(**r) for r in conn.execute(statement).mappings()]
 
 
-# A transition's statement, per shape (target, sources, columns written), is built once: on
-# SQLite, building a statement and deriving its cache key took longer than running it, and
-# every job makes two transitions on the hot path.
+# Every job is inserted, claimed, ended and read through these statements: each is compiled
+# once per dialect and shape and run on the driver's cursor (jobs/driver_sql.py), its
+# parameters and rows converted here.
 _SET = "new_"
 
 
 @functools.lru_cache(maxsize=128)
-def _transition_statement(target: JobStatus, sources: frozenset[JobStatus],
-                          columns: tuple[str, ...]) -> Update:
-    return (
+def _transition_statement(dialect: Dialect, target: JobStatus, sources: frozenset[JobStatus],
+                          columns: tuple[str, ...]) -> DriverStatement:
+    return compiled(
         update(t.jobs)
-        # The statuses as SQL literals (our own enum's words): an IN list of bound values is
-        # re-rendered at every execution (SQLAlchemy's "expanding" parameters).
+        # The statuses as SQL literals (our own enum's words): every parameter is the caller's.
         .where(t.jobs.c.id == bindparam("job_id"),
-               t.jobs.c.status.in_([literal_column(f"'{s.value}'") for s in sorted(sources)]))
-        .values(status=target.value, **{name: bindparam(_SET + name) for name in columns})
-        .returning(*t.jobs.c)
+               t.jobs.c.status.in_([_literal(s) for s in sorted(sources)]))
+        .values(status=_literal(target), **{name: bindparam(_SET + name) for name in columns})
+        .returning(*t.jobs.c),
+        dialect,
     )
+
+
+def _literal(status: JobStatus) -> ColumnElement[str]:
+    return literal_column(f"'{status.value}'")
+
+
+@functools.lru_cache(maxsize=32)
+def _insert_statement(dialect: Dialect, columns: tuple[str, ...]) -> DriverStatement:
+    return compiled(insert(t.jobs).values(
+        {name: bindparam(name, type_=t.jobs.c[name].type) for name in columns}), dialect)
+
+
+@functools.lru_cache(maxsize=32)
+def _logs_statement(dialect: Dialect) -> DriverStatement:
+    return compiled(insert(t.job_logs).values(
+        {name: bindparam(name, type_=t.job_logs.c[name].type) for name in _LOG_COLUMNS}), dialect)
+
+
+@functools.lru_cache(maxsize=32)
+def _get_statement(dialect: Dialect, raw_values: bool) -> DriverStatement:
+    columns = _raw_columns() if raw_values else list(t.jobs.c)
+    return compiled(select(*columns).where(t.jobs.c.id == bindparam("job_id")), dialect)
+
+
+_COLUMN_NAMES = tuple(c.name for c in t.jobs.c)
+_JSON_TYPED = tuple(c.name for c in t.jobs.c if isinstance(c.type, JSON))
+
+
+def _json_params(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with those of JSON columns as their JSON text (None too: JSON null, as
+    SQLAlchemy's JSON type writes it)."""
+    return {name: json_text(value) if name in _JSON_TYPED else value
+            for name, value in values.items()}
+
+
+def _driver_job(row: Sequence[Any], dialect_name: str, raw_values: bool = False) -> Job:
+    """The job of a row of all the table's columns, in order, as the driver gives it: JSON
+    already parsed on PostgreSQL (psycopg's loader is db.json_value), JSON text on SQLite
+    (or a number: the column's numeric affinity stores JSON 1 as the integer 1)."""
+    values = dict(zip(_COLUMN_NAMES, row, strict=True))
+    values["status"] = JobStatus(values["status"])
+    for name in _JSON_TYPED:
+        value = values[name]
+        if raw_values and name in _JSON_COLUMNS:
+            values[name] = None if value is None else RawJSON(value)
+        elif dialect_name == "sqlite" and isinstance(value, str):
+            values[name] = json_value(value)
+    return Job(**values)
 
 
 def _new_row(new: NewJob, created: int) -> dict[str, Any]:
@@ -449,14 +500,6 @@ class RawJSON:
 
 def _raw_columns() -> list[Any]:
     return [cast(c, Text).label(c.name) if c.name in _JSON_COLUMNS else c for c in t.jobs.c]
-
-
-def _raw_job(row: Mapping[str, Any] | RowMapping) -> Job:
-    values = dict(row)
-    for name in _JSON_COLUMNS:
-        if values[name] is not None:
-            values[name] = RawJSON(values[name])
-    return Job.from_row(values)
 
 
 class _stored_bytes(FunctionElement[int]):
@@ -548,6 +591,9 @@ def oversized_marker(job_id: str, size: int | None = None) -> dict[str, Any]:
 
 def job_not_found(job_id: str) -> NotFound:
     return NotFound(f"job {job_id} does not exist", {"jobId": job_id})
+
+
+_LOG_COLUMNS = ("job_id", "ts_ms", "level", "message")
 
 
 def _log_rows(job_id: str, lines: Sequence[LogLine]) -> list[dict[str, Any]]:
