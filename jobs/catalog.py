@@ -8,11 +8,12 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, Select, String, bindparam, select
+from sqlalchemy import Connection, Dialect, Engine, String, bindparam, select
 
 from sparkgate.jobs import tables as t
 from sparkgate.jobs.artifacts import ArtifactStore
 from sparkgate.jobs.contexts import DEFAULT_CONTEXT, Context, ContextStore, Health
+from sparkgate.jobs.driver_sql import DriverSelect, compiled_select
 from sparkgate.jobs.errors import BadRequest, NotFound
 from sparkgate.jobs.functions import Function, FunctionStore
 from sparkgate.jobs.placement import check_placement
@@ -44,8 +45,9 @@ class Catalog(ArtifactStore, FunctionStore, ContextStore):
         submit reads the catalog in a single round trip."""
         given = {"function": function} if context is None else {
             "function": function, "context": context}
-        row = conn.execute(_target_statement(given_context=context is not None), given
-                           ).mappings().first()
+        statement = _target_statement(conn.dialect, given_context=context is not None)
+        rows = statement.rows(conn, given)
+        row = rows[0] if rows else None
         if row is None:
             raise NotFound(f"function {function!r} does not exist", {"function": function})
         found = Function(**{col.name: row[col.name] for col in t.functions.c})
@@ -65,12 +67,13 @@ class Catalog(ArtifactStore, FunctionStore, ContextStore):
                                 row["artifact_environment"])
 
 
-@functools.cache
-def _target_statement(given_context: bool) -> Select:
-    """Built once per shape (built per submit, it cost more than running it on SQLite)."""
+@functools.lru_cache(maxsize=8)
+def _target_statement(dialect: Dialect, given_context: bool) -> DriverSelect:
+    """Compiled once per shape and run on the driver's cursor (jobs/driver_sql.py): through
+    SQLAlchemy's execution it cost a submit more than the database took to run it."""
     f, a, c, h = t.functions, t.artifacts, t.contexts, t.context_health
     context_name = bindparam("context", type_=String) if given_context else f.c.default_context
-    return (
+    return compiled_select(
         select(f, a.c.sha1.label("artifact_sha1"), a.c.environment.label("artifact_environment"),
                *(col.label("context_" + col.name) for col in c.c),
                *(col.label("health_" + col.name) for col in h.c if col.name != "name"),
@@ -78,7 +81,8 @@ def _target_statement(given_context: bool) -> Select:
         .select_from(f.outerjoin(a, a.c.name == f.c.path)
                      .outerjoin(c, c.c.name == context_name)
                      .outerjoin(h, h.c.name == context_name))
-        .where(f.c.name == bindparam("function"))
+        .where(f.c.name == bindparam("function")),
+        dialect,
     )
 
 

@@ -11,12 +11,12 @@ and a lost connection still invalidates the pool.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ClauseElement, Connection, Dialect
+from sqlalchemy import ClauseElement, Connection, Dialect, Select
 from sqlalchemy.sql.compiler import SQLCompiler
 
 
@@ -29,6 +29,29 @@ class DriverStatement:
 
     def params(self, values: Mapping[str, Any]) -> Any:
         return values if self.order is None else tuple(values[name] for name in self.order)
+
+
+@dataclass(frozen=True)
+class DriverSelect:
+    """A SELECT whose rows come back as SQLAlchemy would give them: by column name (labels
+    included), each value converted by its column type's own result processor."""
+
+    statement: DriverStatement
+    names: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    def rows(self, conn: Connection, values: Mapping[str, Any]) -> list[dict[str, Any]]:
+        return [{name: value if process is None else process(value)
+                 for name, process, value in zip(self.names, self.processors, row, strict=True)}
+                for row in fetch_all(conn, self.statement, values)]
+
+
+def compiled_select(statement: Select[Any], dialect: Dialect) -> DriverSelect:
+    columns = list(statement.selected_columns)
+    return DriverSelect(
+        compiled(statement, dialect), tuple(column.name for column in columns),
+        tuple(column.type.dialect_impl(dialect).result_processor(dialect, None)
+              for column in columns))
 
 
 def compiled(statement: ClauseElement, dialect: Dialect) -> DriverStatement:

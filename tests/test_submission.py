@@ -56,6 +56,24 @@ def python_context(catalog: Catalog) -> str:
     return "scoring"
 
 
+def test_a_submit_reads_the_catalog_as_its_stores_do(catalog, add, python_context):
+    """The submit's one joined read (run on the driver's cursor) gives the function, context
+    and health the catalog's own reads give: JSON, booleans and nulls converted alike."""
+    stored = catalog.get_context(python_context)
+    catalog.save_context(replace(stored, spark_conf={"spark.x": "1", "n": [1, 2]},
+                                 precreated=True, perform_timeout_s=30))
+    catalog.update_function(replace(catalog.get_function(add), tags=["a", "b"]))
+    with catalog.engine.connect() as conn:
+        named = catalog.submission_target(conn, add, python_context)
+        default = catalog.submission_target(conn, add, None)
+    assert named.function == catalog.get_function(add)
+    assert named.context == catalog.get_context(python_context)
+    assert named.context.precreated is True and named.context.spark_conf["n"] == [1, 2]
+    assert default.context == Context.from_defaults("default", catalog.context_defaults)
+    assert named.health == catalog.all_health().get(python_context, named.health)
+    assert named.artifact_sha1 == catalog.get_artifact("plain.py").sha1
+
+
 def job_count(store: Store) -> int:
     with store.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(tables.jobs)).scalar_one()
