@@ -151,6 +151,13 @@ class _Watch:
     recorded: dict[str, Any] | None = None
     # A streaming job's stream's progress; once set, Spark's counts are no longer read.
     streaming: dict[str, Any] | None = None
+    # How many Spark jobs the JVM had submitted (any group) by a moment before the watch
+    # began (None: not known): while that count has not moved, the group has none.
+    submitted_before: int | None = None
+    # Its function returned having submitted no Spark job: there is nothing left to read.
+    quiet: bool = False
+    # When the tracker's thread polls it next (time.monotonic()).
+    due: float = 0.0
     lock: threading.RLock = field(default_factory=threading.RLock)
 
     def read(self, tracker: Any) -> dict[str, Any]:
@@ -230,13 +237,19 @@ def _percent(done: int, total: int, *, all_succeeded: bool) -> float:
 class ProgressTracker:
     """Polls Spark's status tracker for the watched job groups and reports changed snapshots.
 
-    One daemon thread serves every watched job of the worker: per interval it reads each watched
-    group once and calls ``on_progress(job_id, snapshot)`` for those whose snapshot changed since
-    the last call (never for an unchanged or all-zero one). The callback runs on that thread,
-    outside the tracker's lock (it may call ``watch``/``unwatch``) but holding that job's own
-    lock, so a slow callback delays that job's ``unwatch`` (and every job's next read: keep it
-    quick, e.g. hand off to a queue). An exception in it is logged and tracking goes on.
-    With nothing watched the thread waits on a condition: no polling, no py4j calls. Calling
+    One daemon thread serves every watched job of the worker: every interval from a job's watch
+    (the first read one interval after it: none competes with the job's start, and a job shorter
+    than that is only read at its end) it reads the job's group and calls
+    ``on_progress(job_id, snapshot)`` if its snapshot changed since the last call (never for an
+    unchanged or all-zero one). While the JVM has submitted no Spark job since the watch began
+    (one py4j call reads its count), the group is not read: it has none. So the end of a job
+    whose function ran no Spark job (a no-op) costs that one call, and no final read.
+
+    The callback runs on that thread, outside the tracker's lock (it may call ``watch``/
+    ``unwatch``) but holding that job's own lock, so a slow callback delays that job's
+    ``unwatch`` (and every job's next read: keep it quick, e.g. hand off to a queue). An
+    exception in it is logged and tracking goes on.
+    With nothing watched the thread only wakes once an interval: no py4j calls. Calling
     py4j from this thread is safe: py4j gives each thread its own connection.
 
     A job's end is not held up by Spark's bookkeeping: ``ending`` (no read) gives what the polls
@@ -247,6 +260,8 @@ class ProgressTracker:
     def __init__(self, spark_context: Any, on_progress: ProgressCallback,
                  interval_s: float = 0.5, *, settle_s: float = 0.5) -> None:
         self._tracker = spark_context.statusTracker()
+        self._submitted = _submitted_jobs_counter(spark_context)
+        self._last_submitted = self._count_submitted()
         self._on_progress = on_progress
         self.interval_s = interval_s
         self.settle_s = settle_s
@@ -263,8 +278,13 @@ class ProgressTracker:
             if self._closed:
                 raise RuntimeError("progress tracker is closed")
             if job_id not in self._watches:
-                self._watches[job_id] = _Watch(group=job_id)
-                self._cond.notify_all()
+                # Its first poll one interval on: a job shorter than that is never polled
+                # (its end has its counts), and no read competes with its start.
+                # No notify: the thread wakes every interval anyway (``_wait_s``), and a
+                # wake-up per job is a cost a no-op job would pay.
+                self._watches[job_id] = _Watch(group=job_id,
+                                               submitted_before=self._last_submitted,
+                                               due=time.monotonic() + self.interval_s)
 
     def unwatch(self, job_id: str) -> dict[str, Any] | None:
         """Stop tracking ``job_id`` and return its final snapshot (``None`` if not watched).
@@ -282,9 +302,10 @@ class ProgressTracker:
             watch = self._watches.pop(job_id, None)
         if watch is None:
             return None
+        quiet = self._ran_no_spark_job(watch)
         with watch.lock:
             watch.closed = True
-            return self._final_read(watch)
+            return watch.snapshot() if quiet else self._final_read(watch)
 
     def ending(self, job_id: str) -> dict[str, Any] | None:
         """The job's function has returned: stop polling it and give what was seen so far,
@@ -294,8 +315,10 @@ class ProgressTracker:
             watch = self._watches.get(job_id)
         if watch is None:
             return None
+        quiet = self._ran_no_spark_job(watch)
         with watch.lock:  # waits for a poll under way, whose callback then comes first
             watch.closed = True
+            watch.quiet = quiet
             watch.recorded = watch.snapshot()
             return watch.snapshot()
 
@@ -305,7 +328,7 @@ class ProgressTracker:
         Final reads still pending when the tracker closes are made before its thread stops."""
         with self._cond:
             watch = self._watches.pop(job_id, None)
-            if watch is not None:
+            if watch is not None and not watch.quiet:  # a quiet one's end has its counts
                 self._ended.append(watch)
                 self._cond.notify_all()
 
@@ -323,6 +346,26 @@ class ProgressTracker:
                 return
             watch.last_sent = snapshot
             self._notify(job_id, copy.deepcopy(snapshot))
+
+    def _ran_no_spark_job(self, watch: _Watch) -> bool:
+        """Whether the watched job's function submitted no Spark job at all (it returned): one
+        cheap read of the JVM's count of submitted jobs, instead of the group's reads (and a
+        no-op function's end needs no final read). False when it cannot tell."""
+        if watch.submitted_before is None or watch.jobs or watch.streaming is not None:
+            return False
+        count = self._count_submitted()
+        return count is not None and count == watch.submitted_before
+
+    def _count_submitted(self) -> int | None:
+        """How many Spark jobs the JVM has submitted so far, any group (None: not known)."""
+        if self._submitted is None:
+            return None
+        try:
+            count = int(self._submitted())
+        except Exception:
+            return None  # Spark is going away: the status tracker's reads tell what they can
+        self._last_submitted = count
+        return count
 
     def _final_read(self, watch: _Watch) -> dict[str, Any]:
         deadline = time.monotonic() + self.settle_s
@@ -350,25 +393,31 @@ class ProgressTracker:
             self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        next_poll = time.monotonic()
         while True:
             with self._cond:
-                while not (self._ended or self._closed
-                           or (self._watches and time.monotonic() >= next_poll)):
-                    self._cond.wait(max(0.0, next_poll - time.monotonic())
-                                    if self._watches else None)
+                while not (self._ended or self._closed or self._due()):
+                    self._cond.wait(self._wait_s())
                 ended, self._ended = self._ended, []
                 closed = self._closed
-                due = [] if closed or time.monotonic() < next_poll else list(
-                    self._watches.values())
+                due = [] if closed else self._due()
             for watch in ended:
                 self._report_final(watch)
             if closed:
                 return
-            if due:
-                for watch in due:
-                    self._poll(watch)
-                next_poll = time.monotonic() + self.interval_s
+            for watch in due:
+                self._poll(watch)
+                watch.due = time.monotonic() + self.interval_s
+
+    def _due(self) -> list[_Watch]:
+        now = time.monotonic()
+        return [watch for watch in self._watches.values() if watch.due <= now]
+
+    def _wait_s(self) -> float:
+        """Until the next poll is due; an interval with nothing watched (a watch added
+        meanwhile is due one interval after it, so its first read is at most that late)."""
+        if not self._watches:
+            return self.interval_s
+        return max(0.0, min(watch.due for watch in self._watches.values()) - time.monotonic())
 
     def _report_final(self, watch: _Watch) -> None:
         with watch.lock:
@@ -386,7 +435,7 @@ class ProgressTracker:
             watch.lock.release()
 
     def _poll_locked(self, watch: _Watch) -> None:
-        if watch.closed:
+        if watch.closed or self._ran_no_spark_job(watch):  # nothing to read yet
             return
         snapshot = self._read(watch)
         if snapshot is None or snapshot == watch.last_sent:
@@ -413,3 +462,14 @@ class ProgressTracker:
             self._on_progress(job_id, snapshot)
         except Exception:
             log.exception("progress callback failed for job %s", job_id)
+
+
+def _submitted_jobs_counter(spark_context: Any) -> Callable[[], int] | None:
+    """A call that reads how many Spark jobs the JVM has submitted (the DAG scheduler's job
+    ids, any group): one py4j call, where a group's read takes several. None if it cannot be
+    had (a stand-in SparkContext)."""
+    try:
+        counter: Callable[[], int] = spark_context._jsc.sc().dagScheduler().numTotalJobs
+    except Exception:
+        return None
+    return counter
