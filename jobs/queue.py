@@ -218,17 +218,17 @@ class JobQueue:
     def length(self, context: str, environment: str | None = None) -> int:
         return int(self.redis.llen(queue_key(context, environment)))
 
-    def lanes_with_work(self) -> list[Lane]:
-        """(context, environment) of each queue that holds at least one job: two round trips
-        (RQ's set of queues, then every queue's LLEN)."""
+    def lanes_with_work(self) -> dict[Lane, int]:
+        """(context, environment) of each queue that holds at least one job, and how many it
+        holds: two round trips (RQ's set of queues, then every queue's LLEN)."""
         keys = [_text(k) for k in self.redis.smembers(QUEUES_KEY) if k]
         lanes = [(key, lane_of(key[len(QUEUE_KEY_PREFIX):])) for key in keys
                  if key.startswith(QUEUE_KEY_PREFIX)]
         ours = [(key, lane) for key, lane in lanes if lane is not None]
         if not ours:
-            return []
+            return {}
         with self.redis.pipeline(transaction=False) as pipe:
             for key, _ in ours:
                 pipe.llen(key)
             counts = pipe.execute()
-        return [lane for (_, lane), count in zip(ours, counts, strict=True) if count]
+        return {lane: count for (_, lane), count in zip(ours, counts, strict=True) if count}

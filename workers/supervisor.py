@@ -200,7 +200,7 @@ class Supervisor:
 
     def _look(self) -> _View:
         contexts = {c.name: c for c in self.catalog.list_contexts()}
-        queued = {lane: self.queue.length(*lane) for lane in self.queue.lanes_with_work()}
+        queued = self.queue.lanes_with_work()
         return _View(contexts, self.catalog.all_health(), queued, self.registry.live())
 
     def _local(self, lane: Lane) -> list[_Process]:
