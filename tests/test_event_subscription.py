@@ -40,6 +40,18 @@ async def received(got: list[bytes], count: int) -> list[bytes]:
     return got
 
 
+async def delivers(url: str, redis: Redis, channel: str) -> None:
+    """A subscription through ``url`` gets what is published on ``channel``."""
+    subscription = await subscribe(aioredis.Redis.from_url(url), channel)
+    try:
+        got: list[bytes] = []
+        subscription.deliver_to(got.append)
+        redis.publish(channel, "hello")
+        assert await received(got, 1) == [b"hello"]
+    finally:
+        subscription.close()
+
+
 async def test_every_message_arrives_in_order(redis_url: str, redis: Redis, channel: str):
     subscription = await subscribe(aioredis.Redis.from_url(redis_url), channel)
     try:
@@ -90,15 +102,7 @@ async def test_credentials_in_the_url_are_sent(redis_url: str, redis: Redis, cha
                                                redis_user: tuple[str, str]):
     name, password = redis_user
     host = redis_url.removeprefix("redis://")
-    subscription = await subscribe(aioredis.Redis.from_url(f"redis://{name}:{password}@{host}"),
-                                   channel)
-    try:
-        got: list[bytes] = []
-        subscription.deliver_to(got.append)
-        redis.publish(channel, "hello")
-        assert await received(got, 1) == [b"hello"]
-    finally:
-        subscription.close()
+    await delivers(f"redis://{name}:{password}@{host}", redis, channel)
 
     with pytest.raises(ResponseError, match="WRONGPASS"):
         await subscribe(aioredis.Redis.from_url(f"redis://{name}:wrong@{host}"), channel)
@@ -179,14 +183,7 @@ async def test_a_rediss_url_subscribes_over_tls(redis_url: str, redis: Redis, ch
     port = server.sockets[0].getsockname()[1]
     url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert_file}"
     try:
-        subscription = await subscribe(aioredis.Redis.from_url(url), channel)
-        try:
-            got: list[bytes] = []
-            subscription.deliver_to(got.append)
-            redis.publish(channel, "over tls")
-            assert await received(got, 1) == [b"over tls"]
-        finally:
-            subscription.close()
+        await delivers(url, redis, channel)
         # A certificate the URL's CA did not sign is refused.
         (tmp_path / "other").mkdir()
         other_ca, _ = self_signed(tmp_path / "other")
