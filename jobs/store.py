@@ -173,7 +173,7 @@ class Store:
 
     def insert_jobs(self, conn: Connection, new: Sequence[NewJob]) -> list[Job]:
         """New jobs (queued, or ended if answered from the result cache), inserted in the
-        caller's transaction (one statement for all)."""
+        caller's transaction (one statement per row shape, executed for all its rows)."""
         created = now_ms()
         rows = [_new_row(n, created) for n in new]
         # One statement per shape: a queued job's row leaves its result out (SQL NULL, where
