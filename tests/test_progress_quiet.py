@@ -1,18 +1,15 @@
 """What a job whose function runs no Spark job costs the spark engine: no read of its group
-(the JVM's count of submitted Spark jobs says there is none), no final read, no sweep for
-orphaned streaming queries while none was started."""
+(the JVM's count of submitted Spark jobs says there is none), and no final read."""
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
 import pytest
 
 from sparkgate.workers.engines.spark import SparkEngine
 from sparkgate.workers.progress import ProgressTracker, empty_snapshot
-from sparkgate.workers.streaming import Streams, Unfollowed
 from tests.test_progress import CountingContext, Recorder
 
 
@@ -62,34 +59,6 @@ def test_a_neighbours_spark_job_makes_the_quiet_job_read_its_group(spark, counte
     spark.range(10).count()  # another group (none): the count moves, so it cannot tell
     assert tracker.unwatch("quiet-too") == empty_snapshot()
     assert context.calls > 0
-
-
-class NoManager:
-    """A StreamingQueryManager stand-in that fails the test if its queries are listed."""
-
-    listed = 0
-
-    @property
-    def active(self) -> list[Any]:
-        self.listed += 1
-        return []
-
-
-def test_the_sweep_lists_queries_only_once_one_was_started(spark) -> None:
-    streams = Streams(spark)
-    assert streams._starts is not None
-    real, streams._manager = streams._manager, NoManager()
-    for job in ("a", "b", "c"):
-        streams.begin(job, Unfollowed())
-        streams.end(job)
-    assert streams._manager.listed == 1  # the first found none: the others needed no call
-
-    streams._manager = real
-    streams.begin("starts", Unfollowed())
-    query = (spark.readStream.format("rate").load().writeStream.format("memory")
-             .queryName("quiet_sweep_orphan").start())
-    streams.end("starts")  # returned by no job: an orphan, found although the count moved
-    assert not query.isActive
 
 
 def test_the_engine_still_sets_each_jobs_group(spark) -> None:

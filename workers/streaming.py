@@ -32,7 +32,7 @@ import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger("sparkgate.worker")
 
@@ -232,10 +232,6 @@ class Streams:
         # for a moment after its stop returns): their jobs stop them, not the sweep.
         self._followed: set[str] = set()
         self._lock = threading.Lock()
-        # Counts the queries started on the session, so that a sweep reads the active ones
-        # only if one started since a sweep last found none (None: no count, always read).
-        self._starts = _QueryStarts.listening(spark)
-        self._none_active_at: int | None = None  # the count when a sweep found none active
 
     def begin(self, job_id: str, following: Following) -> None:
         with self._lock:
@@ -411,15 +407,10 @@ class Streams:
             if any(job.calling for job in self._jobs.values()):
                 return
             begun = self._begun
-        started = self._starts.count if self._starts is not None else None
-        if started is not None and started == self._none_active_at:
-            return  # none was active, and none started since: no py4j call
         active = {str(query.runId): query for query in self._manager.active}
         with self._lock:
             if self._begun != begun or any(job.calling for job in self._jobs.values()):
                 return
-            if not active:
-                self._none_active_at = started
             live = {job.stream.run_id for job in self._jobs.values()
                     if isinstance(job.stream, QueryStream)}
             self._followed = (self._followed & set(active)) | live
@@ -430,55 +421,6 @@ class Streams:
             log.warning("stopping %s: a function started it, and no job returned it",
                         orphan.description)
             _stop(orphan)
-
-
-class _QueryStarts:
-    """A StreamingQueryListener (py4j's side of pyspark's) that only counts query starts.
-
-    Spark calls a listener's ``onQueryStarted`` before the ``start()`` of the query returns, so
-    once a function has returned, every query it started is counted. Not pyspark's own
-    listener class: it would parse the events, and fails to (see the module docstring)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._lock = threading.Lock()  # py4j may call back on several threads at once
-
-    @classmethod
-    def listening(cls, spark: Any) -> _QueryStarts | None:
-        """One, added to ``spark``'s queries; None if it cannot be (a stand-in session)."""
-        try:
-            from pyspark import SparkContext
-            from pyspark.java_gateway import ensure_callback_server_started
-
-            gateway = SparkContext._gateway
-            if gateway is None:
-                return None
-            starts = cls()
-            ensure_callback_server_started(gateway)
-            jvm: Any = gateway.jvm
-            wrapper = jvm.org.apache.spark.sql.streaming.PythonStreamingQueryListenerWrapper
-            spark.streams._jsqm.addListener(wrapper(starts))
-        except Exception:
-            log.warning("cannot count streaming query starts: every job's end looks for "
-                        "orphaned queries", exc_info=True)
-            return None
-        return starts
-
-    def onQueryStarted(self, event: Any) -> None:
-        with self._lock:
-            self.count += 1
-
-    def onQueryProgress(self, event: Any) -> None:
-        pass
-
-    def onQueryIdle(self, event: Any) -> None:
-        pass
-
-    def onQueryTerminated(self, event: Any) -> None:
-        pass
-
-    class Java:
-        implements: ClassVar = ["org.apache.spark.sql.streaming.PythonStreamingQueryListener"]
 
 
 def _running(stream: Stream) -> bool:
