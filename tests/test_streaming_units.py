@@ -168,6 +168,28 @@ def test_a_cancel_before_the_query_is_returned_stops_it_as_it_is(
     assert "units_cancelled_early" not in active_names(spark)
 
 
+def test_a_cancelled_job_ends_only_once_its_query_is_gone(spark, engine: SparkEngine) -> None:
+    # Spark reports a query ended as soon as its stop begins; a batch under way in Python
+    # keeps it running (and listed active) until the batch returns.
+    in_batch = threading.Event()
+
+    def slow_batches(s: Any) -> Any:
+        def each_batch(batch: Any, batch_id: int) -> None:
+            in_batch.set()
+            time.sleep(2)
+
+        return (s.readStream.format("rate").load().writeStream.foreachBatch(each_batch)
+                .trigger(processingTime="200 milliseconds").queryName("units_slow_stop").start())
+
+    job = JobThread(engine, "job-slow-stop", slow_batches)
+    job.start()
+    assert in_batch.wait(60)
+    engine.cancel("job-slow-stop")
+    job.outcome()
+    assert isinstance(job.error, StreamStopped), job.error
+    assert "units_slow_stop" not in active_names(spark)
+
+
 def test_a_failing_query_raises_sparks_error(spark, engine: SparkEngine) -> None:
     def failing(s: Any) -> Any:
         def each_batch(batch: Any, batch_id: int) -> None:

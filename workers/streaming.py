@@ -90,6 +90,7 @@ class QueryStream:
         self.description = (f"streaming query {self.name!r} ({self.id})" if self.name
                             else f"streaming query {self.id}")
         self.stop_sent = False
+        self.stopper: threading.Thread | None = None  # a cancel's stop, under way
 
     def wait(self, timeout_s: float) -> bool:
         """Whether it has ended, waiting up to ``timeout_s``; raises its error if it failed."""
@@ -118,6 +119,7 @@ class ContextStream:
         self.batch_ms = batch_s * 1000
         self.started = False
         self.stop_sent = False
+        self.stopper: threading.Thread | None = None  # a cancel's stop, under way
         self.batches = 0
         self.last_batch: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -284,6 +286,7 @@ class Streams:
             if job is not None and isinstance(job.stream, ContextStream) and job.stream.started:
                 # It ended before its function returned: Spark's error was raised in the
                 # function, or its cancel stopped it, and the function returned.
+                _stopped(job.stream)
                 self._report(job_id, job.stream, None, active=False)
                 following.note("INFO", f"{job.stream.description} stopped")
                 if job.stop_requested:
@@ -313,8 +316,9 @@ class Streams:
                     or (isinstance(stream, ContextStream) and not stream.started)):
                 return  # the next call (the watchdog's, each tick) tries again
             stream.stop_sent = True
-        threading.Thread(target=_stop, args=(stream,), name=f"stop-stream-{job_id}",
-                         daemon=True).start()
+            stream.stopper = threading.Thread(target=_stop, args=(stream,),
+                                              name=f"stop-stream-{job_id}", daemon=True)
+        stream.stopper.start()
 
     # -- inside -------------------------------------------------------------------------------
 
@@ -355,6 +359,7 @@ class Streams:
             self._report_quietly(job_id, stream)
             following.note("ERROR", f"{stream.description} failed")
             raise
+        _stopped(stream)
         final = self._report(job_id, stream, last, active=False)
         if job is not None and job.stop_requested:
             following.note("INFO", f"{stream.description} stopped")
@@ -428,6 +433,15 @@ def _running(stream: Stream) -> bool:
         return stream.running()
     except Exception:  # Spark is going away: nothing left to stop
         return False
+
+
+def _stopped(stream: Stream) -> None:
+    """Wait for a cancel's stop of ``stream`` to finish. Spark calls a query ended as soon as
+    its stop begins (``awaitTermination`` returns ``not isActive``), yet it runs and is listed
+    active until its batch under way gives in, which a Python ``foreachBatch`` never does:
+    the job must not be recorded cancelled while its query still runs."""
+    if stream.stopper is not None:
+        stream.stopper.join()
 
 
 def _stop(stream: Stream) -> None:
