@@ -139,11 +139,16 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
 @config_option
 @click.option("--fd", "fds", type=int, multiple=True, required=True,
               help="A listening socket inherited from serve.")
-def gateway_process(config_path: Path | None, fds: tuple[int, ...]) -> None:
+@click.option("--ready-fd", type=int, required=True,
+              help="A pipe to serve, told once this process is set up.")
+@click.option("--go-fd", type=int, required=True,
+              help="A pipe from serve, closed when all its processes are to serve.")
+def gateway_process(config_path: Path | None, fds: tuple[int, ...], ready_fd: int,
+                    go_fd: int) -> None:
     """One more gateway on serve's listening sockets (serve starts these itself)."""
     from sparkgate.gateway_processes import run_gateway_process
 
-    sys.exit(run_gateway_process(_load(config_path), list(fds)))
+    sys.exit(run_gateway_process(_load(config_path), list(fds), ready_fd, go_fd))
 
 
 @main.command()

@@ -104,6 +104,8 @@ def run_server(settings: Settings, host: str, port: int, config_path: Path | Non
             background.gateways = start_gateway_processes(
                 settings.gateway_processes - 1, sockets, settings, redis_url, config_path)
         app = create_app(settings, redis_url)
+        if background.gateways is not None:
+            background.gateways.wait_ready()
         return asyncio.run(_serve(app, sockets, background, settings,
                                   make_url(database_url).render_as_string()))
 
@@ -143,6 +145,8 @@ async def _serve(app: web.Application, sockets: list[socket.socket], background:
         loop.add_signal_handler(signum, signals.put_nowait, signum)
     runner = make_runner(app, settings)
     await runner.setup()
+    if background.gateways is not None:
+        background.gateways.go()
     for sock in sockets:
         await web.SockSite(runner, sock).start()
     host, port = sockets[0].getsockname()[:2]

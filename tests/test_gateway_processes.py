@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from http.client import HTTPConnection
 
@@ -19,6 +21,8 @@ from tests.server_process import Server, running_server, wait_until
 pytestmark = pytest.mark.slow
 
 CONNECT_ATTEMPTS = 200
+# An app's pool of keep-alive connections, opened at once.
+POOL = 64
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +103,32 @@ def test_a_job_submitted_through_one_process_is_waited_for_through_the_other(ser
     assert (job["status"], job["jobResult"]) == ("finished", 2)
     jobs = request(second, "GET", "/v2/api/jobs?function=naps")[1]
     assert [j["jobId"] for j in jobs] == [submitted["id"]]
+
+
+def test_a_pool_of_clients_connecting_as_serve_starts_is_spread_across_its_processes(
+        tmp_path):
+    # The moment serve answers, every process serves: not serve's own alone, the others
+    # still starting, which would keep the whole pool, and the others idle, for its life.
+    with running_server(tmp_path, {"SPARKGATE_PROCESSES": "2", "SPARKGATE_START_WORKERS": "false",
+                                   "SPARKGATE_DEPLOY_EXAMPLES": "false"},
+                        wait_for_worker=False) as server:
+        pool = [HTTPConnection("127.0.0.1", server.port, timeout=60) for _ in range(POOL)]
+        barrier = threading.Barrier(POOL)
+
+        def connect(connection: HTTPConnection) -> None:
+            barrier.wait()
+            assert request(connection, "GET", "/health")[0] == 200
+
+        threads = [threading.Thread(target=connect, args=(c,)) for c in pool]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        held = Counter(serving_pid(server, connection) for connection in pool)
+        assert sorted(held) == sorted(gateway_pids(server)), held
+        assert min(held.values()) >= POOL // 16, held
+        for connection in pool:
+            connection.close()
 
 
 def test_a_killed_serve_takes_its_gateway_processes_with_it(tmp_path):
