@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.config import Mode
-from bench.infra import AgentProcess, Database, Gateway, Processes
+from bench.infra import AgentProcess, Database, Gateway, Processes, free_port, start_gateway
 
 log = logging.getLogger("bench")
 
 NOOP_BODY = {"value": 1, "tag": "bench"}
+# ``serve --processes``: one per core on this two-core machine, as serve's default would be.
+PROCESSES = 2
 
 
 @dataclass
@@ -39,6 +43,19 @@ class Bench:
         if query:
             url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
         return url
+
+    @contextmanager
+    def processes_gateway(self, name: str) -> Iterator[Gateway]:
+        """A gateway of PROCESSES processes on the main gateway's database and Redis, with no
+        worker of its own: the main gateway's workers run the jobs it takes."""
+        assert self.gateway is not None
+        gateway = start_gateway(self.procs, name, dict(
+            self.gateway.env, SPARKGATE_PORT=str(free_port()), SPARKGATE_START_WORKERS="false",
+            SPARKGATE_PROCESSES=str(PROCESSES), SPARKGATE_DATA_DIR=str(self.workdir / name)))
+        try:
+            yield gateway
+        finally:
+            self.procs.stop(gateway.process, timeout_s=120)
 
     def http_run(self, url: str, count: int, concurrency: int = 1, body: Any = None,
                  warmup: int = 0, method: str = "POST") -> dict[str, Any]:

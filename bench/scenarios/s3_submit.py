@@ -10,15 +10,12 @@ machine). Higher accepted jobs/s is better.
 from __future__ import annotations
 
 from bench import costs
-from bench.harness import NOOP_BODY, Bench
-from bench.infra import free_port, start_gateway
+from bench.harness import NOOP_BODY, PROCESSES, Bench
 from bench.profiling import profiled
 from bench.stats import Row
 
 SCENARIO = "3. submission throughput, async"
 CLIENTS = 64
-# ``serve --processes``: one per core on this two-core machine.
-PROCESSES = 2
 
 
 def run(b: Bench) -> list[Row]:
@@ -51,16 +48,10 @@ def run(b: Bench) -> list[Row]:
 
 def _several_processes(b: Bench, count: int) -> Row:
     """The same, through a gateway of PROCESSES processes sharing one port (``--processes``)."""
-    assert b.gateway is not None
-    gateway = start_gateway(b.procs, "gateway-alone-processes", dict(
-        b.gateway.env, SPARKGATE_PORT=str(free_port()), SPARKGATE_PROCESSES=str(PROCESSES),
-        SPARKGATE_DATA_DIR=str(b.workdir / "data-processes")))
-    try:
+    with b.processes_gateway("gateway-alone-processes") as gateway:
         url = b.run_url("noop", gateway)
         b.http_run(url, 4 * CLIENTS, CLIENTS, body=NOOP_BODY)  # warm-up: every process
         got = b.http_run(url, count, CLIENTS, body=NOOP_BODY)
-    finally:
-        b.procs.stop(gateway.process, timeout_s=120)
     return Row.from_latencies(
         SCENARIO, f"sparkgate, gateway alone, {PROCESSES} processes", got["latencies_ms"],
         throughput=count / got["wall_s"], unit="jobs/s", metric="throughput",

@@ -13,10 +13,9 @@ import os
 import shutil
 
 from bench import costs
-from bench.harness import NOOP_BODY, Bench, check_answers, log
-from bench.infra import REPO, free_port, start_gateway, wait_for
+from bench.harness import NOOP_BODY, PROCESSES, Bench, check_answers, log
+from bench.infra import REPO, wait_for
 from bench.profiling import profiled
-from bench.scenarios.s3_submit import PROCESSES
 from bench.stats import Row
 
 SCENARIO = "4. end-to-end throughput, no-op"
@@ -57,15 +56,9 @@ def run(b: Bench) -> list[Row]:
 def _several_gateway_processes(b: Bench, count: int) -> Row:
     """The same jobs submitted through a gateway of PROCESSES processes (no worker of its
     own, on the same database and Redis), run by the same one worker process."""
-    assert b.gateway is not None
-    gateway = start_gateway(b.procs, "gateway-processes", dict(
-        b.gateway.env, SPARKGATE_PORT=str(free_port()), SPARKGATE_START_WORKERS="false",
-        SPARKGATE_PROCESSES=str(PROCESSES), SPARKGATE_DATA_DIR=str(b.workdir / "data-processes")))
-    try:
+    with b.processes_gateway("gateway-processes") as gateway:
         got = b.http.call("e2e", base=gateway.url, function="noop", count=count,
                           concurrency=CLIENTS, body=NOOP_BODY)
-    finally:
-        b.procs.stop(gateway.process, timeout_s=120)
     check_answers(got, "async submits")
     if got["left"] or got["failed"]:
         raise RuntimeError(f"end-to-end: {got['left']} job(s) left, {got['failed']} failed")
