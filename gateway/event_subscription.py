@@ -71,7 +71,8 @@ class Subscription(asyncio.Protocol):
         assert self._transport is not None
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._replies.append(reply)
-        self._transport.write(_packed(args))
+        # hiredis's stub types the tuple as of one element; it takes any number.
+        self._transport.write(hiredis.pack_command(args))  # type: ignore[arg-type]
         answer = await reply
         if isinstance(answer, ResponseError):
             raise answer
@@ -125,9 +126,3 @@ async def subscribe(redis: aioredis.Redis, channel: str) -> Subscription:
     return subscription
 
 
-def _packed(args: tuple[str, ...]) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg.encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)

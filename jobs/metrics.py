@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
-from rq import Queue
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -51,7 +50,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sparkgate.jobs import tables as t
 from sparkgate.jobs.contexts import DEFAULT_CONTEXT
 from sparkgate.jobs.db import now_ms
-from sparkgate.jobs.queue import JobQueue, lane_of
+from sparkgate.jobs.queue import QUEUE_KEY_PREFIX, QUEUES_KEY, lane_of, queue_key
 from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.webhooks import DELIVERED, FAILED, PENDING
 from sparkgate.jobs.worker_registry import WorkerRegistry
@@ -379,17 +378,14 @@ def queue_counts(redis: Redis, registry: WorkerRegistry, contexts: Sequence[str]
     """Queue lengths of ``contexts`` and of every other sparkgate queue RQ knows (0 for an
     empty one, so a context's series does not come and go), and the live workers."""
     began = time.perf_counter()
-    queue = JobQueue(redis)
-    namespace = Queue.redis_queue_namespace_prefix
-    known = {k.decode() if isinstance(k, bytes) else str(k)
-             for k in redis.smembers(Queue.redis_queues_keys)}
+    known = {k.decode() if isinstance(k, bytes) else str(k) for k in redis.smembers(QUEUES_KEY)}
     # A context's depth counts its queues of every environment (jobs/queue.py).
     lanes = sorted({*((name, None) for name in (DEFAULT_CONTEXT, *contexts)),
-                    *(lane for k in known if (lane := lane_of(k.removeprefix(namespace))))},
+                    *(lane for k in known if (lane := lane_of(k.removeprefix(QUEUE_KEY_PREFIX))))},
                    key=lambda lane: (lane[0], lane[1] or ""))
     with redis.pipeline(transaction=False) as pipe:
         for context, environment in lanes:
-            pipe.llen(queue.queue(context, environment).key)
+            pipe.llen(queue_key(context, environment))
         lengths = pipe.execute()
     depth: Counter[str] = Counter()
     for (context, _), length in zip(lanes, lengths, strict=True):

@@ -106,10 +106,6 @@ class JobQueue:
         self._lengths: dict[Lane, tuple[float, int, int]] = {}
         self._lengths_lock = threading.Lock()
 
-    def queue(self, context: str, environment: str | None = None) -> Queue:
-        """RQ's view of the queue (for callers that want RQ's API; the methods below do not)."""
-        return Queue(queue_name(context, environment), connection=self.redis)
-
     def enqueue(self, job_id: str, context: str, pipeline: Pipeline | None = None,
                 environment: str | None = None) -> None:
         """Queue the job; with ``pipeline``, only when the caller executes it. The commands

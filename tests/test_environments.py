@@ -24,6 +24,7 @@ import aiohttp
 import psutil
 import pytest
 import requests
+from rq import Queue as RQQueue
 
 from sparkgate.jobs import deployment
 from sparkgate.jobs.cancellation import cancel
@@ -286,7 +287,7 @@ def test_a_job_s_environment_decides_its_queue_through_cancel_and_the_reconciler
     job = submit(catalog, store, queue, SubmitRequest("testdep", {}))
     assert job.environment == environment
     assert store.get_job(job.id).environment == environment
-    env_queue = queue.queue("default", environment)
+    env_queue = RQQueue(queue_name("default", environment), connection=redis)
     assert env_queue.name == queue_name("default", environment) != queue_name("default")
     assert env_queue.get_job_ids() == [job.id] and queue.queued_ids("default") == []
     # Redis loses it: the reconciler puts it back where it belongs, its environment's queue.
