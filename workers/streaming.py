@@ -316,9 +316,10 @@ class Streams:
                     or (isinstance(stream, ContextStream) and not stream.started)):
                 return  # the next call (the watchdog's, each tick) tries again
             stream.stop_sent = True
+            # Started under the lock: the job's thread may join it as soon as it is set.
             stream.stopper = threading.Thread(target=_stop, args=(stream,),
                                               name=f"stop-stream-{job_id}", daemon=True)
-        stream.stopper.start()
+            stream.stopper.start()
 
     # -- inside -------------------------------------------------------------------------------
 
@@ -437,9 +438,10 @@ def _running(stream: Stream) -> bool:
 
 def _stopped(stream: Stream) -> None:
     """Wait for a cancel's stop of ``stream`` to finish. Spark calls a query ended as soon as
-    its stop begins (``awaitTermination`` returns ``not isActive``), yet it runs and is listed
-    active until its batch under way gives in, which a Python ``foreachBatch`` never does:
-    the job must not be recorded cancelled while its query still runs."""
+    its stop begins (``awaitTermination`` returns ``not isActive``), yet it runs, and is listed
+    active, until its batch under way ends (a Python ``foreachBatch`` is not interrupted): the
+    job must not be recorded cancelled while its query still runs. A stop that never returns
+    holds the job past its cancel grace, and the watchdog replaces the worker."""
     if stream.stopper is not None:
         stream.stopper.join()
 
