@@ -24,6 +24,7 @@ from redis.client import Pipeline
 from redis.exceptions import RedisError, ResponseError
 
 from sparkgate.jobs.events import encode, events_channel
+from sparkgate.jobs.redis_wire import packed, queued
 
 log = logging.getLogger("sparkgate.events")
 
@@ -112,8 +113,8 @@ class Announcement:
         if along is not None:
             along(pipe)
         add_events(pipe, *events)
-        commands = [args for args, _options in pipe.command_stack]
-        self._conn.send_packed_command(self._conn.pack_commands(commands))
+        commands = queued(pipe)
+        self._conn.send_packed_command(packed(commands))
         self._unread += len(commands)
 
     def _drop(self, events: Sequence[Event], exc: RedisError) -> None:

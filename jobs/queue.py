@@ -28,6 +28,8 @@ from rq.job import Job as RQJob
 from rq.job import JobStatus as RQJobStatus
 from rq.utils import now, utcformat
 
+from sparkgate.jobs.redis_wire import Command, packed
+
 QUEUE_PREFIX = "sparkgate:"
 ENV_QUEUE_PREFIX = "sparkgate-env:"
 # The callable RQ records for each job: sparkgate workers run jobs through the database row,
@@ -172,14 +174,15 @@ class JobQueue:
         key = queue_key(context, environment)
         # Redis runs the LPOP once the BLPOP before it on the connection has its job (or timed
         # out): both replies come back together. Sent as they are, not through a Pipeline,
-        # whose bookkeeping cost a worker more than the round trip.
-        commands: list[tuple[EncodableT, ...]] = [("BLPOP", key, timeout_s)]
+        # whose bookkeeping cost a worker more than the round trip; never sent again after a
+        # lost connection, as a pipeline would: the first BLPOP may have taken a job.
+        commands: list[Command] = [("BLPOP", key, timeout_s)]
         if count > 1:
             commands.append(("LPOP", key, count - 1))
         pool = self.redis.connection_pool
         conn = pool.get_connection()
         try:
-            conn.send_packed_command(conn.pack_commands(commands))
+            conn.send_packed_command(packed(commands))
             replies = [conn.read_response() for _ in commands]
         except BaseException:
             conn.disconnect()  # replies may be half read: it cannot be reused as is

@@ -24,6 +24,7 @@ from sparkgate.jobs.ids import uuid7
 from sparkgate.jobs.placement import check_placement
 from sparkgate.jobs.publishing import add_events, publish
 from sparkgate.jobs.queue import JobQueue
+from sparkgate.jobs.redis_wire import queued, transaction
 from sparkgate.jobs.result_cache import CallHit, Hit, Pending, ResultCache, Run
 from sparkgate.jobs.signatures.model import Signature
 from sparkgate.jobs.signatures.validation import validate_arguments
@@ -352,16 +353,15 @@ def _announce_and_queue(queue: JobQueue, fresh: Sequence[_Fresh], announce: bool
     fresh = [f for f in fresh if announce or _queued(f)]
     if not fresh:
         return
-    with queue.redis.pipeline() as pipe:
-        # RQ puts a pipeline it is given into MULTI mode, which must come before any command.
-        pipe.multi()
+    # The pipeline only collects the commands; they go as one transaction (jobs/redis_wire.py).
+    with queue.redis.pipeline(transaction=False) as pipe:
         for f in fresh:
             if announce:
                 add_events(pipe, initialized_event(f.job), lifecycle_event(f.job))
             if _queued(f):
                 queue.enqueue(f.job.id, f.job.context, pipeline=pipe,
                               environment=f.job.environment)
-        pipe.execute()
+        transaction(queue.redis, queued(pipe))
 
 
 def idempotency_digest(request: SubmitRequest) -> str | None:
