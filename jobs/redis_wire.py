@@ -3,8 +3,8 @@ pool: what a redis-py ``Pipeline`` does, without its per-argument work in Python
 
 A pipeline encodes each argument of each command in Python before hiredis packs it: a job's
 enqueue and its two events are about 50 arguments, and that encoding, with the pipeline's reply
-bookkeeping, was a fifth of the gateway's CPU for a submit (in process, SQLite: 1,000 µs a
-submit through a ``Pipeline``, 810 µs packed here). Commands are still queued on a
+bookkeeping, was about a fifth of a submit's CPU (in process, SQLite: 1,214-1,256 µs a submit
+through a ``Pipeline``, 956-1,023 µs packed here). Commands are still queued on a
 ``Pipeline`` by the code that declares them (``JobQueue.enqueue``, ``add_events``); only the
 sending is done here.
 
