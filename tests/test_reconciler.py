@@ -479,9 +479,13 @@ class Cluster:
             return False
 
     def remember_tree(self, pid: int) -> None:
-        """``pid`` and its descendants, to be killed at the end if they outlive the test."""
-        process = psutil.Process(pid)
-        self.leftovers += [process, *process.children(recursive=True)]
+        """``pid`` and its descendants, to be killed at the end if they outlive the test (one
+        that has ended already, a killed serve's worker that followed it, needs nothing)."""
+        try:
+            process = psutil.Process(pid)
+            self.leftovers += [process, *process.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
 
     def kill_leftovers(self) -> None:
         for process in self.leftovers:
