@@ -3,8 +3,8 @@
 Domain errors carry their own status (and their headers: Retry-After for 429 and 503,
 WWW-Authenticate for 401); aiohttp's (unknown route, wrong method, body too large)
 are reshaped; a lost database or Redis is a 503 with Retry-After; anything else is a logged 500
-that leaks no internals. One exception: a listing's 401 for missing credentials is plain
-text to Python's requests, because mist-cli crashes on any JSON but the list it asked for.
+that leaks no internals. One exception: a listing's error is plain text to Python's requests
+when it does not ask for JSON, because mist-cli crashes on any JSON but the list it asked for.
 """
 
 from __future__ import annotations
@@ -50,23 +50,20 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except SparkgateError as exc:
-        if _reads_any_answer_as_its_data(request, exc):
-            return web.Response(status=exc.http_status, text=f"{exc.code}: {exc.message}\n",
-                                headers=_headers_for(exc))
-        return error_response(exc.http_status, exc.code, exc.message, exc.details,
-                              headers=_headers_for(exc))
+        return _domain_error(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return _from_http(request, exc)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         _OUTAGES.log(logging.WARNING, "redis", "redis unavailable, answering 503: %s", exc)
-        return _retry_later(Unavailable("the job queue (Redis) is unavailable; retry shortly"))
+        return _domain_error(request,
+                             Unavailable("the job queue (Redis) is unavailable; retry shortly"))
     except DBAPIError as exc:
         if not exc.connection_invalidated and not isinstance(exc, OperationalError):
             raise
         _OUTAGES.log(logging.WARNING, "database", "database unavailable, answering 503: %s", exc)
-        return _retry_later(Unavailable("the database is unavailable; retry shortly"))
+        return _domain_error(request, Unavailable("the database is unavailable; retry shortly"))
 
 
 #: One warning per 10 s for each dependency that is down, with the 503s left out counted: an
@@ -74,14 +71,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 _OUTAGES = LogThrottle(log, every_s=10.0, burst=1)
 
 
-def _reads_any_answer_as_its_data(request: web.Request, exc: SparkgateError) -> bool:
+def _domain_error(request: web.Request, exc: SparkgateError) -> web.Response:
+    if _reads_any_answer_as_its_data(request):
+        return web.Response(status=exc.http_status, text=f"{exc.code}: {exc.message}\n",
+                            headers=_headers_for(exc))
+    return error_response(exc.http_status, exc.code, exc.message, exc.details,
+                          headers=_headers_for(exc))
+
+
+def _reads_any_answer_as_its_data(request: web.Request) -> bool:
     """mist-cli (Python's requests, to which it gives no header) parses the answer to its list
-    commands as the list it asked for, whatever the status: an error object makes it die with
-    a TypeError; a body that is not JSON makes it report an error and exit 2. Only a missing
-    credential concerns it (it sends a key only in its --host, as Basic credentials)."""
-    if not (isinstance(exc, Unauthenticated) and isinstance(exc.details, dict)
-            and exc.details.get("reason") == "missing"
-            and request.headers.get("User-Agent", "").startswith("python-requests/")):
+    commands as the list it asked for, whatever the status: an error object (for missing or
+    refused credentials, an outage, a rate limit) makes it die with a TypeError; a body that is
+    not JSON makes it report an error and exit 2. A script on requests that wants the error
+    object asks for JSON (``Accept: application/json``) and gets it."""
+    if (not request.headers.get("User-Agent", "").startswith("python-requests/")
+            or "json" in request.headers.get("Accept", "")):
         return False
     route = route_of(request)
     return route is not None and route.answers_a_list
@@ -128,11 +133,6 @@ def _headers_for(exc: SparkgateError) -> dict[str, str] | None:
         return {"WWW-Authenticate": 'Bearer realm="sparkgate"'
                 + (', error="invalid_token"' if invalid else "")}
     return None
-
-
-def _retry_later(exc: RetryLater) -> web.Response:
-    return error_response(exc.http_status, exc.code, exc.message, exc.details,
-                          headers=_headers_for(exc))
 
 
 @web.middleware

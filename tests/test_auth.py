@@ -379,10 +379,10 @@ def test_the_most_specific_trusted_network_decides():
     assert networks.identity("") is None
 
 
-async def mist_cli(port: int, *args: str) -> tuple[int, str, str]:
+async def mist_cli(port: int, *args: str, host: str = "127.0.0.1") -> tuple[int, str, str]:
     """mist-cli against a test server in this loop (so it runs in a subprocess, awaited)."""
     process = await asyncio.create_subprocess_exec(
-        "mist-cli", "--host", "127.0.0.1", "--port", str(port), *args,
+        "mist-cli", "--host", host, "--port", str(port), *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
@@ -395,19 +395,24 @@ async def test_mist_cli_without_credentials_gets_an_error_not_a_crash(client, ad
     for listing in ("functions", "jobs", "workers", "contexts"):
         code, out, err = await mist_cli(client.server.port, "list", listing)
         assert code == 2 and "Traceback" not in err and err.startswith("Error:"), (out, err)
-    plain = await client.get(f"{API}/functions",
-                             headers={"User-Agent": "python-requests/2.32.3"})
+    # A key that is refused (mistyped, revoked) is no crash either.
+    code, out, err = await mist_cli(client.server.port, "list", "functions",
+                                    host="sgk_mistyped:@127.0.0.1")
+    assert code == 2 and "Traceback" not in err and err.startswith("Error:"), (out, err)
+    requests = {"User-Agent": "python-requests/2.32.3", "Accept": "*/*"}
+    plain = await client.get(f"{API}/functions", headers=requests)
     assert plain.status == 401 and plain.content_type == "text/plain"
     assert (await plain.text()).startswith("unauthenticated: authentication required")
     assert plain.headers["WWW-Authenticate"] == 'Bearer realm="sparkgate"'
-    # Every other client, answers that are no list, and credentials that fail keep the
-    # error object.
+    refused = await client.get(f"{API}/functions", headers={**requests, **bearer("sgk_mistyped")})
+    assert refused.status == 401 and refused.content_type == "text/plain"
+    assert refused.headers["WWW-Authenticate"].endswith('error="invalid_token"')
+    # Every other client, answers that are no list, and a requests script that asks for
+    # JSON keep the error object.
     await unauthenticated(await client.get(f"{API}/functions"))
-    await unauthenticated(await client.get(f"{API}/functions/echo",
-                                           headers={"User-Agent": "python-requests/2.32.3"}))
+    await unauthenticated(await client.get(f"{API}/functions/echo", headers=requests))
     await unauthenticated(await client.get(
-        f"{API}/functions", headers={**bearer("sgk_mistyped"),
-                                     "User-Agent": "python-requests/2.32.3"}))
+        f"{API}/functions", headers={**requests, "Accept": "application/json"}))
 
 
 async def test_mist_cli_from_a_trusted_network(aiohttp_client, auth_settings, redis_url,
