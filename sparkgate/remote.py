@@ -49,6 +49,11 @@ class Answer:
         return json.loads(self.body or b"null")
 
 
+#: How long an upload may wait for its answer: the gateway builds the environment of an
+#: artifact's requirements before it answers (environment_build_timeout_s, 5 min by default).
+UPLOAD_TIMEOUT_S = 900.0
+
+
 @dataclass(frozen=True)
 class Remote:
     url: str = DEFAULT_URL
@@ -64,11 +69,13 @@ class Remote:
 
     def request(self, method: str, path: str, data: bytes | None = None,
                 content_type: str | None = None,
-                headers: Mapping[str, str] | None = None) -> Answer:
-        """Any answer (text, a file); raises RemoteError with the gateway's message."""
+                headers: Mapping[str, str] | None = None,
+                timeout_s: float | None = None) -> Answer:
+        """Any answer (text, a file); raises RemoteError with the gateway's message.
+        ``timeout_s``: how long the gateway may stay silent (default: the Remote's)."""
         try:
             with urllib.request.urlopen(self._request(method, path, data, content_type, headers),
-                                        timeout=self.timeout_s) as response:
+                                        timeout=timeout_s or self.timeout_s) as response:
                 return Answer(response.status, response.headers, response.read())
         except urllib.error.HTTPError as exc:
             raise RemoteError(_message(exc), exc.code) from None
@@ -89,7 +96,8 @@ class Remote:
                       "\n".join(requirements).encode()]
         data = b"".join([*parts, f"\r\n--{boundary}--\r\n".encode()])
         path = "/v2/api/artifacts" + ("?force=true" if replace else "")
-        return self.request("POST", path, data, f"multipart/form-data; boundary={boundary}")
+        return self.request("POST", path, data, f"multipart/form-data; boundary={boundary}",
+                            timeout_s=max(self.timeout_s, UPLOAD_TIMEOUT_S))
 
     @contextmanager
     def stream(self, path: str, read_timeout_s: float) -> Iterator[Iterator[str]]:

@@ -26,15 +26,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from tests.server_process import Server, function_source, running_server, wait_until
-
-REPO = Path(__file__).resolve().parent.parent
-# The client is a distribution of its own (client/pyproject.toml): the tests use the
-# repository's copy, as `pip install ./client` would install it.
-sys.path.insert(0, str(REPO / "client"))
-
-from sparkgate_client import (  # noqa: E402
+from sparkgate_client import (
     Artifact,
     AsyncClient,
     BadRequest,
@@ -51,6 +43,10 @@ from sparkgate_client import (  # noqa: E402
     Unauthorized,
     WaitTimeout,
 )
+
+from tests.server_process import Server, function_source, running_server, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
 

@@ -6,16 +6,11 @@ Retry-After as a date, answers without the API's error shape, a gateway without 
 from __future__ import annotations
 
 import email.utils
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "client"))
-
 from sparkgate_client import (
     Client,
     ConnectionFailed,

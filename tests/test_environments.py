@@ -25,6 +25,7 @@ import psutil
 import pytest
 import requests
 from rq import Queue as RQQueue
+from sparkgate_client import Client, InvalidArtifact
 
 from sparkgate.jobs import deployment
 from sparkgate.jobs.cancellation import cancel
@@ -439,9 +440,49 @@ def test_sparkgate_deploy_sends_a_folder_s_requirements_and_diffs_them(server: S
     assert (job["status"], job.get("jobResult")) == ("finished", 42), job
 
 
-def deploy_folder(server: Server, folder: Path, *args: str) -> str:
+@pytest.mark.slow
+def test_a_deploy_stopped_by_pip_changes_nothing_and_says_why(server: Server, tmp_path: Path):
+    """The upload is applied first, so the context the folder also names is not saved."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "broken_app.py").write_bytes(function_source("testdep_user.py"))
+    (app / "sparkgate.toml").write_text(
+        '[contexts.broken_ctx]\nengine = "python"\n\n'
+        '[functions.broken_app]\npath = "broken_app.py"\nclassName = "testdep_value"\n'
+        'defaultContext = "broken_ctx"\n\n'
+        f'[requirements]\n"broken_app.py" = ["{MISSING}"]\n')
+    done = run_deploy(server, app)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "No matching distribution found for " + MISSING in done.stderr, done.stderr
+    for path in ("/contexts/broken_ctx", "/artifacts/broken_app.py/sha",
+                 "/functions/broken_app"):
+        assert server.get(path).status_code == 404, path
+
+
+@pytest.mark.slow
+def test_the_client_waits_for_an_upload_s_environment_longer_than_its_timeout(
+        server: Server, wheels: Path):
+    """A build takes seconds (minutes with real packages): the upload's answer is waited for
+    whatever the client's timeout; pip's refusal is InvalidArtifact with its message."""
+    write_wheel(wheels, "sparkgate_slow_build")
+    with Client(server.url, timeout=0.2) as client:
+        built = client.upload_artifact("slow_build.py", function_source("testdep_user.py"),
+                                       requirements=["sparkgate_slow_build==1.0"])
+        assert client.artifact(built.name).environment == environment_id(
+            ("sparkgate_slow_build==1.0",))
+        with pytest.raises(InvalidArtifact) as refused:
+            client.upload_artifact("refused.py", b"def f():\n    return 1\n",
+                                   requirements=[MISSING])
+    assert "No matching distribution found for " + MISSING in str(refused.value)
+
+
+def run_deploy(server: Server, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**server.env, "SPARKGATE_URL": server.url, "SPARKGATE_PROFILE": "/nonexistent"}
-    done = subprocess.run(["sparkgate", "deploy", str(folder), *args], capture_output=True,
+    return subprocess.run(["sparkgate", "deploy", str(folder), *args], capture_output=True,
                           text=True, timeout=120, env=env)
+
+
+def deploy_folder(server: Server, folder: Path, *args: str) -> str:
+    done = run_deploy(server, folder, *args)
     assert done.returncode == 0, done.stderr
     return done.stdout

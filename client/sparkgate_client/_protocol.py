@@ -43,6 +43,9 @@ JOB_STATUS = "X-Sparkgate-Job-Status"
 RUN_WAIT_S = 55.0
 #: The event stream's keep-alive comes every 15 s: a stream silent longer than this is dead.
 STREAM_SILENCE_S = 25.0
+#: How long an artifact upload may wait for its answer: the gateway builds the environment of
+#: its requirements first (its environment_build_timeout_s, 5 min by default).
+UPLOAD_TIMEOUT_S = 900.0
 #: How often ``logs(follow=True)`` asks for new lines (workers store them that often).
 LOG_POLL_S = 0.5
 
@@ -407,7 +410,8 @@ def upload_call(file: str | os.PathLike[str], content: bytes | None, replace: bo
     # Without replace, a repeat of an upload that got through is a 409.
     lines = "\n".join(requirements)
     return Call("POST", f"{API}/artifacts", params, files={"file": (name, content)},
-                data={"requirements": lines} if lines else None, idempotent=replace)
+                data={"requirements": lines} if lines else None, idempotent=replace,
+                read_timeout_s=UPLOAD_TIMEOUT_S)
 
 
 def artifact(response: httpx.Response) -> Artifact:
