@@ -4,6 +4,7 @@ logs, its exit statuses, `--output json`, the listings, and `deploy` of a folder
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import textwrap
 from collections.abc import Iterator
@@ -206,6 +207,78 @@ def test_deploy_dry_run_plans_and_changes_nothing(server: Server, admin: str, de
     bad = folder(tmp_path / "bad", "[functions.x]\npath = \"missing.py\"\nclassName = \"x\"\n")
     refused = cli(server, admin, "deploy", str(bad))
     assert refused.returncode == 2 and "missing.py" in refused.stderr
+
+
+SPARK_FUNCTIONS = '''
+import time
+
+from pyspark.sql import SparkSession
+
+
+def spread(spark: SparkSession, partitions: int = 4) -> int:
+    def slowly(rows):
+        time.sleep(0.5)
+        yield sum(1 for _ in rows)
+    return sum(spark.sparkContext.parallelize(range(100), partitions)
+               .mapPartitions(slowly).collect())
+'''
+
+SPARK_MANIFEST = '''
+[contexts.sparky]
+engine = "spark"
+maxJobs = 1
+
+[contexts.sparky.sparkConf]
+"spark.master" = "local[2]"
+"spark.ui.enabled" = "false"
+"spark.ui.showConsoleProgress" = "false"
+
+[functions.spread]
+path = "spark_tools.py"
+className = "spread"
+defaultContext = "sparky"
+'''
+
+
+def test_run_shows_the_spark_tasks_done_as_they_are(server: Server, admin: str,
+                                                    tmp_path: Path):
+    """Captured output (no terminal): a line each time the counts change, from the job's
+    progress events, then the result on stdout."""
+    spark = tmp_path / "spark"
+    spark.mkdir()
+    (spark / "sparkgate.toml").write_text(SPARK_MANIFEST)
+    (spark / "spark_tools.py").write_text(SPARK_FUNCTIONS)
+    deployed = cli(server, admin, "deploy", str(spark))
+    assert deployed.returncode == 0, deployed.stderr
+    done = cli(server, admin, "run", "spread", "--arg", "partitions=4", timeout_s=240)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == 100
+    counts = [(int(d), int(t)) for d, t in re.findall(r"spread: (\d+)/(\d+) Spark tasks",
+                                                      done.stderr)]
+    assert counts and all(total == 4 for _, total in counts), done.stderr
+    assert [d for d, _ in counts] == sorted({d for d, _ in counts}), done.stderr
+    # Seen while it ran (the events), not only read from the ended job.
+    assert done.stderr.index(" Spark tasks") < done.stderr.index("spread: finished"), done.stderr
+
+
+def test_the_gateway_and_key_from_flags_or_the_profile_file(server: Server, admin: str,
+                                                            deployed: Path, tmp_path: Path):
+    profile = tmp_path / "profile.toml"
+    profile.write_text(f'url = "{server.url}"\napi_key = "{admin}"\n')
+    env = {**server.env, "SPARKGATE_PROFILE": str(profile)}  # no SPARKGATE_URL, no key
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sparkgate", "run", "add", "--arg", "x=1", *args],
+                              capture_output=True, text=True, timeout=120, env=env)
+
+    done = run()
+    assert (done.returncode, done.stdout.strip()) == (0, "2"), done.stderr
+    profile.write_text('url = "http://127.0.0.1:9"\napi_key = "sgk_wrong"\n')
+    done = run("--url", server.url, "--api-key", admin)  # the flags win
+    assert (done.returncode, done.stdout.strip()) == (0, "2"), done.stderr
+    refused = run("--url", server.url)  # the profile's key, refused
+    assert refused.returncode == 2 and "401" not in refused.stdout, refused.stderr
+    assert "API key" in refused.stderr or "unauthenticated" in refused.stderr, refused.stderr
 
 
 def test_version_and_short_help():
