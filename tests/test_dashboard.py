@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -66,6 +67,13 @@ def head_status(page: Page):
 
 def job_row(page: Page, job_id: str):
     return page.locator(f'tr[data-job-id="{job_id}"]')
+
+
+def without_the_event_stream(page: Page) -> None:
+    """The events endpoint answers 404, as an older gateway would: the page polls."""
+    page.route("**/v2/api/events*", lambda route: route.fulfill(
+        status=404, content_type="application/json",
+        body='{"error": {"code": "not_found", "message": "no such endpoint", "details": null}}'))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,9 +438,7 @@ def test_workers_show_what_they_run_and_stop(page: Page, server: Server):
 
 def test_without_the_event_stream_pages_poll(page: Page, server: Server):
     """An older gateway, or a proxy that cuts streams: the pages still follow jobs."""
-    page.route("**/v2/api/events*", lambda route: route.fulfill(
-        status=404, content_type="application/json",
-        body='{"error": {"code": "not_found", "message": "no such endpoint", "details": null}}'))
+    without_the_event_stream(page)
     job_id = server.submit("chatty", {"name": "polled", "lines": 100})
     open_ui(page, f"#/jobs/{job_id}")
     expect(page.locator("#live")).to_have_text("polling")
@@ -443,6 +449,45 @@ def test_without_the_event_stream_pages_poll(page: Page, server: Server):
     later = server.submit("sleep_python", {"seconds": 0.1})
     expect(job_row(page, later)).to_be_visible(timeout=10_000)
     expect(job_row(page, later).locator(".badge")).to_have_text("finished", timeout=30_000)
+
+
+def test_the_job_page_tails_its_log_by_offset(page: Page, server: Server):
+    """Each read of the log asks only for the records after those read before (`offset`):
+    the page appends them, each once and in order, instead of reading the whole log again."""
+    # Polling, the page's log comes from its reads alone (no events add lines): every second.
+    without_the_event_stream(page)
+    asked: list[int] = []  # the offset of each log read, in the order they were sent
+    answered: list[tuple[int, int]] = []  # (offset asked, next offset answered) of each answer
+
+    def offset_of(url: str) -> int:
+        return int(parse_qs(urlsplit(url).query).get("offset", ["0"])[0])
+
+    def is_log_read(url: str) -> bool:
+        return urlsplit(url).path.endswith("/logs")
+
+    page.on("request", lambda request: asked.append(offset_of(request.url))
+            if is_log_read(request.url) else None)
+    page.on("response", lambda response: answered.append(
+        (offset_of(response.url), int(response.headers["x-sparkgate-next-offset"])))
+        if is_log_read(response.url) and response.ok else None)
+
+    lines = 400  # about 5 s of logging, stored every half second: several reads see it grow
+    job_id = server.submit("chatty", {"name": "tailed", "lines": lines})
+    open_ui(page, f"#/jobs/{job_id}")
+    expect(page.locator("#live")).to_have_text("polling")
+    expect(head_status(page)).to_have_text("finished", timeout=60_000)
+    stored = [line.split("] ", 1)[1]
+              for line in server.get(f"/jobs/{job_id}/logs").text.splitlines()]
+    assert len(stored) == 3 * lines + 2  # print, logging and stderr per line; start and end
+    messages = page.locator("#logs .log-line .log-message")
+    expect(messages).to_have_count(len(stored))
+    assert messages.all_inner_texts() == stored  # each record once, in the stored order
+    expect(page.locator("#log-count")).to_have_text(f"{len(stored)} lines")
+
+    assert asked[0] == 0 and asked == sorted(asked), asked
+    assert asked[-1] > 0, asked
+    assert any(0 < offset < after for offset, after in answered), answered  # read on, not again
+    assert max(after for _, after in answered) == len(stored), answered
 
 
 # ---------------------------------------------------------------------------------------------

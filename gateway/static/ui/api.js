@@ -94,11 +94,6 @@ export async function api(path, options) {
   return response.json();
 }
 
-export async function apiText(path, options) {
-  const response = await request(path, { ...options, accept: 'text/plain' });
-  return response.text();
-}
-
 async function errorFrom(response, quietForbidden) {
   let error = null;
   try {

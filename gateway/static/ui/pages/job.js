@@ -2,11 +2,11 @@
 // arguments, result or error with its traceback, logs as they arrive, its deliveries to webhooks
 // and its callbackUrl (admins only); cancel, copy as curl, run again.
 
-import { api, apiText, curlCommand, seg } from '../api.js';
+import { api, curlCommand, request, seg } from '../api.js';
 import { deliveriesTable } from '../deliveries.js';
 import { h, replace } from '../dom.js';
 import { formatDuration, formatTime, isTerminal, runTime } from '../format.js';
-import { coalesce, every, follow } from '../live.js';
+import { STALE, coalesce, every, follow, latestReads } from '../live.js';
 import { jobLink, route, scheduleLink } from '../router.js';
 import {
   confirmButton, copyText, errorBox, facts, jsonBlock, progressBar, section, statusBadge,
@@ -30,6 +30,20 @@ export function parseLogText(text) {
   return records;
 }
 
+/**
+ * The job's log records after the first `offset` (a multi-line record counts once), and the
+ * offset to read on from: the gateway's count, taken as is.
+ */
+async function readLogsAfter(id, offset) {
+  const response = await request(`jobs/${seg(id)}/logs`, {
+    query: { offset }, accept: 'text/plain',
+  });
+  return {
+    records: parseLogText(await response.text()),
+    next: Number(response.headers.get('X-Sparkgate-Next-Offset')),
+  };
+}
+
 function submitPath(job) {
   return `functions/${seg(job.function)}/jobs`;
 }
@@ -44,7 +58,11 @@ function submitQuery(job) {
 
 export async function mount(root, { parts }) {
   const id = parts[1];
-  const state = { job: null, armed: new Map(), logKeys: new Set(), logCount: 0, done: false };
+  // logOffset: the records read so far from the stored log, where the next read starts. Lines
+  // that came as events do not move it: events may be lost.
+  const state = {
+    job: null, armed: new Map(), logKeys: new Set(), logCount: 0, logOffset: 0, done: false,
+  };
   const statusEl = h('span', { class: 'head-status' });
   const actions = h('div', { class: 'head-actions' });
   const notice = h('div', { class: 'notice-area' });
@@ -218,12 +236,21 @@ export async function mount(root, { parts }) {
     }
   }
 
+  // Reads overlap (a refresh by the stream or the poll, the read after the end): only the
+  // latest started is answered. It asked from the same offset as the older ones or further on,
+  // so an older answer applied too would append its records again, or move the offset back.
+  const readLogs = latestReads();
   async function refreshLogs() {
+    let read;
     try {
-      addLogs(parseLogText(await apiText(`jobs/${seg(id)}/logs`)));
+      read = await readLogs(() => readLogsAfter(id, state.logOffset));
     } catch (error) {
       if (error.status !== 404) showNotice(error);
+      return;
     }
+    if (read === STALE) return;
+    state.logOffset = read.next;
+    addLogs(read.records);
   }
 
   async function refresh() {
