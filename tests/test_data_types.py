@@ -28,17 +28,20 @@ from sparkgate.jobs.errors import InvalidArguments, InvalidArtifact
 from sparkgate.jobs.signatures.model import (
     FLOAT,
     ArgType,
+    Field,
     Signature,
     dict_of,
     enum_of,
     list_of,
+    optional,
 )
-from sparkgate.jobs.signatures.reading import inspect_source
+from sparkgate.jobs.signatures.reading import inspect_package, inspect_source
 from sparkgate.jobs.signatures.validation import validate_arguments
 from sparkgate.workers.calling import describe_error
 from sparkgate.workers.results import ResultNotSerializable, to_json_value
 from tests.conftest import FUNCTIONS_DIR
 from tests.server_process import Server, running_server
+from tests.zips import make_zip
 
 pydantic = pytest.importorskip("pydantic")  # the pydantic model of data_types.py needs it
 
@@ -127,6 +130,9 @@ def test_a_stored_signature_reads_back_the_same_and_old_shapes_still_load() -> N
     ("from dataclasses import dataclass\n@dataclass\nclass K:\n    child: 'K | None' = None\n",
      "class K contains itself"),
     ("import enum\nclass K(enum.Enum):\n    A = (1, 2)\n", "member K.A's value"),
+    # Bases going round (code that cannot run): K's base is not yet defined where K is made.
+    ("class K(J):\n    a: int\nclass J(K):\n    b: int\n",
+     "class K is not a dataclass, TypedDict, pydantic BaseModel or Enum"),
 ])
 def test_a_class_that_cannot_be_read_says_why(source: str, why: str) -> None:
     with pytest.raises(InvalidArtifact) as caught:
@@ -173,6 +179,127 @@ def f(c: Child, p: Partial, m: M, e: E):
     assert [(f.name, f.required) for f in types["p"].fields] == [("k", True), ("opt", False)]
     assert [(f.name, f.required) for f in types["m"].fields] == [("need", True), ("has", False)]
     assert types["e"].values == ("one", "two")
+
+
+# --- classes imported from the package artifact's other modules -----------------------------
+
+# mypkg/models.py's Order, whose fields name models' own class Line and common's Enum, which
+# models imports in two ways: each hint is read in the module that writes it.
+PACKAGE = {
+    "mypkg/__init__.py": b"",
+    "mypkg/common.py": b"import enum\n\nclass Colour(enum.Enum):\n"
+                       b"    RED = 'red'\n    GREEN = 'green'\n",
+    "mypkg/models.py": b"""\
+from dataclasses import dataclass
+from . import common
+from .common import Colour
+
+@dataclass
+class Line:
+    sku: str
+    colour: Colour
+
+@dataclass
+class Order:
+    id: int
+    lines: list[Line]
+    tint: common.Colour | None = None
+""",
+    "mypkg/api/__init__.py": b"from ..models import Order\n",
+}
+COLOUR = enum_of(["red", "green"], "Colour", "mypkg.common")
+LINE = ArgType("object", name="Line", model="dataclass", module="mypkg.models",
+               fields=(Field("sku", ArgType("str"), True), Field("colour", COLOUR, True)))
+ORDER = ArgType("object", name="Order", model="dataclass", module="mypkg.models",
+                fields=(Field("id", ArgType("int"), True), Field("lines", list_of(LINE), True),
+                        Field("tint", optional(COLOUR), False)))
+
+
+def package_signature(imports: str, hint: str, path: str = "mypkg/jobs.py",
+                      files: dict[str, bytes] = PACKAGE) -> Signature:
+    source = f"{imports}\n\ndef place(order: {hint}):\n    return order\n".encode()
+    read = {**files, path: source}.get
+    return inspect_package(read, path.removesuffix(".py").replace("/", ".") + ".place", "p.zip")
+
+
+@pytest.mark.parametrize(("imports", "hint", "path"), [
+    ("from mypkg.models import Order", "Order", "mypkg/jobs.py"),
+    ("from .models import Order", "Order", "mypkg/jobs.py"),
+    ("from .models import Order as Purchase", "Purchase", "mypkg/jobs.py"),
+    ("from . import models", "models.Order", "mypkg/jobs.py"),
+    ("from . import models", "'models.Order'", "mypkg/jobs.py"),
+    ("from mypkg import models as shop", "shop.Order", "mypkg/jobs.py"),
+    ("import mypkg.models as m", "m.Order", "mypkg/jobs.py"),
+    ("import mypkg.models", "mypkg.models.Order", "mypkg/jobs.py"),
+    ("from ..models import Order", "Order", "mypkg/sub/jobs.py"),
+    ("from .api import Order", "Order", "mypkg/jobs.py"),  # api/__init__.py imports it in turn
+    ("from mypkg.models import Order", "Order", "tool.py"),  # a top-level module of the archive
+])
+def test_a_class_imported_from_another_module_of_the_package_is_read_there(
+        imports: str, hint: str, path: str) -> None:
+    (param,) = package_signature(imports, hint, path).params
+    assert param.type == ORDER
+
+
+def test_each_module_is_parsed_once_per_inspection() -> None:
+    reads: list[str] = []
+
+    def read(path: str) -> bytes | None:
+        reads.append(path)
+        return {**PACKAGE, "mypkg/jobs.py": b"from . import models\nfrom .models import Line\n"
+                b"def place(a: models.Order, b: Line, c: models.Line):\n    pass\n"}.get(path)
+
+    sig = inspect_package(read, "mypkg.jobs.place", "p.zip")
+    assert [p.type for p in sig.params] == [ORDER, LINE, LINE]
+    assert reads.count("mypkg/models.py") == 1 and reads.count("mypkg/common.py") == 1
+
+
+def test_a_package_signature_records_where_each_class_is_and_reads_back() -> None:
+    sig = package_signature("from .models import Order", "Order")
+    stored = json.loads(json.dumps(sig.to_dict()))
+    assert stored["params"][0]["type"]["module"] == "mypkg.models"
+    assert Signature.from_dict(stored) == sig
+    assert sig.class_modules() == {"mypkg.models", "mypkg.common"}
+
+
+CIRCLE = {"mypkg/a.py": b"from .b import Order\n", "mypkg/b.py": b"from .a import Order\n"}
+RECURSIVE = {
+    "mypkg/a.py": b"from dataclasses import dataclass\nfrom . import b\n\n@dataclass\n"
+                  b"class A:\n    child: 'b.B | None' = None\n",
+    "mypkg/b.py": b"from dataclasses import dataclass\nfrom .a import A\n\n@dataclass\n"
+                  b"class B:\n    parent: A\n",
+}
+
+
+@pytest.mark.parametrize(("imports", "hint", "files", "why"), [
+    ("from .a import Order", "Order", CIRCLE, "defined in the artifact"),
+    ("from .a import A", "A", RECURSIVE, "class A contains itself"),
+    # A real dataclass, of an installed package: the gateway does not read installed code.
+    ("from sparkgate.jobs.signatures.model import ArgType", "ArgType", PACKAGE,
+     "defined in the artifact"),
+    ("from mypkg.missing import Order", "Order", PACKAGE, "defined in the artifact"),
+    ("from .models import Nothing", "Nothing", PACKAGE, "defined in the artifact"),
+])
+def test_a_class_that_cannot_be_followed_is_refused_naming_the_parameter(
+        imports: str, hint: str, files: dict[str, bytes], why: str) -> None:
+    with pytest.raises(InvalidArtifact) as caught:
+        package_signature(imports, hint, files=files)
+    assert caught.value.message.startswith(
+        f"place in p.zip:mypkg/jobs.py: parameter 'order' has type hint {hint!r}, which cannot "
+        "be taken from JSON")
+    assert why in caught.value.message
+
+
+@pytest.mark.parametrize(("imports", "hint"), [
+    ("from models import Order", "Order"), ("import models", "models.Order")])
+def test_a_single_file_s_imported_classes_are_refused(imports: str, hint: str) -> None:
+    source = f"{imports}\n\ndef place(order: {hint}):\n    return order\n"
+    with pytest.raises(InvalidArtifact) as caught:
+        inspect_source(source, "place", "job.py")
+    assert caught.value.message.startswith(f"place in job.py: parameter 'order' has type hint "
+                                           f"{hint!r}, which cannot be taken from JSON")
+    assert ("Enum defined in the artifact: in the function's file, or imported there from "
+            "another module of the same package artifact;") in caught.value.message
 
 
 # --- checking: 400s that name the field ------------------------------------------------------
@@ -317,6 +444,77 @@ def test_data_refused_fails_the_job_without_sparkgate_s_traceback(
     [text] = [job["jobResult"]] if isinstance(job["jobResult"], str) else job["jobResult"]
     assert text.startswith(error)
     assert "Traceback" not in text
+
+
+# A zip package whose function takes a dataclass of a sibling module, with a nested dataclass
+# and an Enum that the function's own module never imports: the worker builds them from
+# shop.models, of the artifact's own version (two versions of the package run side by side).
+SHOP_MODELS = b"""\
+import enum
+from dataclasses import dataclass
+
+VERSION = "1"
+
+class Colour(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+@dataclass
+class Line:
+    sku: str
+    colour: Colour
+
+@dataclass
+class Order:
+    id: int
+    line: Line
+    lines: list[Line]
+"""
+SHOP_JOBS = b"""\
+from . import models
+from .models import Order
+
+def place(order: Order):
+    return {
+        "module": type(order).__module__,
+        "version": models.VERSION,
+        "built": [isinstance(order, Order), isinstance(order.line, models.Line),
+                  isinstance(order.lines[0], models.Line),
+                  order.line.colour is models.Colour.GREEN,
+                  order.lines[0].colour is models.Colour.RED],
+    }
+"""
+
+
+def deploy_shop(server: Server, version: str) -> str:
+    artifact, function = f"shop-{version}.zip", f"shop_place_{version}"
+    models = SHOP_MODELS.replace(b'VERSION = "1"', f'VERSION = "{version}"'.encode())
+    content = make_zip({"shop/__init__.py": b"", "shop/models.py": models,
+                        "shop/jobs.py": SHOP_JOBS})
+    upload = server.post("/artifacts", files={"file": (artifact, content)},
+                         params={"force": "true"})
+    assert upload.status_code == 200, upload.text
+    created = server.post("/functions", json={"name": function, "path": artifact,
+                                              "className": "shop.jobs.place"})
+    assert created.status_code == 200, created.text
+    return function
+
+
+@pytest.mark.slow
+def test_a_package_function_receives_classes_of_its_sibling_module_on_a_worker(
+        server: Server) -> None:
+    functions = {version: deploy_shop(server, version) for version in ("1", "2")}
+    order = {"id": 7, "line": {"sku": "a", "colour": "green"},
+             "lines": [{"sku": "b", "colour": "red"}]}
+    for version in ("1", "2", "1"):
+        job = run(server, functions[version], {"order": order})
+        assert job["status"] == "finished", job
+        assert job["jobResult"] == {"module": "shop.models", "version": version,
+                                    "built": [True] * 5}
+    refused = server.post(f"/functions/{functions['1']}/jobs",
+                          json={"order": {**order, "line": {"sku": "a", "colour": "blue"}}})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["details"][0]["field"] == "order.line.colour"
 
 
 def test_run_local_converts_the_same_way() -> None:

@@ -2,8 +2,9 @@
 the call: the JSON the gateway checked (``validate_arguments``) becomes dataclasses, TypedDicts
 (dicts), pydantic models, Enum members, datetimes, dates, Decimals and floats, at any depth.
 
-The classes are the ones the signature was read from: the function's own module, where the
-gateway found them in the source (jobs/signatures/classes.py).
+The classes are the ones the signature was read from (jobs/signatures/classes.py): in a
+single-file artifact the function's own module's, in a package artifact those of the module
+each type names (``ArgType.module``), which the worker imported with the function.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import datetime
 import decimal
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any
 
 from sparkgate.jobs.signatures.model import ArgType, Signature
@@ -24,12 +26,19 @@ class ArgumentNotAccepted(ValueError):
     argument and says what the class said; there is no traceback of sparkgate's to show."""
 
 
-def python_arguments(signature: Signature, arguments: dict[str, Any],
-                     fn: Callable[..., Any]) -> dict[str, Any]:
-    """``arguments`` (JSON values, as the gateway checked them) as ``fn`` declares them."""
-    namespace = inspect.unwrap(fn).__globals__
+# Where a worker finds the artifact's classes: by ArgType.module, None being the function's
+# own module (a single-file artifact's).
+Namespaces = Mapping[str | None, Mapping[str, Any]]
+
+
+def python_arguments(signature: Signature, arguments: dict[str, Any], fn: Callable[..., Any],
+                     modules: Mapping[str, ModuleType]) -> dict[str, Any]:
+    """``arguments`` (JSON values, as the gateway checked them) as ``fn`` declares them;
+    ``modules``: the package artifact's modules that define its classes, by name."""
+    namespaces: Namespaces = {None: inspect.unwrap(fn).__globals__,
+                              **{name: vars(module) for name, module in modules.items()}}
     types = {p.name: p.type for p in signature.params}
-    return {name: _as_python(types[name], value, namespace, name)
+    return {name: _as_python(types[name], value, namespaces, name)
             if name in types and _builds(types[name]) else value
             for name, value in arguments.items()}
 
@@ -43,7 +52,7 @@ def _builds(t: ArgType) -> bool:
     return t.of is not None and _builds(t.of)
 
 
-def _as_python(t: ArgType, value: Any, namespace: dict[str, Any], path: str) -> Any:
+def _as_python(t: ArgType, value: Any, namespaces: Namespaces, path: str) -> Any:
     if value is None:
         return None
     converter = _CONVERTERS.get(t.kind)
@@ -51,41 +60,41 @@ def _as_python(t: ArgType, value: Any, namespace: dict[str, Any], path: str) -> 
         return converter(value)
     if t.kind == "optional":
         assert t.of is not None
-        return _as_python(t.of, value, namespace, path)
+        return _as_python(t.of, value, namespaces, path)
     if t.kind == "list" and t.of is not None:
-        return [_as_python(t.of, v, namespace, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_as_python(t.of, v, namespaces, f"{path}[{i}]") for i, v in enumerate(value)]
     if t.kind == "dict" and t.of is not None:
-        return {k: _as_python(t.of, v, namespace, f"{path}.{k}") for k, v in value.items()}
+        return {k: _as_python(t.of, v, namespaces, f"{path}.{k}") for k, v in value.items()}
     if t.kind == "enum" and t.name is not None:
-        return _build(namespace, t.name, path, lambda cls: cls(value))
+        return _build(namespaces, t, path, lambda cls: cls(value))
     if t.kind == "object":
-        return _object(t, value, namespace, path)
+        return _object(t, value, namespaces, path)
     return value  # int, str, bool, any, a Literal's value
 
 
-def _object(t: ArgType, value: dict[str, Any], namespace: dict[str, Any], path: str) -> Any:
-    assert t.name is not None
+def _object(t: ArgType, value: dict[str, Any], namespaces: Namespaces, path: str) -> Any:
     if t.model == "pydantic":  # pydantic converts its fields itself, validators included
-        return _build(namespace, t.name, path, lambda cls: cls.model_validate(value))
+        return _build(namespaces, t, path, lambda cls: cls.model_validate(value))
     types = {f.name: f.type for f in t.fields}
-    fields = {k: _as_python(types[k], v, namespace, f"{path}.{k}") for k, v in value.items()}
+    fields = {k: _as_python(types[k], v, namespaces, f"{path}.{k}") for k, v in value.items()}
     if t.model == "typeddict":
         return fields
-    return _build(namespace, t.name, path, lambda cls: cls(**fields))
+    return _build(namespaces, t, path, lambda cls: cls(**fields))
 
 
-def _build(namespace: dict[str, Any], name: str, path: str,
+def _build(namespaces: Namespaces, t: ArgType, path: str,
            make: Callable[[Any], Any]) -> Any:
-    cls = namespace.get(name)
+    cls = namespaces.get(t.module, {}).get(t.name or "")
     if not isinstance(cls, type):
-        raise ArgumentNotAccepted(f"argument {path}: the module has no class {name} any more, "
+        where = "the module" if t.module is None else f"module {t.module}"
+        raise ArgumentNotAccepted(f"argument {path}: {where} has no class {t.name} any more, "
                                   "which its source declares")
     try:
         return make(cls)
     except Exception as exc:
         text = str(exc).strip()
         raise ArgumentNotAccepted(
-            f"argument {path}: {name} refused it: {type(exc).__name__}: {text}") from None
+            f"argument {path}: {t.name} refused it: {type(exc).__name__}: {text}") from None
 
 
 def _decimal(value: Any) -> decimal.Decimal:

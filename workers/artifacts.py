@@ -30,8 +30,8 @@ import shutil
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -45,8 +45,12 @@ from sparkgate.jobs.signatures.reading import inspect_package, inspect_source
 
 @dataclass(frozen=True)
 class LoadedFunction:
+    """A function, its signature, and (a package's) the modules that define the classes its
+    arguments are typed with, by name: imported with it, so that they are the same version."""
+
     fn: Callable[..., Any]
     signature: Signature
+    modules: Mapping[str, ModuleType] = field(default_factory=dict)
 
 
 class ArtifactContents(Protocol):
@@ -123,9 +127,11 @@ class FunctionLoader:
 
         signature = inspect_package(read, class_name, file_path)
         module_name, _, attribute = class_name.rpartition(".")
-        module = PACKAGES.import_from(root, module_name, file_path)
+        defining = sorted(signature.class_modules())
+        module, *modules = PACKAGES.import_from(root, [module_name, *defining], file_path)
         _shipped_by_value(top_level_names(_relative_files(root)))
-        return LoadedFunction(fn=getattr(module, attribute), signature=signature)
+        return LoadedFunction(fn=getattr(module, attribute), signature=signature,
+                              modules=dict(zip(defining, modules, strict=True)))
 
     def _unpacked(self, sha1: str, file_path: str) -> Path:
         target = self.cache_dir / sha1
@@ -185,14 +191,16 @@ class _PackageRoots(importlib.abc.MetaPathFinder):
             return None  # not ours; submodules are found through the package's __path__
         return importlib.machinery.PathFinder.find_spec(fullname, [str(root)])
 
-    def import_from(self, root: Path, module_name: str, artifact: str) -> ModuleType:
+    def import_from(self, root: Path, module_names: Sequence[str],
+                    artifact: str) -> list[ModuleType]:
+        """``module_names`` imported from ``root``, all under one lock: of the same version."""
         with self.lock:
             if not self._installed:
                 sys.meta_path.insert(0, self)
                 self._installed = True
             for name in sorted(top_level_names(_relative_files(root))):
                 self._switch(name, root, artifact)
-            return importlib.import_module(module_name)
+            return [importlib.import_module(name) for name in module_names]
 
     def _switch(self, name: str, root: Path, artifact: str) -> None:
         current = self.roots.get(name)

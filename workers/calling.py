@@ -32,7 +32,8 @@ def call_function(loaded: LoadedFunction, arguments: dict[str, Any], engine: Eng
     function's value comes to (a worker's job follows the stream it left running)."""
     signature = loaded.signature
     handles = () if signature.handle is None else (engine.handle(signature.handle),)
-    kwargs = python_arguments(signature, signature.call_kwargs(arguments), loaded.fn)
+    kwargs = python_arguments(signature, signature.call_kwargs(arguments), loaded.fn,
+                              loaded.modules)
     value = in_function(loaded.fn, *handles, **kwargs)
     if then is not None:
         value = then(value)

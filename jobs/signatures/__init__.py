@@ -7,5 +7,6 @@ function, or the ``mistpy`` decorators of a function written for Mist.
 
 ``model``: the signature; ``reading``: finding the function in a file or a package artifact,
 which ``plain`` (a def's hints and defaults) or ``mist`` (mistpy's decorators) then reads, with
-``hints`` for type hints and default values; ``validation``: a job's arguments checked.
+``hints`` for type hints and default values, and ``classes`` for the classes they name (through
+a package's ``imports``); ``validation``: a job's arguments checked.
 """

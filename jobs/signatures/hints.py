@@ -32,8 +32,8 @@ class UnsupportedHint(Exception):
 
 
 class Classes(Protocol):
-    """The classes of the function's own file (classes.py): the type a class name stands for,
-    or None when the file defines no such class."""
+    """The classes a module's hints may name (classes.py): the type a class name, dotted or not
+    (``Order``, ``models.Order``), stands for, or None when it names none of them."""
 
     def resolve(self, name: str) -> ArgType | None: ...
 
@@ -47,14 +47,15 @@ _DICT_HINTS = frozenset({"dict", "Dict", "Mapping"})
 
 
 def parse_hint(node: ast.expr, classes: Classes | None = None) -> ArgType:
-    """The type ``node`` stands for; ``classes``: the file's own classes a bare name may be."""
+    """The type ``node`` stands for; ``classes``: the classes a (dotted) name may be."""
     node = unstring(node)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
         return _union(list(_flatten_or(node)), classes)
     if isinstance(node, ast.Subscript):
         return _parse_generic(node, classes)
-    if isinstance(node, ast.Name) and classes is not None:
-        own = classes.resolve(node.id)
+    dotted = dotted_name(node)
+    if dotted is not None and classes is not None:
+        own = classes.resolve(dotted)
         if own is not None:
             return own
     name = last_name(node)
@@ -138,6 +139,16 @@ def last_name(node: ast.expr) -> str | None:
         return node.id
     if isinstance(node, ast.Attribute):
         return node.attr
+    return None
+
+
+def dotted_name(node: ast.expr) -> str | None:
+    """``a.b.c`` for ``a.b.c``, ``c`` for ``c``; None for anything that is not a (dotted) name."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        owner = dotted_name(node.value)
+        return None if owner is None else f"{owner}.{node.attr}"
     return None
 
 

@@ -5,6 +5,7 @@ types and defaults, and the views published of it (Mist's ``execute`` map, JSON 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +41,13 @@ class ArgType:
     ``of`` is the item type of a list, the value type of a dict (keys are always strings, as in
     JSON) and the inner type of an optional; it is None for every other kind.
 
-    ``object``: a class of the function's own file, sent as a JSON object: ``name`` the class,
-    ``model`` how a worker builds it (one of MODELS), ``fields`` its fields. ``enum``: one of
-    ``values`` (JSON scalars); ``name`` is the Enum class whose member the function receives,
-    None for a ``Literal``. ``datetime``, ``date``: ISO 8601 strings; ``decimal``: a number or
-    a numeric string (exact).
+    ``object``: a class of the artifact, sent as a JSON object: ``name`` the class, ``model``
+    how a worker builds it (one of MODELS), ``fields`` its fields. ``enum``: one of ``values``
+    (JSON scalars); ``name`` is the Enum class whose member the function receives, None for a
+    ``Literal``. ``module``: the dotted module of a package artifact that defines the class
+    ``name``, which a worker imports it from; None in a single-file artifact, whose classes are
+    the function's own module's. ``datetime``, ``date``: ISO 8601 strings; ``decimal``: a
+    number or a numeric string (exact).
     """
 
     kind: str
@@ -53,6 +56,7 @@ class ArgType:
     model: str | None = None
     fields: tuple[Field, ...] = ()
     values: tuple[Any, ...] = ()
+    module: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fields", tuple(self.fields))
@@ -68,6 +72,8 @@ class ArgType:
             raise ValueError(f"kind {self.kind!r}: an enum (only) has values")
         if self.fields and self.kind != "object":
             raise ValueError(f"kind {self.kind!r}: only an object has fields")
+        if self.module is not None and self.name is None:
+            raise ValueError(f"kind {self.kind!r}: only a class (a name) has a module")
 
     def to_dict(self) -> dict[str, Any]:
         # Only the keys a kind uses: the types stored before objects and enums read the same.
@@ -76,6 +82,8 @@ class ArgType:
             out["of"] = self.of.to_dict()
         if self.name is not None:
             out["name"] = self.name
+        if self.module is not None:
+            out["module"] = self.module
         if self.model is not None:
             out["model"] = self.model
             out["fields"] = [f.to_dict() for f in self.fields]
@@ -89,7 +97,7 @@ class ArgType:
         return cls(d["kind"], None if of is None else cls.from_dict(of), name=d.get("name"),
                    model=d.get("model"),
                    fields=tuple(Field.from_dict(f) for f in d.get("fields", ())),
-                   values=tuple(d.get("values", ())))
+                   values=tuple(d.get("values", ())), module=d.get("module"))
 
     def field(self, name: str) -> Field | None:
         return next((f for f in self.fields if f.name == name), None)
@@ -113,14 +121,15 @@ def dict_of(value: ArgType) -> ArgType:
     return ArgType("dict", value)
 
 
-def enum_of(values: list[Any], name: str | None = None) -> ArgType:
+def enum_of(values: list[Any], name: str | None = None, module: str | None = None) -> ArgType:
     """One of ``values`` (distinct, in order: ``True`` and ``1`` are two); ``name``: the Enum
-    class whose members they are the values of, None for a ``Literal``."""
+    class whose members they are the values of, None for a ``Literal``; ``module``: where that
+    class is (see ArgType)."""
     kept: list[Any] = []
     for value in values:
         if not any(type(k) is type(value) and k == value for k in kept):
             kept.append(value)
-    return ArgType("enum", name=name, values=tuple(kept))
+    return ArgType("enum", name=name, values=tuple(kept), module=module)
 
 
 def optional(inner: ArgType) -> ArgType:
@@ -191,6 +200,12 @@ class Signature:
     def needs_spark(self) -> bool:
         return self.handle is not None
 
+    def class_modules(self) -> frozenset[str]:
+        """The modules of a package artifact that define the classes its arguments are typed
+        with (at any depth): a worker imports them with the function, to build those
+        arguments."""
+        return frozenset(m for p in self.params for m in _class_modules(p.type))
+
     def to_mist_execute(self) -> dict[str, Any]:
         """Mist's ``FunctionInfo.execute``: ``{argName: Type}``, in declaration order."""
         out: dict[str, Any] = {}
@@ -251,6 +266,14 @@ class Signature:
                     # A copy: the function may mutate a list default, and the signature is shared.
                     kwargs[p.name] = copy.deepcopy(p.default)
         return kwargs
+
+
+def _class_modules(t: ArgType) -> Iterator[str]:
+    if t.module is not None:
+        yield t.module
+    for inner in (t.of, *(f.type for f in t.fields)):
+        if inner is not None:
+            yield from _class_modules(inner)
 
 
 _MIST_SCALARS = {"int": "MInt", "float": "MDouble", "str": "MString", "bool": "MBoolean"}

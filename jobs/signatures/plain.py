@@ -38,7 +38,8 @@ class Where:
 _SUPPORTED_HINTS = (
     "int, float, str, bool, Any, list, list[X], dict, dict[str, X], Optional[X] or X | None, "
     "Literal[...], datetime, date, Decimal, and a dataclass, TypedDict, pydantic BaseModel or "
-    "Enum defined in the same file"
+    "Enum defined in the artifact: in the function's file, or imported there from another "
+    "module of the same package artifact"
 )
 _HANDLE_ANNOTATIONS = {
     "SparkSession": "session",
@@ -54,8 +55,7 @@ HANDLE_NAMES = frozenset({"spark", "sc", "session"})
 def plain_signature(fn: ast.FunctionDef, where: Where,
                     classes: Classes | None = None) -> Signature:
     """What ``fn``'s def declares: the Spark handle it takes, if any (see ``spark_handle``), and
-    its arguments' hints and literal defaults; ``classes``: those of its file, which hints
-    may name."""
+    its arguments' hints and literal defaults; ``classes``: those its hints may name."""
     handle = spark_handle(fn)
     return Signature(handle, def_params(fn, where, typed=True, after_handle=handle is not None,
                                         classes=classes),

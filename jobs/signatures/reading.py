@@ -5,26 +5,31 @@ a file, or in a package artifact's modules, without importing or running anythin
 from __future__ import annotations
 
 import ast
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from sparkgate.jobs.errors import InvalidArtifact
-from sparkgate.jobs.signatures.classes import ModuleClasses
+from sparkgate.jobs.signatures.classes import InArchive, ModuleClasses
+from sparkgate.jobs.signatures.imports import bound_names, imported_from
 from sparkgate.jobs.signatures.mist import mist_signature
 from sparkgate.jobs.signatures.model import Signature
 from sparkgate.jobs.signatures.plain import Where, plain_signature
 
 
 def inspect_source(source: str, function_name: str, filename: str = "<artifact>") -> Signature:
-    """The signature of top-level function ``function_name`` in ``source``; nothing is run."""
-    return _inspect_tree(_parse_module(source, filename), function_name, filename)
+    """The signature of top-level function ``function_name`` in ``source``; nothing is run.
+    Its hints may name the file's own classes only: its imports are not followed."""
+    tree = _parse_module(source, filename)
+    return _inspect_tree(tree, function_name, filename, ModuleClasses(tree))
 
 
-def _inspect_tree(tree: ast.Module, function_name: str, filename: str) -> Signature:
+def _inspect_tree(tree: ast.Module, function_name: str, filename: str,
+                  classes: ModuleClasses) -> Signature:
     where = Where(filename, function_name)
     fn = _find_function(tree, where)
     signature = mist_signature(fn, where)
     if signature is None:
-        return plain_signature(fn, where, ModuleClasses(tree))
+        return plain_signature(fn, where, classes)
     return signature
 
 
@@ -39,8 +44,8 @@ def inspect_package(read: Callable[[str], bytes | None], class_name: str,
     ``mypkg.jobs.pi``, or ``tool.run`` for a top-level ``tool.py``) in a package artifact.
 
     ``read`` gives the bytes of a file of the archive by its path (``mypkg/jobs.py``), or None.
-    A name the module imports from another module of the archive is followed there; nothing is
-    imported or run.
+    The function's name, and the classes its hints name, are followed through the module's
+    imports to the archive's other modules; nothing is imported or run.
     """
     module, _, function = class_name.rpartition(".")
     if not module or not function:
@@ -49,17 +54,18 @@ def inspect_package(read: Callable[[str], bytes | None], class_name: str,
             f"module.function, as in an import (e.g. mypkg.jobs.{class_name or 'run'})",
             {"field": "className", "expected": "module.function", "got": class_name},
         )
+    archive = _Archive(read, artifact)
     seen: set[tuple[str, str]] = set()
     via: str | None = None
     for _ in range(MAX_REEXPORTS):
         seen.add((module, function))
-        path, source = _module_source(read, module, artifact, via)
-        filename = f"{artifact}:{path}"
-        tree = _parse_module(source, filename)
-        origin = _imported_from(tree, function, module, path.endswith("/__init__.py"))
+        found = archive.module(module)
+        if found is None:
+            raise _no_module(module, artifact, via)
+        origin = imported_from(found.tree, function, module, found.where.is_package)
         if origin is None or origin in seen:
-            return _inspect_tree(tree, function, filename)
-        via = f"{filename} imports {function!r} from {origin[0]!r}"
+            return _inspect_tree(found.tree, function, found.filename, found.classes)
+        via = f"{found.filename} imports {function!r} from {origin[0]!r}"
         module, function = origin
     raise InvalidArtifact(
         f"className {class_name!r}: re-exported more than {MAX_REEXPORTS} times in "
@@ -68,8 +74,49 @@ def inspect_package(read: Callable[[str], bytes | None], class_name: str,
     )
 
 
-def _module_source(read: Callable[[str], bytes | None], module: str, artifact: str,
-                   via: str | None) -> tuple[str, str]:
+@dataclass(frozen=True)
+class _Module:
+    """A module of a package artifact, parsed."""
+
+    where: InArchive
+    filename: str  # ``artifact:path``, as errors name it
+    tree: ast.Module
+    classes: ModuleClasses
+
+
+class _Archive:
+    """The modules of a package artifact as one inspection reads them: each parsed once, when
+    first named (by the function's name, or by a class a hint names)."""
+
+    def __init__(self, read: Callable[[str], bytes | None], artifact: str) -> None:
+        self._read = read
+        self._artifact = artifact
+        self._modules: dict[str, _Module | None] = {}
+
+    def module(self, name: str) -> _Module | None:
+        """Module ``name`` (dotted), or None when the archive has no file of it."""
+        if name not in self._modules:
+            self._modules[name] = self._parsed(name)
+        return self._modules[name]
+
+    def classes(self, module: str) -> ModuleClasses | None:
+        found = self.module(module)
+        return None if found is None else found.classes
+
+    def _parsed(self, name: str) -> _Module | None:
+        found = _module_file(self._read, name, self._artifact)
+        if found is None:
+            return None
+        path, source = found
+        filename = f"{self._artifact}:{path}"
+        tree = _parse_module(source, filename)
+        where = InArchive(self, name, path.endswith("/__init__.py"))
+        return _Module(where, filename, tree, ModuleClasses(tree, where))
+
+
+def _module_file(read: Callable[[str], bytes | None], module: str,
+                 artifact: str) -> tuple[str, str] | None:
+    """(path, source) of dotted ``module`` in the archive, or None when it has no such file."""
     base = module.replace(".", "/")
     for path in (f"{base}.py", f"{base}/__init__.py"):
         content = read(path)
@@ -80,6 +127,11 @@ def _module_source(read: Callable[[str], bytes | None], module: str, artifact: s
         except UnicodeDecodeError:
             raise InvalidArtifact(f"{artifact}:{path} is not UTF-8 text",
                                   {"file": f"{artifact}:{path}"}) from None
+    return None
+
+
+def _no_module(module: str, artifact: str, via: str | None) -> InvalidArtifact:
+    base = module.replace(".", "/")
     if via is not None:
         message = (f"{via}, which is not a module of the archive (no {base}.py or "
                    f"{base}/__init__.py): schemas are read from the archive's own source; "
@@ -87,31 +139,7 @@ def _module_source(read: Callable[[str], bytes | None], module: str, artifact: s
     else:
         message = (f"{artifact!r} has no module {module!r} (expected {base}.py or "
                    f"{base}/__init__.py)")
-    raise InvalidArtifact(message, {"artifact": artifact, "module": module})
-
-
-def _imported_from(tree: ast.Module, name: str, module: str,
-                   is_package: bool) -> tuple[str, str] | None:
-    """(module, name) where ``name`` comes from when the module's last top-level binding of it is
-    ``from M import name``; None for any other binding (which inspection then judges)."""
-    last: ast.stmt | None = None
-    for stmt in tree.body:
-        if name in _bound_names(stmt):
-            last = stmt
-    if not isinstance(last, ast.ImportFrom):
-        return None
-    alias = next(a for a in last.names if (a.asname or a.name) == name)
-    if alias.name == "*":
-        return None
-    if last.level == 0:
-        source = last.module or ""
-    else:
-        package = module.split(".") if is_package else module.split(".")[:-1]
-        keep = len(package) - (last.level - 1)
-        if keep < 0:
-            return None
-        source = ".".join([*package[:keep], *([last.module] if last.module else [])])
-    return (source, alias.name) if source else None
+    return InvalidArtifact(message, {"artifact": artifact, "module": module})
 
 
 def _parse_module(source: str, filename: str) -> ast.Module:
@@ -137,7 +165,7 @@ def _find_function(tree: ast.Module, where: Where) -> ast.FunctionDef:
     # The last top-level binding of a name is what the worker's import will see.
     bindings: dict[str, ast.stmt] = {}
     for stmt in tree.body:
-        for name in _bound_names(stmt):
+        for name in bound_names(stmt):
             bindings[name] = stmt
     bound = bindings.get(where.function)
     if bound is None:
@@ -151,20 +179,6 @@ def _find_function(tree: ast.Module, where: Where) -> ast.FunctionDef:
     if isinstance(bound, ast.FunctionDef):
         return bound
     raise where.error(f"must be a plain def, but it is {_what_is(bound)}", bound.lineno)
-
-
-def _bound_names(stmt: ast.stmt) -> Iterator[str]:
-    if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-        yield stmt.name
-    elif isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
-        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-        for target in targets:
-            for node in ast.walk(target):
-                if isinstance(node, ast.Name):
-                    yield node.id
-    elif isinstance(stmt, ast.Import | ast.ImportFrom):
-        for alias in stmt.names:
-            yield alias.asname or alias.name.split(".")[0]
 
 
 def _what_is(stmt: ast.stmt) -> str:
