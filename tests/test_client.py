@@ -44,6 +44,7 @@ from sparkgate_client import (
     WaitTimeout,
 )
 
+from tests.conftest import TEST_SPARK_CONF
 from tests.server_process import Server, function_source, running_server, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -202,6 +203,42 @@ def test_cancel_and_a_wait_that_runs_out(gateway: Gateway):
         assert running.status() in {"queued", "started"}
         running.cancel()
         assert running.wait(timeout=30).status == "cancelled"
+
+
+SPARK_FUNCTIONS = textwrap.dedent('''\
+    import time
+
+    from pyspark.sql import SparkSession
+
+
+    def spread(spark: SparkSession, partitions: int = 4) -> int:
+        def slowly(rows):
+            time.sleep(0.5)
+            yield sum(1 for _ in rows)
+        return sum(spark.sparkContext.parallelize(range(100), partitions)
+                   .mapPartitions(slowly).collect())
+''')
+
+
+def test_a_spark_job_s_events_carry_its_progress(gateway: Gateway):
+    with gateway.client("admin") as admin:
+        admin.save_context("client-spark", engine="spark", maxJobs=1,
+                           sparkConf=TEST_SPARK_CONF)
+        admin.deploy("client_spark.py", "spread", content=SPARK_FUNCTIONS.encode(),
+                     default_context="client-spark")
+    with gateway.client() as sparkgate:
+        job = sparkgate.submit("spread", partitions=4)
+        events = list(job.events())
+        assert events[-1].name == "finished", events
+        readings = [e.progress for e in events if e.name == "progress"]
+        assert readings and all(r is not None for r in readings), events
+        tasks = [r["tasks"] for r in readings if r is not None]
+        assert {t["total"] for t in tasks} == {4}, tasks
+        done = [t["done"] for t in tasks]
+        assert done == sorted(done) and done[0] < 4, done  # seen while it ran, rising
+        percents = [e.percent for e in events if e.name == "progress"]
+        assert all(p is not None and 0.0 <= p <= 100.0 for p in percents), percents
+        assert job.result(timeout=60) == 100
 
 
 def test_listings(gateway: Gateway):
