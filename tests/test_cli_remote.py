@@ -124,10 +124,11 @@ def test_run_output_json_and_args_from_a_file(server: Server, admin: str, deploy
                                               tmp_path: Path):
     (tmp_path / "args.json").write_text('{"x": 40, "y": 1}')
     done = cli(server, admin, "run", "add", "--args", f"@{tmp_path / 'args.json'}",
-               "--arg", "y=2", "--output", "json")
+               "--arg", "y=2", "--output", "json", "--context", "quick")
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)
     assert (job["status"], job["jobResult"], job["submitter"]) == ("finished", 42, "key:ops")
+    assert job["context"] == "quick"  # not add's default context
 
 
 def test_a_failed_job_exits_1_with_its_error(server: Server, admin: str, deployed: Path):
