@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server_process import Server, running_server
+from tests.server_process import Server, function_source, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -210,20 +210,6 @@ def test_deploy_dry_run_plans_and_changes_nothing(server: Server, admin: str, de
     assert refused.returncode == 2 and "missing.py" in refused.stderr
 
 
-SPARK_FUNCTIONS = '''
-import time
-
-from pyspark.sql import SparkSession
-
-
-def spread(spark: SparkSession, partitions: int = 4) -> int:
-    def slowly(rows):
-        time.sleep(0.5)
-        yield sum(1 for _ in rows)
-    return sum(spark.sparkContext.parallelize(range(100), partitions)
-               .mapPartitions(slowly).collect())
-'''
-
 SPARK_MANIFEST = '''
 [contexts.sparky]
 engine = "spark"
@@ -234,9 +220,9 @@ maxJobs = 1
 "spark.ui.enabled" = "false"
 "spark.ui.showConsoleProgress" = "false"
 
-[functions.spread]
-path = "spark_tools.py"
-className = "spread"
+[functions.slow_spark]
+path = "behaviours.py"
+className = "slow_spark"
 defaultContext = "sparky"
 '''
 
@@ -248,18 +234,20 @@ def test_run_shows_the_spark_tasks_done_as_they_are(server: Server, admin: str,
     spark = tmp_path / "spark"
     spark.mkdir()
     (spark / "sparkgate.toml").write_text(SPARK_MANIFEST)
-    (spark / "spark_tools.py").write_text(SPARK_FUNCTIONS)
+    (spark / "behaviours.py").write_bytes(function_source("behaviours.py"))
     deployed = cli(server, admin, "deploy", str(spark))
     assert deployed.returncode == 0, deployed.stderr
-    done = cli(server, admin, "run", "spread", "--arg", "partitions=4", timeout_s=240)
+    # Four tasks of half a second.
+    done = cli(server, admin, "run", "slow_spark", "--arg", "seconds=2", timeout_s=240)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == 100
-    counts = [(int(d), int(t)) for d, t in re.findall(r"spread: (\d+)/(\d+) Spark tasks",
+    assert json.loads(done.stdout) == 6
+    counts = [(int(d), int(t)) for d, t in re.findall(r"slow_spark: (\d+)/(\d+) Spark tasks",
                                                       done.stderr)]
     assert counts and all(total == 4 for _, total in counts), done.stderr
     assert [d for d, _ in counts] == sorted({d for d, _ in counts}), done.stderr
     # Seen while it ran (the events), not only read from the ended job.
-    assert done.stderr.index(" Spark tasks") < done.stderr.index("spread: finished"), done.stderr
+    ended = done.stderr.index("slow_spark: finished")
+    assert done.stderr.index(" Spark tasks") < ended, done.stderr
 
 
 def test_the_gateway_and_key_from_flags_or_the_profile_file(server: Server, admin: str,

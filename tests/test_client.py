@@ -205,29 +205,14 @@ def test_cancel_and_a_wait_that_runs_out(gateway: Gateway):
         assert running.wait(timeout=30).status == "cancelled"
 
 
-SPARK_FUNCTIONS = textwrap.dedent('''\
-    import time
-
-    from pyspark.sql import SparkSession
-
-
-    def spread(spark: SparkSession, partitions: int = 4) -> int:
-        def slowly(rows):
-            time.sleep(0.5)
-            yield sum(1 for _ in rows)
-        return sum(spark.sparkContext.parallelize(range(100), partitions)
-                   .mapPartitions(slowly).collect())
-''')
-
-
 def test_a_spark_job_s_events_carry_its_progress(gateway: Gateway):
     with gateway.client("admin") as admin:
         admin.save_context("client-spark", engine="spark", maxJobs=1,
                            sparkConf=TEST_SPARK_CONF)
-        admin.deploy("client_spark.py", "spread", content=SPARK_FUNCTIONS.encode(),
+        admin.deploy("behaviours.py", "slow_spark", content=function_source("behaviours.py"),
                      default_context="client-spark")
     with gateway.client() as sparkgate:
-        job = sparkgate.submit("spread", partitions=4)
+        job = sparkgate.submit("slow_spark", seconds=2.0)  # 4 tasks of 0.5 s
         events = list(job.events())
         assert events[-1].name == "finished", events
         readings = [e.progress for e in events if e.name == "progress"]
@@ -238,7 +223,7 @@ def test_a_spark_job_s_events_carry_its_progress(gateway: Gateway):
         assert done == sorted(done) and done[0] < 4, done  # seen while it ran, rising
         percents = [e.percent for e in events if e.name == "progress"]
         assert all(p is not None and 0.0 <= p <= 100.0 for p in percents), percents
-        assert job.result(timeout=60) == 100
+        assert job.result(timeout=60) == 6
 
 
 def test_listings(gateway: Gateway):
