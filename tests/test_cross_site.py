@@ -331,8 +331,8 @@ def test_a_real_browser_on_another_page_cannot_drive_a_default_serve(tmp_path):
         assert '"POST /v2/api/artifacts HTTP/1.1" 403' in log
 
         # DNS rebinding: the same page under a name that resolves to 127.0.0.1.
-        rebound = requests.get(server.api("/jobs"), headers={"Host": f"evil.example:{server.port}"},
-                               timeout=10)
+        rebound = requests.get(server.api("/jobs"), timeout=10, headers={
+            "Host": f"evil.example:{server.port}", "Accept": "application/json"})
         assert rebound.status_code == 421
         assert rebound.json()["error"]["details"]["setting"] == "allowed_hosts"
 
