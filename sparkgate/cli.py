@@ -108,7 +108,7 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
     settings = _settings(config_path)
     # Before the gateway is imported: prometheus-client picks its mode then.
     shared_metrics.share(settings.data_dir)
-    from sparkgate.serving import run_server
+    from sparkgate.serving import StoppedWhileStarting, run_server
 
     configure_logging(settings)  # after the imports, as before: they log as they load
     host = host or settings.host
@@ -132,6 +132,9 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
     except KeyboardInterrupt:  # while starting; what had started is stopped by now
         log.warning("interrupted while starting: stopped")
         status = 128 + signal.SIGINT
+    except StoppedWhileStarting:
+        log.warning("stopped by SIGTERM while starting")
+        status = 128 + signal.SIGTERM
     sys.exit(status)
 
 

@@ -7,7 +7,9 @@ on the way out, and gets SIGKILL from the kernel if ``serve`` dies first; worker
 that goes with it.
 
 The first SIGINT/SIGTERM stops gracefully (running jobs get ``worker_stop_grace_s``) and says
-so; a second one stops at once (running jobs fail), still ending every child.
+so; a second one stops at once (running jobs fail), still ending every child. One that comes
+while ``serve`` is still starting stops what had started (KeyboardInterrupt, or
+StoppedWhileStarting for SIGTERM) and ends it.
 """
 
 from __future__ import annotations
@@ -65,11 +67,25 @@ log = logging.getLogger("sparkgate.serve")
 COUNT_TIMEOUT_S = 2.0
 
 
+class StoppedWhileStarting(Exception):
+    """SIGTERM came before serve's loop took its signals over."""
+
+
+def _stop_while_starting(signum: int, frame: object) -> None:
+    # Raised where the main thread is, so what had started is stopped on the way out, as
+    # Ctrl-C's KeyboardInterrupt does: the embedded Redis saves, gateway processes and workers
+    # are told to stop. A second one ends serve at once.
+    signal.signal(signum, signal.SIG_DFL)
+    raise StoppedWhileStarting
+
+
 def run_server(settings: Settings, host: str, port: int, config_path: Path | None,
                first_key: bool = False) -> int:
     """Serve until stopped; the exit status: 0 after a graceful stop, 128 + the signal's
     number after a second signal stopped it at once. ``first_key``: with authentication on and
-    no active key, make an admin key and log its token (``_first_admin_key``)."""
+    no active key, make an admin key and log its token (``_first_admin_key``).
+    Raises StoppedWhileStarting (or KeyboardInterrupt) for a signal before it serves."""
+    signal.signal(signal.SIGTERM, _stop_while_starting)  # until ``_serve`` handles it
     if settings.start_workers and settings.context.engine == "spark":
         # Before anything starts: a missing Java is a message, not a trace. (Other contexts'
         # spark workers say it too, as their failure; python ones need no Java.)

@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -226,3 +227,33 @@ def test_sigterm_stops_gracefully_and_leaves_nothing(tmp_path: Path):
     assert scratch_left(server) == []
     assert "stopping (SIGTERM): no job is running" in server.log.read_text()
     assert os.path.exists(server.data_dir / "redis.rdb")  # Redis saved as it stopped
+
+
+# serve, with a SIGTERM sent to itself as it prepares its database: after its embedded Redis
+# started, before its loop handles signals (deterministic, unlike a signal timed from outside).
+TERMINATED_WHILE_STARTING = """
+import os, signal, sys
+from sparkgate import cli
+from sparkgate.jobs import migrate  # serve imports prepare_database from it as it starts
+
+prepare = migrate.prepare_database
+def prepare_after_a_sigterm(url):
+    os.kill(os.getpid(), signal.SIGTERM)
+    return prepare(url)
+migrate.prepare_database = prepare_after_a_sigterm
+sys.argv = ["sparkgate", "serve", "--port", sys.argv[1]]
+cli.main()
+"""
+
+
+def test_sigterm_while_serve_starts_stops_what_had_started(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
+    env.update({"SPARKGATE_DEPLOY_EXAMPLES": "false", "SPARKGATE_START_WORKERS": "false"})
+    done = subprocess.run([sys.executable, "-c", TERMINATED_WHILE_STARTING, str(free_port())],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    log = done.stdout + done.stderr
+    assert done.returncode == 128 + signal.SIGTERM, log
+    assert "stopped by SIGTERM while starting" in log and "Traceback" not in log, log
+    pid = int(re.search(r"embedded Redis on \S+ \(pid (\d+)\)", log).group(1))
+    assert not psutil.pid_exists(pid) or not alive(psutil.Process(pid)), log
+    assert (tmp_path / "sparkgate-data" / "redis.rdb").exists()  # it saved as it stopped
