@@ -194,6 +194,8 @@ from dataclasses import dataclass
 from . import common
 from .common import Colour
 
+VERSION = "1"
+
 @dataclass
 class Line:
     sku: str
@@ -446,31 +448,10 @@ def test_data_refused_fails_the_job_without_sparkgate_s_traceback(
     assert "Traceback" not in text
 
 
-# A zip package whose function takes a dataclass of a sibling module, with a nested dataclass
-# and an Enum that the function's own module never imports: the worker builds them from
-# shop.models, of the artifact's own version (two versions of the package run side by side).
-SHOP_MODELS = b"""\
-import enum
-from dataclasses import dataclass
-
-VERSION = "1"
-
-class Colour(enum.Enum):
-    RED = "red"
-    GREEN = "green"
-
-@dataclass
-class Line:
-    sku: str
-    colour: Colour
-
-@dataclass
-class Order:
-    id: int
-    line: Line
-    lines: list[Line]
-"""
-SHOP_JOBS = b"""\
+# PACKAGE on a worker: a function whose Order (with its Line and common's Colour, which the
+# function's module never imports) the worker builds from mypkg.models and mypkg.common, of
+# the artifact's own version (two versions of the package run side by side).
+PLACE = b"""\
 from . import models
 from .models import Order
 
@@ -478,24 +459,22 @@ def place(order: Order):
     return {
         "module": type(order).__module__,
         "version": models.VERSION,
-        "built": [isinstance(order, Order), isinstance(order.line, models.Line),
-                  isinstance(order.lines[0], models.Line),
-                  order.line.colour is models.Colour.GREEN,
-                  order.lines[0].colour is models.Colour.RED],
+        "built": [isinstance(order, Order), isinstance(order.lines[0], models.Line),
+                  order.lines[0].colour is models.Colour.RED,
+                  order.tint is models.Colour.GREEN],
     }
 """
 
 
-def deploy_shop(server: Server, version: str) -> str:
-    artifact, function = f"shop-{version}.zip", f"shop_place_{version}"
-    models = SHOP_MODELS.replace(b'VERSION = "1"', f'VERSION = "{version}"'.encode())
-    content = make_zip({"shop/__init__.py": b"", "shop/models.py": models,
-                        "shop/jobs.py": SHOP_JOBS})
+def deploy_version(server: Server, version: str) -> str:
+    artifact, function = f"mypkg-{version}.zip", f"mypkg_place_{version}"
+    models = PACKAGE["mypkg/models.py"].replace(b'VERSION = "1"', f'VERSION = "{version}"'.encode())
+    content = make_zip({**PACKAGE, "mypkg/models.py": models, "mypkg/jobs.py": PLACE})
     upload = server.post("/artifacts", files={"file": (artifact, content)},
                          params={"force": "true"})
     assert upload.status_code == 200, upload.text
     created = server.post("/functions", json={"name": function, "path": artifact,
-                                              "className": "shop.jobs.place"})
+                                              "className": "mypkg.jobs.place"})
     assert created.status_code == 200, created.text
     return function
 
@@ -503,18 +482,17 @@ def deploy_shop(server: Server, version: str) -> str:
 @pytest.mark.slow
 def test_a_package_function_receives_classes_of_its_sibling_module_on_a_worker(
         server: Server) -> None:
-    functions = {version: deploy_shop(server, version) for version in ("1", "2")}
-    order = {"id": 7, "line": {"sku": "a", "colour": "green"},
-             "lines": [{"sku": "b", "colour": "red"}]}
+    functions = {version: deploy_version(server, version) for version in ("1", "2")}
+    order = {"id": 7, "lines": [{"sku": "b", "colour": "red"}], "tint": "green"}
     for version in ("1", "2", "1"):
         job = run(server, functions[version], {"order": order})
         assert job["status"] == "finished", job
-        assert job["jobResult"] == {"module": "shop.models", "version": version,
-                                    "built": [True] * 5}
+        assert job["jobResult"] == {"module": "mypkg.models", "version": version,
+                                    "built": [True] * 4}
     refused = server.post(f"/functions/{functions['1']}/jobs",
-                          json={"order": {**order, "line": {"sku": "a", "colour": "blue"}}})
+                          json={"order": {**order, "lines": [{"sku": "a", "colour": "blue"}]}})
     assert refused.status_code == 400
-    assert refused.json()["error"]["details"][0]["field"] == "order.line.colour"
+    assert refused.json()["error"]["details"][0]["field"] == "order.lines[0].colour"
 
 
 def test_run_local_converts_the_same_way() -> None:
