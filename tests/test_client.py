@@ -218,7 +218,10 @@ def test_a_spark_job_s_events_carry_its_progress(gateway: Gateway):
         readings = [e.progress for e in events if e.name == "progress"]
         assert readings and all(r is not None for r in readings), events
         tasks = [r["tasks"] for r in readings if r is not None]
-        assert {t["total"] for t in tasks} == {4}, tasks
+        # A first reading may come before Spark has the stage's tasks (total 0); once it has
+        # them, the total is the stage's four and stays.
+        totals = [t["total"] for t in tasks]
+        assert totals[-1] == 4 and set(totals) <= {0, 4} and totals == sorted(totals), tasks
         done = [t["done"] for t in tasks]
         assert done == sorted(done) and done[0] < 4, done  # seen while it ran, rising
         percents = [e.percent for e in events if e.name == "progress"]
