@@ -1,16 +1,23 @@
-"""Where a request's time goes, from outside the servers: CPU time the gateway and the worker
-(Python, and its JVM) spent per job, and PostgreSQL transactions committed per job (each
-commit waits for a WAL flush to disk). Read before and after a measured phase."""
+"""Where a request's time goes, from outside the servers: CPU time the gateway (all its
+processes), the worker (Python, and its JVM), PostgreSQL, Redis and the load generator spent
+per job, and PostgreSQL transactions committed per job (each commit waits for a WAL flush to
+disk). Read before and after a measured phase.
+
+The sum is what a job costs the machine: no load of such jobs can go faster than the machine's
+cores (seconds of CPU per second) divided by it, whatever the latencies."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
 import psutil
 
 from bench.harness import Bench
-from bench.infra import api
+from bench.infra import Gateway, api
+
+CORES = psutil.cpu_count() or 1
 
 
 @dataclass
@@ -18,6 +25,11 @@ class Snapshot:
     gateway_cpu_s: float
     worker_cpu_s: float | None
     jvm_cpu_s: float | None
+    # PostgreSQL: every process of the machine's server (other databases' load included);
+    # Redis: the run's own redis-server; the load generator: the agent that sends the calls.
+    postgres_cpu_s: float
+    redis_cpu_s: float
+    load_cpu_s: float
     commits: int
     rows_written: int
     sessions: int
@@ -31,9 +43,11 @@ def worker_pid(b: Bench, context: str = "default") -> int | None:
     return None
 
 
-def snapshot(b: Bench, worker: int | None) -> Snapshot:
-    assert b.gateway is not None
-    gateway = _cpu(psutil.Process(b.gateway.pid))
+def snapshot(b: Bench, worker: int | None, gateway: Gateway | None = None) -> Snapshot:
+    """``gateway``: the one the calls go through (default: the run's main gateway)."""
+    gateway = gateway or b.gateway
+    assert gateway is not None
+    gateway_cpu = _gateway_cpu(psutil.Process(gateway.pid))
     worker_cpu = jvm_cpu = None
     if worker is not None:
         process = psutil.Process(worker)
@@ -45,23 +59,30 @@ def snapshot(b: Bench, worker: int | None) -> Snapshot:
             "WHERE datname = current_database()").fetchone()
         rows = conn.execute("SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) "
                             "FROM pg_stat_user_tables").fetchone()[0]
-    return Snapshot(gateway, worker_cpu, jvm_cpu, commits, int(rows), sessions)
+    return Snapshot(gateway_cpu, worker_cpu, jvm_cpu, _postgres_cpu(), _redis_cpu(b),
+                    _cpu(psutil.Process(b.http.process.pid)), commits, int(rows), sessions)
 
 
-def per_job(b: Bench, before: Snapshot, worker: int | None, jobs: int) -> dict[str, float]:
-    """Deltas since ``before``, per job. Waits a moment first: PostgreSQL's backends publish
-    their counters at most once a second."""
+def per_job(b: Bench, before: Snapshot, worker: int | None, jobs: int,
+            gateway: Gateway | None = None) -> dict[str, float]:
+    """Deltas since ``before`` (taken with the same ``worker`` and ``gateway``), per job.
+    Waits a moment first: PostgreSQL's backends publish their counters at most once a
+    second. The CPU counted is that of the phase itself (the wait excluded)."""
+    after_cpu = snapshot(b, worker, gateway)
     time.sleep(1.2)
-    after = snapshot(b, worker)
-    costs = {"gateway_cpu_ms": (after.gateway_cpu_s - before.gateway_cpu_s) * 1000 / jobs,
+    after = snapshot(b, worker, gateway)
+    costs = {"gateway_cpu_ms": (after_cpu.gateway_cpu_s - before.gateway_cpu_s) * 1000 / jobs,
+             "postgres_cpu_ms": (after_cpu.postgres_cpu_s - before.postgres_cpu_s) * 1000 / jobs,
+             "redis_cpu_ms": (after_cpu.redis_cpu_s - before.redis_cpu_s) * 1000 / jobs,
+             "load_cpu_ms": (after_cpu.load_cpu_s - before.load_cpu_s) * 1000 / jobs,
              # one more commit: our own stats query runs in a transaction of its own
              "pg_commits": (after.commits - before.commits - 1) / jobs,
              "pg_rows_written": (after.rows_written - before.rows_written) / jobs,
              # connections opened (each a new PostgreSQL backend process); one is ours
              "pg_connections": (after.sessions - before.sessions - 1) / jobs}
-    if after.worker_cpu_s is not None and before.worker_cpu_s is not None:
-        costs["worker_cpu_ms"] = (after.worker_cpu_s - before.worker_cpu_s) * 1000 / jobs
-        costs["jvm_cpu_ms"] = (after.jvm_cpu_s - before.jvm_cpu_s) * 1000 / jobs
+    if after_cpu.worker_cpu_s is not None and before.worker_cpu_s is not None:
+        costs["worker_cpu_ms"] = (after_cpu.worker_cpu_s - before.worker_cpu_s) * 1000 / jobs
+        costs["jvm_cpu_ms"] = (after_cpu.jvm_cpu_s - before.jvm_cpu_s) * 1000 / jobs
     return costs
 
 
@@ -70,10 +91,42 @@ def describe(costs: dict[str, float]) -> str:
     if "worker_cpu_ms" in costs:
         parts.append(f"worker CPU {costs['worker_cpu_ms']:.1f} ms "
                      f"(+ JVM {costs['jvm_cpu_ms']:.1f} ms)")
+    parts += [f"PostgreSQL CPU {costs['postgres_cpu_ms']:.1f} ms",
+              f"Redis CPU {costs['redis_cpu_ms']:.2f} ms",
+              f"load generator CPU {costs['load_cpu_ms']:.1f} ms"]
+    total = sum(v for k, v in costs.items() if k.endswith("_cpu_ms"))
+    parts.append(f"{total:.1f} ms of CPU in all: at most {CORES * 1000 / total:,.0f} jobs/s "
+                 f"on {CORES} cores")
     parts.append(f"PostgreSQL: {costs['pg_commits']:.1f} transactions committed (a pool "
                  f"pre-ping counts as one), {costs['pg_rows_written']:.1f} rows written, "
                  f"{costs['pg_connections']:.2f} new connections")
     return "per job: " + ", ".join(parts)
+
+
+def _gateway_cpu(serve: psutil.Process) -> float:
+    """``serve``'s own process and its other gateway processes (``--processes``), not its
+    workers."""
+    others = [child for child in serve.children()
+              if "gateway-process" in child.cmdline()]
+    return _cpu(serve) + sum(_cpu(child) for child in others)
+
+
+def _postgres_cpu() -> float:
+    total = 0.0
+    for process in psutil.process_iter(["name"]):
+        if process.info["name"] == "postgres":
+            with contextlib.suppress(psutil.NoSuchProcess):  # a backend that just ended
+                total += _cpu(process)
+    return total
+
+
+def _redis_cpu(b: Bench) -> float:
+    sock = b.redis_url.removeprefix("unix://")
+    for process in psutil.process_iter(["cmdline"]):
+        # redis-server retitles itself ("redis-server unixsocket:<path>").
+        if sock in " ".join(process.info["cmdline"] or []):
+            return _cpu(process)
+    raise RuntimeError(f"no redis-server serving {sock}")
 
 
 def _cpu(process: psutil.Process) -> float:

@@ -19,8 +19,10 @@ import re
 import sys
 import time
 
+from bench import costs
 from bench.harness import PROCESSES, Bench, log
-from bench.infra import REPO, api, create_context, free_port, http_ok, upload, wait_for
+from bench.infra import REPO, Gateway, api, create_context, free_port, http_ok, upload, wait_for
+from bench.profiling import profiled
 from bench.stats import Row
 
 SCENARIO = "7. real-time scoring, one row, sync"
@@ -74,19 +76,44 @@ def run(b: Bench) -> list[Row]:
     with b.processes_gateway("gateway-scoring-processes") as gateway:
         rows.append(_concurrent(
             b, f"sparkgate, python context, {PROCESSES} gateway processes",
-            b.run_url("churn_score", gateway, force="true"), "python_processes", False))
+            b.run_url("churn_score", gateway, force="true"), "python_processes", False,
+            gateway))
     rows.append(_cold_start(b))
     return rows
 
 
-def _concurrent(b: Bench, system: str, url: str, key: str, baseline: bool) -> Row:
+def _concurrent(b: Bench, system: str, url: str, key: str, baseline: bool,
+                gateway: Gateway | None = None) -> Row:
+    """``gateway``: the one ``url`` goes to, if not the run's main gateway."""
     count = b.mode.scoring_concurrent
-    got = b.http_run(url, count, CLIENTS, body=CUSTOMER, warmup=2 * CLIENTS)
+    if baseline:
+        got = b.http_run(url, count, CLIENTS, body=CUSTOMER, warmup=2 * CLIENTS)
+        note = ""
+    else:
+        got, spent = _measured(b, url, count, gateway)
+        note = f"target ≥ 1,500 scores/s on 2 cores; {costs.describe(spent)}"
     return Row.from_latencies(
         SCENARIO, f"{CLIENTS} clients: {system}", got["latencies_ms"],
         group=f"{CLIENTS} clients", baseline=baseline, throughput=count / got["wall_s"],
         unit="req/s", metric="throughput", lower_is_better=False, key=f"s7.32.{key}",
-        note="" if baseline else "target ≥ 1,500 scores/s on 2 cores")
+        note=note)
+
+
+def _measured(b: Bench, url: str, count: int,
+              gateway: Gateway | None) -> tuple[dict, dict]:
+    """A 32-client run through sparkgate, with what each score cost the machine's CPU and,
+    with --profile (main gateway only), where the gateway's and the worker's went."""
+    assert b.gateway is not None
+    b.http_run(url, 2 * CLIENTS, CLIENTS, body=CUSTOMER)  # warm-up
+    worker = costs.worker_pid(b, CONTEXT)
+    before = costs.snapshot(b, worker, gateway)
+    if gateway is None and worker is not None:
+        with profiled(b, "s7-32-clients-gateway", b.gateway.pid, gil=True), \
+                profiled(b, "s7-32-clients-worker", worker, gil=True):
+            got = b.http_run(url, count, CLIENTS, body=CUSTOMER)
+    else:
+        got = b.http_run(url, count, CLIENTS, body=CUSTOMER)
+    return got, costs.per_job(b, before, worker, count, gateway)
 
 
 def _start_floor(b: Bench, version: str) -> str:
