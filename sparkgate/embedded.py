@@ -4,16 +4,11 @@ place, and the example functions deployed.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
-import signal
 import subprocess
-import sys
 import time
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -26,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sparkgate.gateway.wire.contexts import context_from
 from sparkgate.gateway.wire.functions import FunctionDefinition, function_definition
 from sparkgate.jobs.catalog import Catalog
+from sparkgate.jobs.child_processes import dies_with
 from sparkgate.jobs.deployment import build_function, upload_artifact
 from sparkgate.jobs.errors import ConfigError, NotFound, WrongEngine
 
@@ -38,7 +34,6 @@ REDIS_STOP_TIMEOUT_S = 10.0  # it saves its dump file as it stops
 REDIS_SAVE_POINTS = ((900, 1), (300, 100), (60, 200), (15, 1000))
 # sun_path is 108 bytes on Linux, its terminating NUL included.
 MAX_UNIX_SOCKET_PATH = 107
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -82,6 +77,9 @@ def start_embedded_redis(data_dir: Path) -> EmbeddedRedis:
     for seconds, changes in REDIS_SAVE_POINTS:
         command += ["--save", str(seconds), str(changes)]
     with (data_dir / "redis.log").open("ab") as out:
+        # SIGKILL when we end, not SIGTERM: Redis 6 does not exit on SIGTERM if its final
+        # save fails (a full disk, a data folder removed); what it loses since its last save,
+        # the reconciler restores from the database. ``stop()`` is the way that saves.
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True,
                                    preexec_fn=dies_with(os.getpid()))
@@ -89,29 +87,6 @@ def start_embedded_redis(data_dir: Path) -> EmbeddedRedis:
     _wait_until_up(server, data_dir / "redis.log")
     log.info("embedded Redis on %s (pid %d)", server.url, process.pid)
     return server
-
-
-def dies_with(parent_pid: int) -> Callable[[], None] | None:
-    """What the child runs before exec: ask the kernel for SIGKILL when its parent ends
-    (Linux only; elsewhere a killed ``serve`` leaves its Redis running).
-
-    Not SIGTERM: Redis 6 does not exit on SIGTERM if its final save fails (a full disk, a
-    data folder removed); and what it loses since its last save, the reconciler restores from
-    the database. ``stop()`` is the way that saves.
-
-    The kernel sends it when the *thread* that started the child ends: start children this
-    way from the main thread only, which lives as long as the process.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
-
-    def in_child() -> None:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent_pid:  # the parent died before prctl: no signal would come
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return in_child
 
 
 def _wait_until_up(server: EmbeddedRedis, log_path: Path) -> None:

@@ -33,9 +33,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from sparkgate.embedded import dies_with
 from sparkgate.gateway import connections
 from sparkgate.gateway.app import create_app
+from sparkgate.jobs.child_processes import dies_with
 from sparkgate.jobs.settings import Settings
 
 log = logging.getLogger("sparkgate.serve")
