@@ -103,7 +103,9 @@ RUN groupadd --system --gid 10001 sparkgate \
  && mkdir -p /var/lib/sparkgate \
  && chown sparkgate:sparkgate /var/lib/sparkgate
 
+# The Spark class archive (docs/engines.md) on the volume too: built once, not per container.
 ENV SPARKGATE_DATA_DIR=/var/lib/sparkgate \
+    SPARKGATE_SPARK_CLASS_ARCHIVE_DIR=/var/lib/sparkgate/spark-class-archives \
     SPARKGATE_AUTH_ENABLED=true
 VOLUME ["/var/lib/sparkgate"]
 

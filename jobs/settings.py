@@ -97,6 +97,10 @@ class Settings:
     cancel_grace_s: float = 5.0
     # On stop or replacement, running jobs get this long to finish before they are failed.
     worker_stop_grace_s: float = 30.0
+    # Where Spark workers find the archive of Spark's classes that makes their JVM start
+    # faster, built once per machine and Java/Spark installation (workers/class_archive.py);
+    # None: no archive.
+    spark_class_archive_dir: Path | None = Path("~/.cache/sparkgate/spark-class-archives")
     # A schedule's tick that no scheduler handled within this long of its time was missed
     # (every gateway was down): the schedule's ``missed`` policy applies (jobs/scheduler.py).
     schedule_grace_s: float = 10.0

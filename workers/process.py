@@ -169,7 +169,7 @@ class Worker:
         signal.signal(signal.SIGINT, self._on_stop_signal)
         use_scratch(self.scratch)
         began = time.monotonic()
-        engine = starter(self.context.engine)(self.context, self.scratch)
+        engine = starter(self.context.engine)(self.context, self.scratch, self.settings)
         self.engine_conf = engine.conf
         capture = JobLogCapture(self._ship_logs)
         capture.install()

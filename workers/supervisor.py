@@ -47,7 +47,7 @@ from sparkgate.jobs.catalog import Catalog
 from sparkgate.jobs.contexts import Context, Health
 from sparkgate.jobs.db import make_engine, now_ms
 from sparkgate.jobs.environments import Environments
-from sparkgate.jobs.errors import IllegalTransition
+from sparkgate.jobs.errors import ConfigError, IllegalTransition
 from sparkgate.jobs.events import lifecycle_event
 from sparkgate.jobs.outage import Outage
 from sparkgate.jobs.publishing import publish
@@ -57,6 +57,8 @@ from sparkgate.jobs.state import JobStatus
 from sparkgate.jobs.store import Job, Store
 from sparkgate.jobs.submission import broken_message
 from sparkgate.jobs.worker_registry import WorkerRecord, WorkerRegistry
+from sparkgate.workers.class_archive import ArchiveBuilder
+from sparkgate.workers.engines.spark import check_java
 from sparkgate.workers.environment_entry import ENVIRONMENT_UNAVAILABLE
 from sparkgate.workers.process import REPEATED_SIGNAL_S
 from sparkgate.workers.scratch import sweep_scratch
@@ -121,7 +123,8 @@ class Supervisor:
     def __init__(self, catalog: Catalog, store: Store, queue: JobQueue,
                  registry: WorkerRegistry, worker_env: dict[str, str], log_dir: Path,
                  environments: Environments, warm: tuple[str, ...] = (),
-                 stop_grace_s: float = 30.0 + STOP_MARGIN_S) -> None:
+                 stop_grace_s: float = 30.0 + STOP_MARGIN_S,
+                 class_archive: ArchiveBuilder | None = None) -> None:
         self.catalog = catalog
         self.store = store
         self.queue = queue
@@ -140,17 +143,21 @@ class Supervisor:
         self._lane_retry_at: dict[Lane, float] = {}
         self._host = socket.gethostname()
         self._looked_at = -float("inf")  # time.monotonic() of the last look at heartbeats
+        self.class_archive = class_archive
 
     @classmethod
     def for_settings(cls, settings: Settings, redis_url: str, config_path: Path | None,
                      warm: tuple[str, ...] = ()) -> Supervisor:
         redis = Redis.from_url(redis_url)
         engine = make_engine(settings.resolved_database_url, pool_size=2)
+        log_dir = settings.data_dir / "logs"
+        archives = settings.spark_class_archive_dir
         return cls(Catalog(engine, settings.context), Store(engine), JobQueue(redis),
                    WorkerRegistry(redis, settings.worker_ttl_s),
                    worker_environment(settings, redis_url, config_path),
-                   settings.data_dir / "logs", Environments.for_settings(settings), warm,
-                   stop_grace_s=settings.worker_stop_grace_s + STOP_MARGIN_S)
+                   log_dir, Environments.for_settings(settings), warm,
+                   stop_grace_s=settings.worker_stop_grace_s + STOP_MARGIN_S,
+                   class_archive=ArchiveBuilder(archives, log_dir) if archives else None)
 
     def run(self) -> None:
         """A check every ``CHECK_INTERVAL_S`` until stopped. While the database or Redis is
@@ -170,6 +177,8 @@ class Supervisor:
     def check(self) -> None:
         # Taken before the workers are read: a worker's record says it drains before it asks.
         self._take_successor_requests()
+        if self.class_archive is not None:
+            self.class_archive.tend()
         view = self._look()
         self._kill_frozen(view)
         self._reap(view)
@@ -270,6 +279,8 @@ class Supervisor:
             command.append("--one-job")
         if environment is not None:
             command += ["--environment", environment]
+        if context.engine == "spark" and self.class_archive is not None:
+            self._want_class_archive()
         with log_path.open("ab") as out:
             popen = subprocess.Popen(command, env={**os.environ, **self.worker_env},
                                      stdout=out, stderr=subprocess.STDOUT,
@@ -279,6 +290,17 @@ class Supervisor:
                  " (one job)" if one_job else "", log_path)
         self.processes.append(_Process(context.name, popen, log_path, context.updated_at,
                                        environment))
+
+    def _want_class_archive(self) -> None:
+        """Spark workers start faster once the machine has the class archive (built at most
+        once per supervisor, in the background); a Java that does not run is the worker's to
+        report."""
+        assert self.class_archive is not None
+        try:
+            java = check_java()
+        except ConfigError:
+            return
+        self.class_archive.wanted(java)
 
     def _python(self, environment: str | None) -> str:
         """The environment's interpreter once it is built on this host; until then ours: the
@@ -427,6 +449,8 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.popen.pid, signal.SIGKILL)
             process.popen.wait()
+        if self.class_archive is not None:
+            self.class_archive.stop()
         sweep_scratch(Path(self.worker_env["SPARKGATE_DATA_DIR"]))
 
     def stop_now(self) -> None:

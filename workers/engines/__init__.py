@@ -1,9 +1,9 @@
 """Execution engines: what a worker runs its context's jobs on (the context's ``engine``).
 
 An engine is one module, ``sparkgate.workers.engines.<name>``, named in ``settings.ENGINES``.
-Its ``start(context, scratch)`` builds what the jobs share (a SparkSession, or nothing) and
-returns an :class:`Engine`. The module is imported only by a worker of that engine, so a python
-worker never imports pyspark (nor starts a JVM).
+Its ``start(context, scratch, settings)`` builds what the jobs share (a SparkSession, or
+nothing) and returns an :class:`Engine`. The module is imported only by a worker of that
+engine, so a python worker never imports pyspark (nor starts a JVM).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sparkgate.jobs.contexts import Context
+from sparkgate.jobs.settings import Settings
 from sparkgate.workers.progress import ProgressCallback
 from sparkgate.workers.streaming import Following
 
@@ -59,7 +60,9 @@ class Engine(Protocol):
 
 
 class Starter(Protocol):
-    def __call__(self, context: Context, scratch: Path) -> Engine: ...
+    def __call__(self, context: Context, scratch: Path,
+                 settings: Settings | None = None) -> Engine:
+        """``settings``: the worker's (None: the engine's own defaults, as for a local run)."""
 
 
 def starter(name: str) -> Starter:

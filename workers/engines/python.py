@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkgate.jobs.contexts import Context
+from sparkgate.jobs.settings import Settings
 from sparkgate.workers.calling import running_function
 from sparkgate.workers.engines import NoProgress
 from sparkgate.workers.progress import ProgressCallback
@@ -37,7 +38,7 @@ class JobInterrupted(BaseException):
     of a function's retry loop does not swallow it."""
 
 
-def start(context: Context, scratch: Path) -> PythonEngine:
+def start(context: Context, scratch: Path, settings: Settings | None = None) -> PythonEngine:
     return PythonEngine()
 
 

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.errors import ConfigError
+from sparkgate.jobs.settings import Settings
+from sparkgate.workers import class_archive
+from sparkgate.workers.class_archive import Java
 from sparkgate.workers.progress import ProgressCallback, ProgressTracker
 from sparkgate.workers.streaming import Following, Streams, Unfollowed
 
@@ -34,11 +37,15 @@ SESSION_DEFAULTS = {
 }
 
 
-def start(context: Context, scratch: Path) -> SparkEngine:
-    check_java()
-    log.info("starting Spark for context %s", context.name)
+def start(context: Context, scratch: Path, settings: Settings | None = None) -> SparkEngine:
+    """``settings``: where the Spark class archive is (workers/class_archive.py); None:
+    start without one."""
+    java = check_java()
+    archive = class_archive.ready(settings.spark_class_archive_dir if settings else None, java)
+    log.info("starting Spark for context %s%s", context.name,
+             f", its classes mapped from {archive}" if archive else "")
     pools = write_pools_file(scratch / "pools.xml", context.max_jobs)
-    return SparkEngine(build_session(context, pools, scratch), spark_conf_for(context),
+    return SparkEngine(build_session(context, pools, scratch, archive), spark_conf_for(context),
                        streaming_duration_s=context.streaming_duration_s)
 
 
@@ -112,8 +119,8 @@ def spark_conf_for(context: Context) -> dict[str, str]:
     return conf
 
 
-def check_java() -> str:
-    """The path of the java that Spark will use; a clear error if there is none."""
+def check_java() -> Java:
+    """The java that Spark will use; a clear error if there is none."""
     java_home = os.environ.get("JAVA_HOME")
     java = os.path.join(java_home, "bin", "java") if java_home else shutil.which("java")
     if not java or not os.path.exists(java):
@@ -123,10 +130,10 @@ def check_java() -> str:
             "apt-get install openjdk-17-jre-headless) or set JAVA_HOME to one."
         )
     try:
-        subprocess.run([java, "-version"], capture_output=True, check=True, timeout=30)
+        ran = subprocess.run([java, "-version"], capture_output=True, check=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
         raise ConfigError(f"{java} does not run ({exc}); Spark needs a working Java 17+") from None
-    return java
+    return Java(java, (ran.stderr + ran.stdout).decode(errors="replace"))
 
 
 def write_pools_file(path: Path, slots: int) -> Path:
@@ -145,14 +152,20 @@ def write_pools_file(path: Path, slots: int) -> Path:
     return path
 
 
-def build_session(context: Context, pools_file: Path, scratch: Path):
+def build_session(context: Context, pools_file: Path, scratch: Path,
+                  archive: Path | None = None):
     """The session, the JVM's temp files in ``scratch``: Spark's too, as ``spark.local.dir``
-    defaults to the JVM's temp folder (a context's sparkConf may still set it)."""
+    defaults to the JVM's temp folder (a context's sparkConf may still set it); its classes
+    mapped from ``archive`` if there is one."""
     from pyspark.sql import SparkSession
 
+    options = [f"-Djava.io.tmpdir={scratch}"]
+    if archive is not None:
+        options.append(f"-XX:SharedArchiveFile={archive}")
     builder = (SparkSession.builder
                .config("spark.scheduler.allocation.file", str(pools_file))
-               .config("spark.driver.defaultJavaOptions", f'"-Djava.io.tmpdir={scratch}"'))
+               .config("spark.driver.defaultJavaOptions",
+                       " ".join(f'"{option}"' for option in options)))
     for key, value in spark_conf_for(context).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
