@@ -1,5 +1,5 @@
 """The Spark class archive (workers/class_archive.py): built once in the background when the
-first Spark worker starts, then mapped by the JVM of every Spark worker started after; one
+first Spark worker is up, then mapped by the JVM of every Spark worker started after; one
 builder per machine at a time, and a build cut short leaves nothing behind."""
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def test_workers_started_after_the_build_map_the_archive(tmp_path: Path):
         wait_until(archive.is_file, 300, "the class archive is built")
         assert "Spark class archive built" in server.log.read_text()
         assert not list(archives.glob("*.partial"))
-        # Built while the first worker started: that one read its classes from the jars.
+        # The build waited for the first worker to be up: that one read its classes from the
+        # jars.
         assert not _maps(_jvm_of(first), archive)
 
         server.context("archived", precreated=True)
@@ -50,11 +51,10 @@ def test_workers_started_after_the_build_map_the_archive(tmp_path: Path):
 
 
 def test_one_builder_at_a_time_and_a_stopped_build_leaves_nothing(tmp_path: Path):
-    java = check_java()
-    key = installation_key(java)
+    key = installation_key(check_java())
     first, second = ArchiveBuilder(tmp_path, tmp_path), ArchiveBuilder(tmp_path, tmp_path)
-    first.wanted(java)
-    second.wanted(java)  # the lock is taken: this one builds nothing
+    first.wanted(check_java)
+    second.wanted(check_java)  # the lock is taken: this one builds nothing
     builds = [b for b in (first._build, second._build) if b is not None]
     assert len(builds) == 1 and builds[0] is first._build
     process = psutil.Process(first._build.process.pid)
@@ -67,8 +67,7 @@ def test_one_builder_at_a_time_and_a_stopped_build_leaves_nothing(tmp_path: Path
 
 
 def test_a_built_archive_is_not_built_again(tmp_path: Path):
-    java = check_java()
-    (tmp_path / f"{installation_key(java)}.jsa").write_bytes(b"an archive")
+    (tmp_path / f"{installation_key(check_java())}.jsa").write_bytes(b"an archive")
     builder = ArchiveBuilder(tmp_path, tmp_path)
-    builder.wanted(java)
+    builder.wanted(check_java)
     assert builder._build is None

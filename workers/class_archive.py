@@ -8,9 +8,9 @@ start gains: precreated and on-demand workers, replacements, recycling, and an e
 context's worker per job.
 
 One archive per Java and Spark installation (``<key>.jsa``; the key hashes both), in the
-folder ``spark_class_archive_dir``, shared by every sparkgate of the machine. The supervisor
-builds it when it first starts a Spark worker and finds none: in the background, at low
-priority, ``spark-submit`` runs this module's warm-up (a few representative queries) with
+folder ``spark_class_archive_dir``, shared by every sparkgate of the machine. A supervisor
+whose first Spark worker is up, finding none, builds it in the background, at low priority:
+``spark-submit`` runs this module's warm-up (a few representative queries) with
 ``-XX:ArchiveClassesAtExit``, and the JVM writes the archive as it exits. It is renamed into
 place once complete, so a worker only ever maps a whole one; builders take a lock, so a
 machine builds one at a time. A JVM that cannot use the archive (say a context's sparkConf
@@ -25,6 +25,7 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -68,7 +69,7 @@ def ready(folder: Path | None, java: Java) -> Path | None:
 
 class ArchiveBuilder:
     """The supervisor's side: builds the archive in the background, once, when a Spark worker
-    is wanted and there is none."""
+    runs and there is none."""
 
     def __init__(self, folder: Path, log_dir: Path) -> None:
         self.folder = folder.expanduser()
@@ -76,14 +77,14 @@ class ArchiveBuilder:
         self._asked = False
         self._build: _Build | None = None
 
-    def wanted(self, java: Java) -> None:
-        """A Spark worker starts on this machine: build the archive if none exists yet (one
-        try per supervisor: a build that fails says why in its log, and later workers start
-        without)."""
+    def wanted(self, find_java: Callable[[], Java]) -> None:
+        """A Spark worker runs on this machine: build the archive if none exists yet (one try
+        per supervisor: a build that fails says why in its log, and later workers start
+        without). ``find_java`` is asked only the first time."""
         if self._asked:
             return
         self._asked = True
-        key = installation_key(java)
+        key = installation_key(find_java())
         archive = self.folder / (key + SUFFIX)
         if archive.is_file():
             return

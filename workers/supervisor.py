@@ -95,6 +95,7 @@ class _Process:
     log_path: Path
     context_version: int  # the context's updated_at when it was started
     environment: str | None = None
+    spark: bool = True  # its context's engine is spark
     draining: bool = False  # sent SIGTERM by us
     replaced: bool = False  # draining by itself, it asked for a successor
     # The heartbeatAt of its record last seen (None: not announced yet, Spark still starting),
@@ -177,9 +178,9 @@ class Supervisor:
     def check(self) -> None:
         # Taken before the workers are read: a worker's record says it drains before it asks.
         self._take_successor_requests()
-        if self.class_archive is not None:
-            self.class_archive.tend()
         view = self._look()
+        if self.class_archive is not None:
+            self._tend_class_archive(view)
         self._kill_frozen(view)
         self._reap(view)
         for worker in view.live:  # its environment was built: tries start over
@@ -279,8 +280,6 @@ class Supervisor:
             command.append("--one-job")
         if environment is not None:
             command += ["--environment", environment]
-        if context.engine == "spark" and self.class_archive is not None:
-            self._want_class_archive()
         with log_path.open("ab") as out:
             popen = subprocess.Popen(command, env={**os.environ, **self.worker_env},
                                      stdout=out, stderr=subprocess.STDOUT,
@@ -289,18 +288,19 @@ class Supervisor:
                  f" in environment {environment}" if environment else "",
                  " (one job)" if one_job else "", log_path)
         self.processes.append(_Process(context.name, popen, log_path, context.updated_at,
-                                       environment))
+                                       environment, spark=context.engine == "spark"))
 
-    def _want_class_archive(self) -> None:
-        """Spark workers start faster once the machine has the class archive (built at most
-        once per supervisor, in the background); a Java that does not run is the worker's to
-        report."""
+    def _tend_class_archive(self, view: _View) -> None:
+        """Spark workers start faster once the machine has the class archive. Its build (at
+        most one per supervisor, in the background) waits for one of our Spark workers to be
+        up: started beside it, the first worker took twice as long to start. A Java that
+        does not run is the worker's to report."""
         assert self.class_archive is not None
-        try:
-            java = check_java()
-        except ConfigError:
-            return
-        self.class_archive.wanted(java)
+        self.class_archive.tend()
+        ours = {p.popen.pid for p in self.processes if p.spark}
+        if any(w.host == self._host and w.pid in ours for w in view.live):
+            with contextlib.suppress(ConfigError):
+                self.class_archive.wanted(check_java)
 
     def _python(self, environment: str | None) -> str:
         """The environment's interpreter once it is built on this host; until then ours: the
