@@ -3,10 +3,13 @@ plus the HTTP helpers the tests use against it."""
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +18,9 @@ from pathlib import Path
 
 import requests
 
+from sparkgate.jobs.settings import Settings
+from sparkgate.workers import class_archive
+from sparkgate.workers.engines.spark import check_java
 from tests.conftest import (
     TEST_SPARK_CONF,
     create_pg_database,
@@ -136,6 +142,7 @@ def running_server(workdir: Path, env_overrides: dict[str, str] | None = None,
                    wait_for_worker: bool = True) -> Iterator[Server]:
     """A `sparkgate serve` on a free port with the embedded defaults unless ``env_overrides``
     say otherwise; stopped with SIGTERM (which must succeed) at the end."""
+    machine_class_archive()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
     env["SPARKGATE_PROCESSES"] = "1"  # one gateway process, as the tests expect
@@ -156,6 +163,42 @@ def running_server(workdir: Path, env_overrides: dict[str, str] | None = None,
         yield server
     finally:
         stop(server)
+
+
+@functools.cache
+def machine_class_archive() -> None:
+    """Before this test process's first serve: the machine's Spark class archive, which every
+    Spark worker the tests start then maps (workers/class_archive.py). Built here if there is
+    none (a minute, once per machine), or waited for while another test process builds it; a
+    build that fails leaves the workers starting without it, as in production."""
+    folder = Settings.spark_class_archive_dir
+    assert folder is not None
+    java = check_java()
+    if class_archive.ready(folder, java):
+        return
+    with tempfile.TemporaryDirectory() as logs:
+        builder = class_archive.ArchiveBuilder(folder, Path(logs))
+        builder.wanted(lambda: java)
+        lock = folder.expanduser() / (class_archive.installation_key(java) + ".lock")
+        deadline = time.monotonic() + 600
+        try:
+            while time.monotonic() < deadline and not class_archive.ready(folder, java):
+                builder.tend()
+                if not _held(lock):  # no build under way, here or elsewhere: it failed
+                    return
+                time.sleep(1)
+        finally:
+            builder.stop()
+
+
+def _held(lock: Path) -> bool:
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
 
 
 def _wait_until_ready(server: Server, wait_for_worker: bool) -> None:
