@@ -198,7 +198,8 @@ def _warm_up() -> None:
 
 if __name__ == "__main__":  # run by spark-submit (above), in the JVM whose classes are archived
     # This folder is sys.path[0] here: its modules must not stand in for anything imported.
-    sys.path.remove(os.path.dirname(os.path.abspath(__file__)))
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or ".") != here]
     preexec = dies_with(os.getppid())  # the JVM: end with it
     if preexec is not None:
         preexec()

@@ -95,7 +95,7 @@ class _Process:
     log_path: Path
     context_version: int  # the context's updated_at when it was started
     environment: str | None = None
-    spark: bool = True  # its context's engine is spark
+    spark: bool = False  # its context's engine is spark
     draining: bool = False  # sent SIGTERM by us
     replaced: bool = False  # draining by itself, it asked for a successor
     # The heartbeatAt of its record last seen (None: not announced yet, Spark still starting),
