@@ -26,7 +26,7 @@ from sparkgate.arguments import parse_arguments
 from sparkgate.jobs.contexts import Context
 from sparkgate.jobs.deployment import checked_code, default_limits, signature_of
 from sparkgate.jobs.errors import BadRequest, InvalidArtifact
-from sparkgate.jobs.settings import ContextDefaults, Settings
+from sparkgate.jobs.settings import ContextDefaults, Settings, load_settings
 from sparkgate.jobs.signatures.validation import validate_arguments
 from sparkgate.workers.artifacts import FunctionLoader
 from sparkgate.workers.calling import call_function, describe_error
@@ -148,9 +148,11 @@ def local_runner() -> LocalRunner:
 @functools.cache
 def local_engine(name: str) -> Engine:
     """This process's engine ``name`` (settings.ENGINES), started on first use as a worker of
-    a context named ``local`` with the default settings starts it, and shared from then on."""
+    a context named ``local`` with the default settings starts it, and shared from then on.
+    A Spark one maps Spark's classes from the machine's class archive, if a serve has built
+    it (workers/class_archive.py): a local run never builds one."""
     context = Context.from_defaults("local", ContextDefaults(engine=name))
-    return starter(name)(context, local_folder() / "scratch")
+    return starter(name)(context, local_folder() / "scratch", load_settings())
 
 
 def local_spark() -> SparkSession:

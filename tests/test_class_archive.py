@@ -5,15 +5,21 @@ builder per machine at a time, and a build cut short leaves nothing behind."""
 from __future__ import annotations
 
 import fcntl
+import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from sparkgate.workers.class_archive import ArchiveBuilder, installation_key
+from sparkgate.jobs.settings import Settings
+from sparkgate.workers.class_archive import ArchiveBuilder, installation_key, ready
 from sparkgate.workers.engines.spark import check_java
-from tests.server_process import running_server, wait_until
+from tests.conftest import FUNCTIONS_DIR
+from tests.server_process import machine_class_archive, running_server, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -71,3 +77,18 @@ def test_a_built_archive_is_not_built_again(tmp_path: Path):
     builder = ArchiveBuilder(tmp_path, tmp_path)
     builder.wanted(check_java)
     assert builder._build is None
+
+
+@pytest.mark.parametrize("setting", ["default", "off"])
+def test_a_local_run_maps_the_machine_s_archive_unless_turned_off(setting: str):
+    machine_class_archive()
+    archive = ready(Settings.spark_class_archive_dir, check_java())
+    assert archive is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARKGATE_")}
+    if setting == "off":
+        env["SPARKGATE_SPARK_CLASS_ARCHIVE_DIR"] = ""
+    run = subprocess.run([sys.executable, "-P", "-m", "sparkgate", "run", "--local",
+                          f"{FUNCTIONS_DIR / 'behaviours.py'}:class_archives"],
+                         capture_output=True, text=True, timeout=240, env=env)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == ([str(archive)] if setting == "default" else []), run.stderr

@@ -59,3 +59,11 @@ def sum_after_nap(spark: SparkSession, seconds: float = 0.3, n: int = 100) -> in
     """``sum_range`` after a pause: a progress poll made as the job starts sees no Spark job."""
     time.sleep(seconds)
     return spark.range(n).selectExpr("sum(id) AS s").first()["s"]
+
+
+def class_archives(spark: SparkSession) -> list[str]:
+    """The class archives this session's JVM maps, besides the JDK's own (lib/server/)."""
+    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
+    with open(f"/proc/{pid}/maps") as maps:
+        return sorted({line.split()[-1] for line in maps
+                       if line.rstrip().endswith(".jsa") and "/lib/server/" not in line})
