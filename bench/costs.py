@@ -22,14 +22,8 @@ CORES = psutil.cpu_count() or 1
 
 @dataclass
 class Snapshot:
-    gateway_cpu_s: float
-    worker_cpu_s: float | None
-    jvm_cpu_s: float | None
-    # PostgreSQL: every process of the machine's server (other databases' load included);
-    # Redis: the run's own redis-server; the load generator: the agent that sends the calls.
-    postgres_cpu_s: float
-    redis_cpu_s: float
-    load_cpu_s: float
+    # CPU seconds so far by name (_cpu_seconds), and PostgreSQL's counters of the database.
+    cpu_s: dict[str, float]
     commits: int
     rows_written: int
     sessions: int
@@ -45,45 +39,48 @@ def worker_pid(b: Bench, context: str = "default") -> int | None:
 
 def snapshot(b: Bench, worker: int | None, gateway: Gateway | None = None) -> Snapshot:
     """``gateway``: the one the calls go through (default: the run's main gateway)."""
-    gateway = gateway or b.gateway
-    assert gateway is not None
-    gateway_cpu = _gateway_cpu(psutil.Process(gateway.pid))
-    worker_cpu = jvm_cpu = None
-    if worker is not None:
-        process = psutil.Process(worker)
-        worker_cpu = _cpu(process)
-        jvm_cpu = sum(_cpu(c) for c in process.children(recursive=True))
+    cpu_s = _cpu_seconds(b, worker, gateway)
     with b.db.connect() as conn:
         commits, sessions = conn.execute(
             "SELECT xact_commit, sessions FROM pg_stat_database "
             "WHERE datname = current_database()").fetchone()
         rows = conn.execute("SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) "
                             "FROM pg_stat_user_tables").fetchone()[0]
-    return Snapshot(gateway_cpu, worker_cpu, jvm_cpu, _postgres_cpu(), _redis_cpu(b),
-                    _cpu(psutil.Process(b.http.process.pid)), commits, int(rows), sessions)
+    return Snapshot(cpu_s, commits, int(rows), sessions)
 
 
 def per_job(b: Bench, before: Snapshot, worker: int | None, jobs: int,
             gateway: Gateway | None = None) -> dict[str, float]:
-    """Deltas since ``before`` (taken with the same ``worker`` and ``gateway``), per job.
-    Waits a moment first: PostgreSQL's backends publish their counters at most once a
-    second. The CPU counted is that of the phase itself (the wait excluded)."""
-    after_cpu = snapshot(b, worker, gateway)
+    """Deltas since ``before`` (taken with the same ``worker`` and ``gateway``), per job: the
+    CPU at once, PostgreSQL's counters a moment later (its backends publish them at most once
+    a second)."""
+    cpu_s = _cpu_seconds(b, worker, gateway)
     time.sleep(1.2)
     after = snapshot(b, worker, gateway)
-    costs = {"gateway_cpu_ms": (after_cpu.gateway_cpu_s - before.gateway_cpu_s) * 1000 / jobs,
-             "postgres_cpu_ms": (after_cpu.postgres_cpu_s - before.postgres_cpu_s) * 1000 / jobs,
-             "redis_cpu_ms": (after_cpu.redis_cpu_s - before.redis_cpu_s) * 1000 / jobs,
-             "load_cpu_ms": (after_cpu.load_cpu_s - before.load_cpu_s) * 1000 / jobs,
-             # one more commit: our own stats query runs in a transaction of its own
-             "pg_commits": (after.commits - before.commits - 1) / jobs,
-             "pg_rows_written": (after.rows_written - before.rows_written) / jobs,
-             # connections opened (each a new PostgreSQL backend process); one is ours
-             "pg_connections": (after.sessions - before.sessions - 1) / jobs}
-    if after_cpu.worker_cpu_s is not None and before.worker_cpu_s is not None:
-        costs["worker_cpu_ms"] = (after_cpu.worker_cpu_s - before.worker_cpu_s) * 1000 / jobs
-        costs["jvm_cpu_ms"] = (after_cpu.jvm_cpu_s - before.jvm_cpu_s) * 1000 / jobs
+    costs = {f"{name}_cpu_ms": (seconds - before.cpu_s[name]) * 1000 / jobs
+             for name, seconds in cpu_s.items()}
+    costs.update({
+        # one more commit: our own stats query runs in a transaction of its own
+        "pg_commits": (after.commits - before.commits - 1) / jobs,
+        "pg_rows_written": (after.rows_written - before.rows_written) / jobs,
+        # connections opened (each a new PostgreSQL backend process); one is ours
+        "pg_connections": (after.sessions - before.sessions - 1) / jobs})
     return costs
+
+
+def _cpu_seconds(b: Bench, worker: int | None, gateway: Gateway | None) -> dict[str, float]:
+    """PostgreSQL: every process of the machine's server (other databases' load included);
+    Redis: the run's own redis-server; load: the agent that sends the calls."""
+    gateway = gateway or b.gateway
+    assert gateway is not None
+    seconds = {"gateway": _gateway_cpu(psutil.Process(gateway.pid)),
+               "postgres": _postgres_cpu(), "redis": _redis_cpu(b),
+               "load": _cpu(psutil.Process(b.http.process.pid))}
+    if worker is not None:
+        process = psutil.Process(worker)
+        seconds["worker"] = _cpu(process)
+        seconds["jvm"] = sum(_cpu(c) for c in process.children(recursive=True))
+    return seconds
 
 
 def describe(costs: dict[str, float]) -> str:
