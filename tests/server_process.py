@@ -192,6 +192,8 @@ def machine_class_archive() -> None:
 
 
 def _held(lock: Path) -> bool:
+    if not lock.exists():  # the folder could not be made: no build
+        return False
     with lock.open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
