@@ -1,6 +1,6 @@
 """The Spark class archive (workers/class_archive.py): built once in the background when the
-first Spark worker is up, then mapped by the JVM of every Spark worker started after; one
-builder per machine at a time, and a build cut short leaves nothing behind."""
+first Spark worker is up, then mapped by the JVM of every Spark worker started after, and of
+local runs; one builder per machine at a time, and a build cut short leaves nothing behind."""
 
 from __future__ import annotations
 
