@@ -19,7 +19,10 @@ SPARK_CONF = {
 class Mode:
     name: str
     # 1. warm Spark job: calls per system and n, in rounds that alternate the systems, after
-    # warm-up calls (a fresh JVM takes a few dozen queries to JIT Spark's query path)
+    # warm-up calls. A fresh JVM takes a few hundred of these queries to JIT Spark's query
+    # path: in one process (2026-12-08), p50 93 ms over its first 100, 61 ms over the next 100,
+    # 45-49 ms from the 200th to the 900th. Measured before that, each system is measured at
+    # its own point of that curve (the JVMs warm at different rates on two shared cores).
     spark_warmup: int
     spark_calls: int
     spark_rounds: int
@@ -46,14 +49,14 @@ class Mode:
     scoring_concurrent: int
 
 
-QUICK = Mode("quick", spark_warmup=12, spark_calls=12, spark_rounds=3, cold_runs=1,
+QUICK = Mode("quick", spark_warmup=100, spark_calls=12, spark_rounds=3, cold_runs=1,
              cold_sizes=(1_000,), noop_sequential=200, noop_concurrent=500, submit_jobs=1500,
              e2e_jobs=600,
              rows_in_db=100_000, queued_jobs=20_000, listing_calls=60, submit_latency_calls=200,
              waiters=1000,
              concurrent_spark_jobs=8, concurrent_spark_n=10_000_000,
              scoring_training_rows=5000, scoring_sequential=200, scoring_concurrent=1000)
-FULL = Mode("full", spark_warmup=40, spark_calls=100, spark_rounds=5, cold_runs=3,
+FULL = Mode("full", spark_warmup=300, spark_calls=100, spark_rounds=5, cold_runs=3,
             cold_sizes=(1_000, 1_000_000), noop_sequential=1000, noop_concurrent=3000,
             submit_jobs=6000, e2e_jobs=3000, rows_in_db=1_000_000, queued_jobs=100_000,
             listing_calls=300, submit_latency_calls=600, waiters=1000,
