@@ -77,6 +77,11 @@ class ArchiveBuilder:
         self._asked = False
         self._build: _Build | None = None
 
+    @property
+    def asked(self) -> bool:
+        """Whether ``wanted`` was called: it acts only the first time."""
+        return self._asked
+
     def wanted(self, find_java: Callable[[], Java]) -> None:
         """A Spark worker runs on this machine: build the archive if none exists yet (one try
         per supervisor: a build that fails says why in its log, and later workers start

@@ -297,6 +297,8 @@ class Supervisor:
         does not run is the worker's to report."""
         assert self.class_archive is not None
         self.class_archive.tend()
+        if self.class_archive.asked:  # once asked, nothing more to look for
+            return
         ours = {p.popen.pid for p in self.processes if p.spark}
         if any(w.host == self._host and w.pid in ours for w in view.live):
             with contextlib.suppress(ConfigError):
