@@ -1,7 +1,11 @@
 """Where a request's time goes, from outside the servers: CPU time the gateway (all its
 processes), the worker (Python, and its JVM), PostgreSQL, Redis and the load generator spent
-per job, and PostgreSQL transactions committed per job (each commit waits for a WAL flush to
-disk). Read before and after a measured phase.
+per job, and PostgreSQL's write transactions and WAL per job (each commit of a write waits for
+a WAL flush to disk). Read before and after a measured phase.
+
+The write transactions are counted by transaction ids handed out and the WAL by its position,
+both exact the moment they are read: PostgreSQL's statistics views (pg_stat_database's commits,
+pg_stat_user_tables' rows) lag, as an idle backend publishes its counts up to 10 s late.
 
 The sum is what a job costs the machine: no load of such jobs can go faster than the machine's
 cores (seconds of CPU per second) divided by it, whatever the latencies."""
@@ -22,10 +26,11 @@ CORES = psutil.cpu_count() or 1
 
 @dataclass
 class Snapshot:
-    # CPU seconds so far by name (_cpu_seconds), and PostgreSQL's counters of the database.
+    # CPU seconds so far by name (_cpu_seconds); of PostgreSQL: the next transaction id, the
+    # WAL's position (bytes), and the database's sessions so far.
     cpu_s: dict[str, float]
-    commits: int
-    rows_written: int
+    next_xid: int
+    wal_bytes: int
     sessions: int
 
 
@@ -41,28 +46,27 @@ def snapshot(b: Bench, worker: int | None, gateway: Gateway | None = None) -> Sn
     """``gateway``: the one the calls go through (default: the run's main gateway)."""
     cpu_s = _cpu_seconds(b, worker, gateway)
     with b.db.connect() as conn:
-        commits, sessions = conn.execute(
-            "SELECT xact_commit, sessions FROM pg_stat_database "
-            "WHERE datname = current_database()").fetchone()
-        rows = conn.execute("SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) "
-                            "FROM pg_stat_user_tables").fetchone()[0]
-    return Snapshot(cpu_s, commits, int(rows), sessions)
+        next_xid, wal_bytes, sessions = conn.execute(
+            "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint, "
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, sessions "
+            "FROM pg_stat_database WHERE datname = current_database()").fetchone()
+    return Snapshot(cpu_s, next_xid, wal_bytes, sessions)
 
 
 def per_job(b: Bench, before: Snapshot, worker: int | None, jobs: int,
             gateway: Gateway | None = None) -> dict[str, float]:
     """Deltas since ``before`` (taken with the same ``worker`` and ``gateway``), per job: the
-    CPU at once, PostgreSQL's counters a moment later (its backends publish them at most once
-    a second)."""
+    CPU at once, PostgreSQL's a moment later (its sessions count is published at most once a
+    second)."""
     cpu_s = _cpu_seconds(b, worker, gateway)
     time.sleep(1.2)
     after = snapshot(b, worker, gateway)
     costs = {f"{name}_cpu_ms": (seconds - before.cpu_s[name]) * 1000 / jobs
              for name, seconds in cpu_s.items()}
     costs.update({
-        # one more commit: our own stats query runs in a transaction of its own
-        "pg_commits": (after.commits - before.commits - 1) / jobs,
-        "pg_rows_written": (after.rows_written - before.rows_written) / jobs,
+        # Transaction ids go to transactions that write (a read, a pool's pre-ping, ours, none).
+        "pg_write_transactions": (after.next_xid - before.next_xid) / jobs,
+        "pg_wal_bytes": (after.wal_bytes - before.wal_bytes) / jobs,
         # connections opened (each a new PostgreSQL backend process); one is ours
         "pg_connections": (after.sessions - before.sessions - 1) / jobs})
     return costs
@@ -94,8 +98,8 @@ def describe(costs: dict[str, float]) -> str:
     total = sum(v for k, v in costs.items() if k.endswith("_cpu_ms"))
     parts.append(f"{total:.1f} ms of CPU in all: at most {CORES * 1000 / total:,.0f} jobs/s "
                  f"on {CORES} cores")
-    parts.append(f"PostgreSQL: {costs['pg_commits']:.1f} transactions committed (a pool "
-                 f"pre-ping counts as one), {costs['pg_rows_written']:.1f} rows written, "
+    parts.append(f"PostgreSQL: {costs['pg_write_transactions']:.2f} write transactions, "
+                 f"{costs['pg_wal_bytes']:,.0f} bytes of WAL, "
                  f"{costs['pg_connections']:.2f} new connections")
     return "per job: " + ", ".join(parts)
 
