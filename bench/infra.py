@@ -23,6 +23,7 @@ import psycopg
 import pyspark
 
 from bench.config import SPARK_CONF
+from sparkgate.jobs.child_processes import dies_with
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -46,7 +47,8 @@ def wait_for(condition, timeout_s: float, what: str, interval_s: float = 0.2) ->
 
 
 class Processes:
-    """The processes this run started; ``stop_all`` ends those still running, newest first."""
+    """The processes this run started; ``stop_all`` ends those still running, newest first.
+    Each is killed by the kernel if the run itself is killed first (SIGKILL included)."""
 
     def __init__(self, logs: Path) -> None:
         self.logs = logs
@@ -56,7 +58,8 @@ class Processes:
               **kw: Any) -> subprocess.Popen:
         log = (self.logs / f"{name}.log").open("ab")
         process = subprocess.Popen(args, env=env, cwd=kw.pop("cwd", REPO), stdout=kw.pop(
-            "stdout", log), stderr=log, start_new_session=True, **kw)
+            "stdout", log), stderr=log, start_new_session=True,
+            preexec_fn=dies_with(os.getpid()), **kw)
         self.started.append(process)
         return process
 

@@ -7,6 +7,7 @@ import datetime
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     facts["profiled"] = args.profile
     workdir = Path(tempfile.mkdtemp(prefix="sparkgate-bench-"))
     procs = Processes(workdir / "logs")
+    # A stopped run stops what it started and drops its database (the ``finally`` below).
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     procs.logs.mkdir()
     log.info("%s run, scenarios %s; logs in %s", mode.name, sorted(wanted), procs.logs)
     notes: list[str] = []
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = run_scenarios(procs, workdir, db, mode, wanted, shared, notes)
         ok = not shared.get("failed")
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stop while stopping: this is it
         log.info("stopping everything")
         procs.stop_all()
         if db is not None:
