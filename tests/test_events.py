@@ -377,6 +377,28 @@ async def test_function_filter_reads_the_database_once_for_a_job_it_never_saw_be
     assert sorted(reads) == sorted([job.id, other.id])
 
 
+async def test_a_job_announced_while_nobody_listened_is_filtered_all_the_same(
+        client, store, aredis, monkeypatch):
+    """A gateway that nobody listens to (async submits only) leaves the events it hears
+    unread; a stream opened later places their jobs by the database, once each."""
+    job, other = new_job(store, "fa"), new_job(store, "fb")
+    await publish(aredis, initialized_event(job), lifecycle_event(job),
+                  initialized_event(other), lifecycle_event(other))
+    await asyncio.sleep(0.5)  # heard by the hub, with no listener yet
+    reads: list[str] = []
+    real_get = Store.get_job
+    monkeypatch.setattr(Store, "get_job",
+                        lambda self, job_id: reads.append(job_id) or real_get(self, job_id))
+    _, by_function = await open_sse(client, "?function=fa")
+    mine = job_events(store, job, announce=False)
+
+    await publish(aredis, *job_events(store, other, announce=False), *mine)
+
+    expected = [e for e in mine if e["event"] != "logs"]
+    assert [(await next_sse(by_function))["data"] for _ in expected] == expected
+    assert sorted(reads) == sorted([job.id, other.id])
+
+
 async def test_a_subscriber_that_falls_behind_is_dropped_and_the_others_are_not(client, store,
                                                                                  aredis):
     hub = client.app[HUB]
