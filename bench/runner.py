@@ -153,11 +153,14 @@ def start_servers(procs: Processes, workdir: Path, db: Database, mode, wanted: s
         b.embedded = start_gateway(procs, "gateway-embedded", embedded_env(
             workdir / "embedded", free_port(), SPARKGATE_CONTEXT_MAX_JOBS=str(DEFAULT_MAX_JOBS)))
         deploy(b.embedded, FUNCTIONS, ["noop", "range_sum"])
+    if 2 in wanted:
+        s2_overhead.prepare(b)
     if 6 in wanted:
         s6_concurrency.prepare(b)
     if 7 in wanted:
         s7_scoring.prepare(b)
-    contexts = ({"default"} | (set(s6_concurrency.CONTEXTS) if 6 in wanted else set())
+    contexts = ({"default"} | ({s2_overhead.PYTHON_CONTEXT} if 2 in wanted else set())
+                | (set(s6_concurrency.CONTEXTS) if 6 in wanted else set())
                 | ({s7_scoring.CONTEXT} if 7 in wanted else set()))
     # Every worker up (and its JVM started) before anything is measured.
     wait_for(lambda: contexts <= {w["context"] for w in api("GET", b.gateway.api("/workers"))},
