@@ -179,7 +179,7 @@ def machine_class_archive() -> None:
     with tempfile.TemporaryDirectory() as logs:
         builder = class_archive.ArchiveBuilder(folder, Path(logs))
         builder.wanted(lambda: java)
-        lock = folder.expanduser() / (class_archive.installation_key(java) + ".lock")
+        lock = class_archive.lock_path(folder, java)
         deadline = time.monotonic() + 600
         try:
             while time.monotonic() < deadline and not class_archive.ready(folder, java):

@@ -35,6 +35,7 @@ from sparkgate.jobs.child_processes import dies_with
 log = logging.getLogger("sparkgate.supervisor")
 
 SUFFIX = ".jsa"
+LOCK_SUFFIX = ".lock"
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,17 @@ def ready(folder: Path | None, java: Java) -> Path | None:
     """The complete archive for this installation, if one was built; None: start without."""
     if folder is None:
         return None
-    archive = folder.expanduser() / (installation_key(java) + SUFFIX)
+    archive = _file(folder, installation_key(java), SUFFIX)
     return archive if archive.is_file() else None
+
+
+def lock_path(folder: Path, java: Java) -> Path:
+    """The file a build of this installation's archive holds locked while it runs."""
+    return _file(folder, installation_key(java), LOCK_SUFFIX)
+
+
+def _file(folder: Path, key: str, suffix: str) -> Path:
+    return folder.expanduser() / (key + suffix)
 
 
 class ArchiveBuilder:
@@ -90,12 +100,12 @@ class ArchiveBuilder:
             return
         self._asked = True
         key = installation_key(find_java())
-        archive = self.folder / (key + SUFFIX)
+        archive = _file(self.folder, key, SUFFIX)
         if archive.is_file():
             return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            lock = (self.folder / (key + ".lock")).open("w")
+            lock = _file(self.folder, key, LOCK_SUFFIX).open("w")
         except OSError as exc:
             log.warning("no Spark class archive: %s is not writable (%s)", self.folder, exc)
             return
