@@ -44,6 +44,7 @@ from sparkgate.jobs import tables as t
 from sparkgate.jobs.db import json_text, json_value, now_ms, writing
 from sparkgate.jobs.driver_sql import DriverStatement, compiled, execute_many, fetch_all
 from sparkgate.jobs.errors import IllegalTransition, NotFound
+from sparkgate.jobs.group_commit import GroupCommit
 from sparkgate.jobs.ids import uuid7
 from sparkgate.jobs.logs.lines import LogLine
 from sparkgate.jobs.state import ALLOWED_SOURCES, JobStatus
@@ -160,6 +161,8 @@ class Store:
         self.engine = engine
         # Every status change a webhook or a callback wants is written with its deliveries.
         self.outbox = Outbox()
+        # On SQLite, status changes that this process's threads ask for at once share a commit.
+        self._commits = GroupCommit(engine)
 
     def ping(self) -> None:
         """Raise unless the database answers."""
@@ -212,21 +215,23 @@ class Store:
         allowed = ALLOWED_SOURCES[target]
         if only_from is not None:
             allowed = allowed & frozenset(only_from)
-        with writing(self.engine) as conn:
-            statement = _transition_statement(conn.dialect, target, allowed, tuple(sorted(fields)))
-            values = {_SET + name: value for name, value in _json_params(fields).items()}
-            rows = fetch_all(conn, statement, {"job_id": job_id, **values})
-            if not rows:
-                current = conn.execute(
-                    select(t.jobs.c.status).where(t.jobs.c.id == job_id)
-                ).scalar()
-                if current is None:
-                    raise job_not_found(job_id)
-                raise IllegalTransition(job_id, current, target.value)
-            if logs:
-                execute_many(conn, _logs_statement(conn.dialect), _log_rows(job_id, logs))
-            job = _driver_job(rows[0], conn.dialect.name)
-            self.outbox.add(conn, [job])
+        return self._commits.run(
+            functools.partial(self._transition, job_id, target, allowed, logs, fields))
+
+    def _transition(self, job_id: str, target: JobStatus, allowed: frozenset[JobStatus],
+                    logs: Sequence[LogLine], fields: dict[str, Any], conn: Connection) -> Job:
+        statement = _transition_statement(conn.dialect, target, allowed, tuple(sorted(fields)))
+        values = {_SET + name: value for name, value in _json_params(fields).items()}
+        rows = fetch_all(conn, statement, {"job_id": job_id, **values})
+        if not rows:
+            current = conn.execute(select(t.jobs.c.status).where(t.jobs.c.id == job_id)).scalar()
+            if current is None:
+                raise job_not_found(job_id)
+            raise IllegalTransition(job_id, current, target.value)
+        if logs:
+            execute_many(conn, _logs_statement(conn.dialect), _log_rows(job_id, logs))
+        job = _driver_job(rows[0], conn.dialect.name)
+        self.outbox.add(conn, [job])
         return job
 
     def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
