@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +23,7 @@ from typing import Any
 
 import psycopg
 import pyspark
+from psycopg import sql
 
 from bench.config import SPARK_CONF
 from sparkgate.jobs.child_processes import dies_with
@@ -111,9 +114,16 @@ class Database:
 
     @classmethod
     def create(cls) -> Database:
+        """A database of this run's own, marked with its host and process; first, those of
+        earlier runs on this host whose process is gone (killed before it could drop its
+        own) are dropped."""
         name = f"sparkgate_bench_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            _drop_abandoned(conn)
             conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                sql.Identifier(name), sql.Literal(_OWNER.format(socket.gethostname(),
+                                                                os.getpid()))))
         return cls(PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name, name)
 
     def connect(self) -> psycopg.Connection:
@@ -122,6 +132,35 @@ class Database:
     def drop(self) -> None:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+
+_OWNER = "sparkgate bench run on {}, process {}"
+_OWNER_PATTERN = re.compile(r"sparkgate bench run on (\S+), process (\d+)")
+
+
+def _drop_abandoned(conn: psycopg.Connection) -> None:
+    rows = conn.execute(
+        "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database"
+        " WHERE datname LIKE 'sparkgate\\_bench\\_%'").fetchall()
+    for name, comment in rows:
+        owner = _OWNER_PATTERN.fullmatch(comment or "")
+        if owner is None or owner[1] != socket.gethostname() or _alive(int(owner[2])):
+            continue
+        try:  # without FORCE: a database someone is still connected to stays
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        except psycopg.errors.ObjectInUse:
+            continue
+        logging.getLogger("bench").info("dropped %s, left by %s", name, comment)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # -- sparkgate ---------------------------------------------------------------------------------
