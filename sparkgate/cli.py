@@ -127,6 +127,8 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
         _warn_if_no_keys(settings)
     try:
         status = run_server(settings, host, port or settings.port, config_path, first_key)
+        # Everything serve started has ended (the embedded Redis saved): the log says so.
+        log.info("stopped" if status == 0 else "stopped at once")
     except (ConfigError, Conflict) as exc:  # Conflict: the port or the data folder is taken
         raise click.ClickException(exc.message) from None
     except KeyboardInterrupt:  # while starting; what had started is stopped by now

@@ -215,6 +215,7 @@ def test_ctrl_c_says_what_it_waits_for_and_a_second_one_stops_at_once(tmp_path: 
     assert job.status.value == "failed"
     assert "stopped at once (a second SIGTERM)" in (job.error or "")
     assert "Aborted" not in server.log.read_text()
+    assert server.log.read_text().rstrip().endswith("stopped at once")
 
 
 def test_sigterm_stops_gracefully_and_leaves_nothing(tmp_path: Path):
@@ -226,6 +227,7 @@ def test_sigterm_stops_gracefully_and_leaves_nothing(tmp_path: Path):
         assert not [p for p in started if alive(p)]
     assert scratch_left(server) == []
     assert "stopping (SIGTERM): no job is running" in server.log.read_text()
+    assert server.log.read_text().rstrip().endswith("INFO sparkgate: stopped")
     assert os.path.exists(server.data_dir / "redis.rdb")  # Redis saved as it stopped
 
 
