@@ -15,9 +15,13 @@ there was no faster.
 
 Each write is a function of the transaction's connection. What one of them raises as a
 ``SparkgateError`` (a transition refused: no row changed) is its own outcome and leaves the
-others be: such errors come before the write they refuse. Anything else (the database) rolls
-the shared transaction back; each write is then tried again in a transaction of its own, so a
-write the database refuses fails alone and its neighbours are not kept from committing.
+others be: such errors come before the write they refuse. Any other error rolls the shared
+transaction back. One that a write caused (a constraint, a value the database refuses) is found
+by trying each write again in a transaction of its own, so it fails alone and its neighbours
+commit. One of the database itself (locked past its busy timeout, unreachable, its disk) is
+every write's outcome at once: trying each again would only wait that long once more for each,
+and their callers have their own ways through an outage (a job's end is retried, a claim goes
+back to the queue).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from sparkgate.jobs.db import writing
 from sparkgate.jobs.errors import SparkgateError
@@ -95,7 +100,7 @@ def _commit(engine: Engine, batch: list[_Write[Any]]) -> None:
     try:
         _together(engine, batch)
     except BaseException as exc:
-        if len(batch) == 1 or not isinstance(exc, Exception):
+        if len(batch) == 1 or not isinstance(exc, Exception) or isinstance(exc, OperationalError):
             for write in batch:
                 _settle(write, error=exc)
             return

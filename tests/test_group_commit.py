@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from sparkgate.jobs.errors import IllegalTransition, NotFound
 from sparkgate.jobs.group_commit import GroupCommit
@@ -152,7 +152,8 @@ def test_a_write_the_database_refuses_fails_alone(engine, store: Store):
 
     def refused(conn: Connection) -> None:
         ran.append("refused")
-        conn.execute(text("UPDATE no_such_table SET x = 1"))
+        conn.execute(text("UPDATE jobs SET id = :taken WHERE id = :id"),
+                     {"taken": job_ids[0], "id": job_ids[1]})
 
     outcomes = _at_once([
         lambda: group.run(set_worker("held")),
@@ -161,7 +162,32 @@ def test_a_write_the_database_refuses_fails_alone(engine, store: Store):
         lambda: group.run(set_worker(job_ids[2])),
     ], release)
     assert outcomes == ["held", job_ids[0], outcomes[2], job_ids[2]]
-    assert isinstance(outcomes[2], DBAPIError)
+    assert isinstance(outcomes[2], IntegrityError)
     # Tried together (rolled back at the refused write), then each alone.
     assert ran.count("refused") == 2
     assert [store.get_job(j).worker_id for j in job_ids] == ["set", None, "set"]
+
+
+@SQLITE_ONLY
+def test_when_the_database_fails_a_shared_commit_every_write_fails_at_once(engine):
+    """Locked past its busy timeout, say: trying each write again alone would wait that long
+    again for each."""
+    group = GroupCommit(engine)
+    release = threading.Event()
+    tries: list[str] = []
+
+    def write(name: str) -> Callable[[Connection], str]:
+        def work(conn: Connection) -> str:
+            if not tries:
+                assert release.wait(30)
+            tries.append(name)
+            if name == "locked":
+                raise OperationalError("UPDATE jobs", {}, Exception("database is locked"))
+            return name
+        return work
+
+    outcomes = _at_once([lambda name=name: group.run(write(name))
+                         for name in ("held", "a", "locked", "b")], release)
+    assert outcomes[0] == "held"
+    assert all(isinstance(o, OperationalError) for o in outcomes[1:])
+    assert tries.count("locked") == 1 and len(tries) <= 4
