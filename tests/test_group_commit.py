@@ -133,38 +133,44 @@ def test_two_changes_of_one_job_in_a_shared_commit_have_one_winner(
     assert store.get_job(raced).status is winners[0].status
 
 
+class _Writes:
+    """Writes for a group commit of the test's own: the first to run waits for ``release``
+    (its commit under way while the others queue up); each notes its name as it runs."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.ran: list[str] = []
+
+    def __call__(self, name: str, statement: str = "", error: Exception | None = None,
+                 **params: str) -> Callable[[Connection], str]:
+        def work(conn: Connection) -> str:
+            if not self.ran:
+                assert self.release.wait(30)
+            self.ran.append(name)
+            if error is not None:
+                raise error
+            if statement:
+                conn.execute(text(statement), params)
+            return name
+        return work
+
+
 @SQLITE_ONLY
 def test_a_write_the_database_refuses_fails_alone(engine, store: Store):
     job_ids = [new_job(store) for _ in range(3)]
-    group = GroupCommit(engine)
-    release = threading.Event()
-    ran: list[str] = []
-
-    def set_worker(job_id: str) -> Callable[[Connection], str]:
-        def work(conn: Connection) -> str:
-            if not ran:
-                assert release.wait(30)
-            ran.append(job_id)
-            conn.execute(text("UPDATE jobs SET worker_id = 'set' WHERE id = :id"),
-                         {"id": job_id})
-            return job_id
-        return work
-
-    def refused(conn: Connection) -> None:
-        ran.append("refused")
-        conn.execute(text("UPDATE jobs SET id = :taken WHERE id = :id"),
-                     {"taken": job_ids[0], "id": job_ids[1]})
-
+    group, writes = GroupCommit(engine), _Writes()
+    set_worker = "UPDATE jobs SET worker_id = 'set' WHERE id = :id"
     outcomes = _at_once([
-        lambda: group.run(set_worker("held")),
-        lambda: group.run(set_worker(job_ids[0])),
-        lambda: group.run(refused),
-        lambda: group.run(set_worker(job_ids[2])),
-    ], release)
+        lambda: group.run(writes("held")),
+        lambda: group.run(writes(job_ids[0], set_worker, id=job_ids[0])),
+        lambda: group.run(writes("refused", "UPDATE jobs SET id = :taken WHERE id = :id",
+                                 taken=job_ids[0], id=job_ids[1])),
+        lambda: group.run(writes(job_ids[2], set_worker, id=job_ids[2])),
+    ], writes.release)
     assert outcomes == ["held", job_ids[0], outcomes[2], job_ids[2]]
     assert isinstance(outcomes[2], IntegrityError)
     # Tried together (rolled back at the refused write), then each alone.
-    assert ran.count("refused") == 2
+    assert writes.ran.count("refused") == 2
     assert [store.get_job(j).worker_id for j in job_ids] == ["set", None, "set"]
 
 
@@ -172,22 +178,11 @@ def test_a_write_the_database_refuses_fails_alone(engine, store: Store):
 def test_when_the_database_fails_a_shared_commit_every_write_fails_at_once(engine):
     """Locked past its busy timeout, say: trying each write again alone would wait that long
     again for each."""
-    group = GroupCommit(engine)
-    release = threading.Event()
-    tries: list[str] = []
-
-    def write(name: str) -> Callable[[Connection], str]:
-        def work(conn: Connection) -> str:
-            if not tries:
-                assert release.wait(30)
-            tries.append(name)
-            if name == "locked":
-                raise OperationalError("UPDATE jobs", {}, Exception("database is locked"))
-            return name
-        return work
-
-    outcomes = _at_once([lambda name=name: group.run(write(name))
-                         for name in ("held", "a", "locked", "b")], release)
+    group, writes = GroupCommit(engine), _Writes()
+    locked = OperationalError("UPDATE jobs", {}, Exception("database is locked"))
+    outcomes = _at_once([lambda: group.run(writes("held")), lambda: group.run(writes("a")),
+                         lambda: group.run(writes("locked", error=locked)),
+                         lambda: group.run(writes("b"))], writes.release)
     assert outcomes[0] == "held"
     assert all(isinstance(o, OperationalError) for o in outcomes[1:])
-    assert tries.count("locked") == 1 and len(tries) <= 4
+    assert writes.ran.count("locked") == 1 and len(writes.ran) <= 4
