@@ -127,8 +127,9 @@ def serve(config_path: Path | None, host: str | None, port: int | None, insecure
         _warn_if_no_keys(settings)
     try:
         status = run_server(settings, host, port or settings.port, config_path, first_key)
-        # Everything serve started has ended (the embedded Redis saved): the log says so.
-        log.info("stopped" if status == 0 else "stopped at once")
+        # Everything serve started has ended (the embedded Redis saved): the log says so, at
+        # the level of its "stopping" line, so that a log showing one shows the other.
+        log.warning("stopped" if status == 0 else "stopped at once")
     except (ConfigError, Conflict) as exc:  # Conflict: the port or the data folder is taken
         raise click.ClickException(exc.message) from None
     except KeyboardInterrupt:  # while starting; what had started is stopped by now

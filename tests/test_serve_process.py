@@ -227,7 +227,7 @@ def test_sigterm_stops_gracefully_and_leaves_nothing(tmp_path: Path):
         assert not [p for p in started if alive(p)]
     assert scratch_left(server) == []
     assert "stopping (SIGTERM): no job is running" in server.log.read_text()
-    assert server.log.read_text().rstrip().endswith("INFO sparkgate: stopped")
+    assert server.log.read_text().rstrip().endswith("WARNING sparkgate: stopped")
     assert os.path.exists(server.data_dir / "redis.rdb")  # Redis saved as it stopped
 
 
