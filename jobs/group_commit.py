@@ -3,11 +3,11 @@ share one transaction.
 
 A worker running several jobs at once claims and ends them from as many threads, each a short
 transaction. SQLite runs one writer at a time, and a thread that finds the database locked
-sleeps in steps of milliseconds (its busy handler) before it tries again. Here the first thread
-to ask commits at once, alone; threads that ask while a commit is under way queue up, and the
-next of them commits all of the queue in one transaction. A write alone pays nothing more than
-before; under load a commit carries many, and no thread of the process sleeps on the lock
-(measured: docs/benchmarks.md).
+waits and tries again (jobs/db.py's ``_begin_writing``). Here the first thread to ask commits at
+once, alone; threads that ask while a commit is under way queue up, and the next of them commits
+all of the queue in one transaction. A write alone pays nothing more than before; under load a
+commit carries many, and no thread of the process waits on another's lock (measured:
+docs/benchmarks.md).
 
 PostgreSQL gets no such sharing: its transactions run side by side on their own connections and
 each WAL flush already serves every commit waiting at the time; measured, a shared transaction
