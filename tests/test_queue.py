@@ -74,8 +74,12 @@ def test_pop_and_pop_many_take_from_the_head_in_order(queue):
 
 def test_pop_many_wakes_for_a_job_queued_while_it_waits(queue):
     queue.enqueue("x", "other")  # another lane's job is not taken
-    threading.Timer(0.2, queue.enqueue, args=("late", "default")).start()
+    late = threading.Timer(0.2, queue.enqueue, args=("late", "default"))
+    late.start()
     assert queue.pop_many("default", 5, 4) == ["late"]
+    # The job can be popped before its enqueue has read Redis's reply: the test's Redis client
+    # must outlive that read (its teardown closes the connection under it otherwise).
+    late.join(10)
     assert queue.queued_ids("other") == ["x"]
 
 
