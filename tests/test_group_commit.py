@@ -61,18 +61,23 @@ def _at_once(calls: list[Callable[[], Any]], release: threading.Event) -> list[A
     """Each call's value (or what it raised) after running them on threads of their own, the
     first one first: the others start while its commit is held."""
     outcomes: list[Any] = [None] * len(calls)
+    calling = [threading.Event() for _ in calls]
 
     def call(i: int) -> None:
+        calling[i].set()
         try:
             outcomes[i] = calls[i]()
         except Exception as exc:
             outcomes[i] = exc
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(calls))]
+    # However slowly a loaded machine starts threads: each is calling before a pause begins.
     threads[0].start()
+    assert calling[0].wait(30)
     time.sleep(QUEUE_UP_S)
     for thread in threads[1:]:
         thread.start()
+    assert all(started.wait(30) for started in calling)
     time.sleep(QUEUE_UP_S)
     release.set()
     for thread in threads:
