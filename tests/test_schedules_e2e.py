@@ -46,8 +46,16 @@ TICK_MS = 2_000
 EVERY_2S = "*/2 * * * * *"
 GRACE_S = 1
 # How late a tick's job may be made: a scheduler that finds a tick up to the grace late still
-# runs it (a gateway starting, a busy machine), and the submit itself takes a little time.
-ON_TIME_MS = GRACE_S * 1000 + 500
+# runs it (a gateway starting, a busy machine), and the submit itself takes time: with
+# overlap "cancel" it first cancels the earlier run, on a machine starting two JVMs meanwhile
+# (CI once saw more than 0.5 s). Still less than a tick: a scheduler a tick behind fails.
+ON_TIME_MS = GRACE_S * 1000 + 900
+
+
+def late(jobs: list[dict]) -> list[tuple[int, int]]:
+    """(tick, ms late) of the jobs made later than ON_TIME_MS after their tick."""
+    return [(tick_of(j), j["createTime"] - tick_of(j)) for j in jobs
+            if j["createTime"] - tick_of(j) >= ON_TIME_MS]
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -123,8 +131,7 @@ def test_two_gateways_and_a_restart_make_one_job_per_tick(tmp_path: Path, databa
     assert ticks == list(range(first_tick, ticks[-1] + 1, TICK_MS)), "a tick made no job"
     assert ticks[-1] >= first_tick + 18_000
     # Each job was made on time (schedulers wake at the tick), by the schedule, as the schedule.
-    assert all(j["createTime"] - tick_of(j) < ON_TIME_MS for j in jobs), [
-        j["createTime"] - tick_of(j) for j in jobs]
+    assert late(jobs) == []
     assert {(j["source"], j["submitter"], j["schedule"]) for j in jobs} == {
         ("Schedule", "schedule:every2s", "every2s")}
 
@@ -152,8 +159,7 @@ def test_ticks_missed_while_every_gateway_was_down(tmp_path: Path, database_url:
     # count: under overlap "queue" a slow first run holds the next tick and skips the one
     # after, and the two schedules' first runs need not take as long.)
     assert skip and all(tick_of(j) >= restarting - TICK_MS for j in skip)
-    assert all(j["createTime"] - tick_of(j) < ON_TIME_MS for j in skip), [
-        j["createTime"] - tick_of(j) for j in skip]
+    assert late(skip) == []
     ticks = made_for(database_url, ("once", "skip"), stopped - TICK_MS, cutoff)
     first_on_time = min(ticks[j["jobId"]] for j in skip)
     missed = [j for j in once if ticks[j["jobId"]] < first_on_time]
