@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import psycopg
 import pyspark
 from psycopg import sql
@@ -144,23 +145,13 @@ def _drop_abandoned(conn: psycopg.Connection) -> None:
         " WHERE datname LIKE 'sparkgate\\_bench\\_%'").fetchall()
     for name, comment in rows:
         owner = _OWNER_PATTERN.fullmatch(comment or "")
-        if owner is None or owner[1] != socket.gethostname() or _alive(int(owner[2])):
+        if owner is None or owner[1] != socket.gethostname() or psutil.pid_exists(int(owner[2])):
             continue
         try:  # without FORCE: a database someone is still connected to stays
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         except psycopg.errors.ObjectInUse:
             continue
         logging.getLogger("bench").info("dropped %s, left by %s", name, comment)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- sparkgate ---------------------------------------------------------------------------------
